@@ -1,0 +1,3 @@
+"""A real-time, fully local voice assistant."""
+
+__version__ = "0.1.0"

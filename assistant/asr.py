@@ -1,0 +1,167 @@
+"""Speech recognition with faster-whisper, working while the user speaks.
+
+Three moments per turn:
+- while speaking, a partial transcript every ``partial_interval_ms`` of new audio (for the live view);
+- at the first pause, a speculative transcript of the audio so far: if the user does not go on, it
+  *is* the final transcript, ready the moment the VAD's hangover ends instead of ~0.5 s later;
+- at the end of speech, the final transcript (reusing the speculation when no speech followed it).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from assistant.audio.convert import PIPELINE_RATE, int16_to_float
+from assistant.config import AsrConfig
+from assistant.messages import AudioChunk, End, Message, SpeechEnded, SpeechPaused, SpeechStarted, Transcript
+from assistant.stage import Stage, StageContext
+
+log = logging.getLogger(__name__)
+
+END_PAD_S = 0.2  # audio kept after the last voiced frame: Whisper drops word endings without it
+# Partial and speculative passes only pay off when the stage keeps up with the audio; when input is
+# queued (a fast file replay, or a busy machine) they would only delay the final transcript.
+CAUGHT_UP_S = 0.15
+SPECULATE_WITHIN_S = 0.3  # a pause seen later than this is likely already past the hangover
+
+
+class Recognizer(Protocol):
+    def transcribe(self, pcm: np.ndarray) -> str: ...
+
+    def warm_up(self) -> None: ...
+
+
+class WhisperEngine:
+    """A faster-whisper model with the options this assistant uses."""
+
+    def __init__(self, model_dir: Path, cfg: AsrConfig) -> None:
+        from faster_whisper import WhisperModel
+
+        device = cfg.device
+        if device == "auto":
+            device = "cuda" if _cuda_available() else "cpu"
+        self.cfg = cfg
+        self.model = WhisperModel(
+            str(model_dir), device=device, compute_type=cfg.compute_type, cpu_threads=cfg.cpu_threads
+        )
+
+    def transcribe(self, pcm: np.ndarray) -> str:
+        if len(pcm) == 0:
+            return ""
+        segments, _info = self.model.transcribe(
+            int16_to_float(pcm),
+            beam_size=self.cfg.beam_size,
+            language=self.cfg.language,
+            condition_on_previous_text=False,
+            without_timestamps=True,
+            vad_filter=False,
+        )
+        # the generator does the work lazily: consume it here, on this thread
+        return " ".join(s.text.strip() for s in segments).strip()
+
+    def warm_up(self) -> None:
+        self.transcribe(np.zeros(PIPELINE_RATE // 2, dtype=np.int16))
+
+
+@dataclass
+class _Turn:
+    number: int
+    chunks: list[np.ndarray]
+    samples: int = 0
+    t_input_start: float = 0.0
+    partial_at: int = 0  # samples covered by the last partial
+    spec_text: str | None = None
+    spec_until: float = -1.0  # input time up to which the speculation heard speech
+
+
+class AsrStage(Stage):
+    name = "asr"
+
+    def __init__(
+        self, cfg: AsrConfig, model_dir: Path | None = None, engine: Recognizer | None = None
+    ) -> None:
+        self.cfg = cfg
+        self.model_dir = model_dir
+        self.engine = engine  # injected in tests; loaded in setup otherwise
+        self._turn: _Turn | None = None
+
+    def setup(self, ctx: StageContext) -> None:
+        super().setup(ctx)
+        if self.engine is None:
+            assert self.model_dir is not None
+            self.engine = WhisperEngine(self.model_dir, self.cfg)
+        self.engine.warm_up()
+
+    def process(self, msg: Message) -> Iterator[Message]:
+        if isinstance(msg, SpeechStarted):
+            self._turn = _Turn(msg.turn, [], t_input_start=msg.t_input)
+        elif isinstance(msg, AudioChunk) and self._turn is not None and msg.turn == self._turn.number:
+            self._turn.chunks.append(msg.pcm)
+            self._turn.samples += len(msg.pcm)
+            if _caught_up(msg):
+                yield from self._maybe_partial()
+        elif (
+            isinstance(msg, SpeechPaused)
+            and self._turn is not None
+            and self.cfg.speculative
+            and _caught_up(msg, SPECULATE_WITHIN_S)
+        ):
+            turn = self._turn
+            turn.spec_text = self._transcribe(turn.samples)
+            turn.spec_until = msg.t_input
+            self.ctx.events.emit("transcript_speculative", turn.number, text=turn.spec_text)
+        elif isinstance(msg, SpeechEnded) and self._turn is not None:
+            yield self._final(msg)
+        elif isinstance(msg, End):
+            self._turn = None
+
+    def _maybe_partial(self) -> Iterator[Message]:
+        turn = self._turn
+        interval = self.cfg.partial_interval_ms * PIPELINE_RATE // 1000
+        if turn is None or interval <= 0 or turn.samples - turn.partial_at < interval:
+            return
+        turn.partial_at = turn.samples
+        text = self._transcribe(turn.samples)
+        self.ctx.events.emit("transcript_partial", turn.number, text=text)
+        yield Transcript(turn.number, text, final=False, ended=None, t=time.monotonic())
+
+    def _final(self, ended: SpeechEnded) -> Transcript:
+        turn = self._turn
+        assert turn is not None
+        self._turn = None
+        # the speculation stands if it already covered the last voiced frame
+        reused = turn.spec_text is not None and turn.spec_until >= ended.t_input
+        if reused:
+            text = turn.spec_text or ""
+        else:
+            keep = int((ended.t_input - turn.t_input_start + END_PAD_S) * PIPELINE_RATE)
+            text = self._transcribe(min(turn.samples, max(keep, 0)), turn)
+        now = time.monotonic()
+        self.ctx.events.emit("transcript_final", turn.number, t=now, text=text, speculative=reused)
+        return Transcript(turn.number, text, final=True, ended=ended, t=now)
+
+    def _transcribe(self, samples: int, turn: _Turn | None = None) -> str:
+        turn = turn or self._turn
+        assert self.engine is not None and turn is not None
+        audio = np.concatenate(turn.chunks)[:samples] if turn.chunks else np.zeros(0, np.int16)
+        return self.engine.transcribe(audio)
+
+
+def _caught_up(msg: AudioChunk | SpeechPaused, within_s: float = CAUGHT_UP_S) -> bool:
+    return time.monotonic() - msg.t_arrival < within_s
+
+
+def _cuda_available() -> bool:
+    try:
+        import ctranslate2
+
+        return ctranslate2.get_cuda_device_count() > 0
+    except Exception:
+        return False

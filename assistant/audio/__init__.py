@@ -1,0 +1,1 @@
+"""Audio sources and sinks: the test seam between the pipeline and the outside world."""

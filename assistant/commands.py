@@ -1,0 +1,178 @@
+"""The CLI's commands: each takes the loaded config and the parsed arguments, returns an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+import soundfile as sf
+
+from assistant import app
+from assistant.audio.file_source import FileSource
+from assistant.audio.sinks import AudioSink, SpeakerSink, TimelineWavSink
+from assistant.cli import BUNDLED_QUESTION, dump_json
+from assistant.config import Config, config_to_dict
+from assistant.events import EventBus, EventLog
+from assistant.modelstore import format_status
+from assistant.pipeline import Pipeline
+from assistant.report import build_turns, summarize, turns_as_dicts
+from assistant.ui import ConsoleView
+
+log = logging.getLogger(__name__)
+
+
+def respond(cfg: Config, args: argparse.Namespace) -> int:
+    path = args.input or BUNDLED_QUESTION
+    source = FileSource(
+        path, realtime=not args.fast, frame_ms=cfg.audio.frame_ms, tail_silence_s=_tail_s(cfg)
+    )
+    events, event_log = _events(args)
+    sinks: list[AudioSink] = [TimelineWavSink(args.out, min_duration_s=source.duration_s)]
+    speaker = _speaker(cfg, args)
+    if speaker is not None:
+        sinks.append(speaker)
+    _say(args, f"Loading models ({cfg.asr.model}, {cfg.llm.model}, {cfg.tts.voice})...")
+    pipeline = app.conversation_pipeline(cfg, source, sinks, events, progress=lambda m: _say(args, m))
+    mode = "fast" if args.fast else "realtime"
+    _run(pipeline, args, f"Answering {path} ({source.duration_s:.1f} s, {mode})")
+    turns = build_turns(event_log.events)
+    summary = summarize(turns)
+    print(_table(turns))
+    print(f"reply audio: {args.out}")
+    if args.report:
+        dump_json(
+            {
+                "input": str(path),
+                "mode": mode,
+                "input_duration_s": round(source.duration_s, 3),
+                "models": {"asr": cfg.asr.model, "llm": cfg.llm.model, "tts": cfg.tts.voice},
+                "config": config_to_dict(cfg),
+                "turns": turns_as_dicts(turns),
+                "summary_ms": summary,
+            },
+            args.report,
+        )
+        print(f"report: {args.report}")
+    return 0
+
+
+def transcribe(cfg: Config, args: argparse.Namespace) -> int:
+    source = FileSource(
+        args.input, realtime=args.realtime, frame_ms=cfg.audio.frame_ms, tail_silence_s=_tail_s(cfg)
+    )
+    events, event_log = _events(args)
+    pipeline = app.transcription_pipeline(cfg, source, events)
+    _run(pipeline, args, f"Transcribing {args.input}")
+    turns = [
+        {"turn": t.turn, "start_s": t.start_s, "end_s": t.end_s, "text": t.transcript}
+        for t in build_turns(event_log.events)
+    ]
+    if args.json:
+        dump_json(turns, None)
+    else:
+        for t in turns:
+            print(f"[{t['start_s']:7.2f} - {t['end_s']:7.2f}] {t['text']}")
+    return 0
+
+
+def say(cfg: Config, args: argparse.Namespace) -> int:
+    from assistant.tts import PiperEngine
+
+    model, config = app.model_store(cfg).voice_paths(cfg.tts.voice)
+    engine = PiperEngine(model, config, cfg.tts)
+    start = time.monotonic()
+    audio = engine.synthesize_all(args.text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(args.out), audio, engine.sample_rate, subtype="PCM_16")
+    print(
+        f"wrote {args.out}: {len(audio) / engine.sample_rate:.2f} s of speech in {time.monotonic() - start:.2f} s"
+    )
+    return 0
+
+
+def models(cfg: Config, args: argparse.Namespace) -> int:
+    store = app.model_store(cfg)
+    if args.prepare:
+        store.prepare(progress=lambda m: _say(args, m), verify=True)
+    statuses = store.status(verify=args.verify and not args.prepare)
+    print(format_status(statuses))
+    missing = [s for s in statuses if s.default and s.state != "ready"]
+    return 2 if missing else 0
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+
+def _tail_s(cfg: Config) -> float:
+    """Silence fed after the recording so a turn ending at the very end closes like any other."""
+    return cfg.vad.hangover_ms / 1000 + 0.3
+
+
+def _events(args: argparse.Namespace) -> tuple[EventBus, EventLog]:
+    events, event_log = EventBus(), EventLog()
+    events.subscribe(event_log)
+    if not args.quiet:
+        events.subscribe(ConsoleView())
+    return events, event_log
+
+
+def _speaker(cfg: Config, args: argparse.Namespace) -> SpeakerSink | None:
+    play = args.play or cfg.audio.play
+    if play == "never" or (play == "auto" and args.fast):
+        return None
+    try:
+        return SpeakerSink(cfg.audio.output_device)
+    except Exception as exc:  # no sound card, no server: the WAV is still written
+        if play == "always":
+            raise
+        log.info("no speaker available (%s); writing the WAV only", exc)
+        return None
+
+
+def _run(pipeline: Pipeline, args: argparse.Namespace, what: str) -> None:
+    start = time.monotonic()
+    try:
+        pipeline.setup()
+        _say(args, f"Models ready in {time.monotonic() - start:.1f} s. {what}...")
+        pipeline.start()
+        pipeline.wait()
+    finally:
+        pipeline.stop()
+
+
+def _say(args: argparse.Namespace, message: str) -> None:
+    if not args.quiet:
+        print(message, file=sys.stderr, flush=True)
+
+
+def _table(turns: list) -> str:
+    if not turns:
+        return "No speech found in the recording."
+    rows = [("turn", "speech", "heard", "answered", "asr", "1st token", "1st audio")]
+    for t in turns:
+        lat = t.latency_ms
+        rows.append(
+            (
+                str(t.turn),
+                f"{t.start_s:.2f}-{t.end_s:.2f}s",
+                _clip(t.transcript),
+                _clip(t.reply + (f" [{t.fallback_kind}]" if t.fallback else "")),
+                _fmt(lat.get("asr_final")),
+                _fmt(lat.get("llm_first_token")),
+                _fmt(lat.get("first_audio")),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines) + "\n(latencies in ms from the end of user speech)"
+
+
+def _fmt(ms: float | None) -> str:
+    return "-" if ms is None else f"{ms:.0f} ms"
+
+
+def _clip(text: str, width: int = 48) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"

@@ -1,0 +1,109 @@
+"""Small typed messages that travel between stages.
+
+Every message carries the user turn it belongs to, so a cancelled turn's messages can be dropped
+wherever they stand (see turn.py). Times are on one clock, ``time.monotonic()``; ``t_input`` values
+are positions on the input recording's own timeline, in seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class AudioChunk:
+    """A block of mono 16-bit PCM at the pipeline rate.
+
+    ``t_input`` is where the block starts on the input timeline; ``t_arrival`` is when it became
+    available to the pipeline (for a real-time source: when its last sample was "heard").
+    """
+
+    turn: int
+    pcm: np.ndarray = field(repr=False)  # int16, mono
+    sample_rate: int
+    t_input: float
+    t_arrival: float
+
+    @property
+    def duration(self) -> float:
+        return len(self.pcm) / self.sample_rate
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    turn: int
+    t_input: float  # onset of speech on the input timeline
+    t_arrival: float
+
+
+@dataclass(frozen=True)
+class SpeechPaused:
+    """The user stopped voicing, but the hangover has not yet decided the turn is over.
+
+    Stages may start speculative work on the audio so far; it is dropped if speech resumes.
+    """
+
+    turn: int
+    t_input: float
+    t_arrival: float
+
+
+@dataclass(frozen=True)
+class SpeechEnded:
+    """End of a user turn. ``t_input``/``t_arrival`` are those of the *last voiced frame*, not of the
+    moment the VAD decided: every latency is measured from here, so hangover time counts honestly."""
+
+    turn: int
+    t_input: float
+    t_arrival: float
+    t_decided: float  # when the VAD's hangover ran out
+
+
+@dataclass(frozen=True)
+class Transcript:
+    turn: int
+    text: str
+    final: bool
+    ended: SpeechEnded | None  # the turn's end of speech (None for partials)
+    t: float  # when this transcript was produced
+
+
+@dataclass(frozen=True)
+class ReplyText:
+    """One speakable clause of the reply; ``final`` marks the turn's last one (text may be empty)."""
+
+    turn: int
+    text: str
+    final: bool
+    ended: SpeechEnded
+    t: float
+    source: str = "llm"  # "llm", or the fallback kind that produced it
+
+
+@dataclass(frozen=True)
+class SpeechAudio:
+    """Synthesised speech for one clause (mono int16 at ``sample_rate``)."""
+
+    turn: int
+    pcm: np.ndarray = field(repr=False)
+    sample_rate: int
+    text: str
+    final: bool
+    ended: SpeechEnded
+    t: float
+
+    @property
+    def duration(self) -> float:
+        return len(self.pcm) / self.sample_rate
+
+
+@dataclass(frozen=True)
+class End:
+    """The input is exhausted: each stage flushes, forwards this and exits."""
+
+    turn: int = -1
+
+
+Message = AudioChunk | SpeechStarted | SpeechPaused | SpeechEnded | Transcript | ReplyText | SpeechAudio | End

@@ -1,0 +1,76 @@
+"""Text to speech with piper: each reply clause becomes audio as soon as it arrives."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from assistant.config import TtsConfig
+from assistant.messages import Message, ReplyText, SpeechAudio
+from assistant.stage import Stage, StageContext
+
+log = logging.getLogger(__name__)
+
+
+class Synthesizer(Protocol):
+    sample_rate: int
+
+    def synthesize(self, text: str) -> Iterator[np.ndarray]: ...
+
+    def synthesize_all(self, text: str) -> np.ndarray: ...
+
+
+class PiperEngine:
+    def __init__(self, model: Path, config: Path, cfg: TtsConfig) -> None:
+        from piper import PiperVoice, SynthesisConfig
+
+        self.voice = PiperVoice.load(str(model), config_path=str(config))
+        self.sample_rate = int(self.voice.config.sample_rate)
+        self._syn = SynthesisConfig(length_scale=cfg.length_scale)
+        self._gap = np.zeros(int(cfg.sentence_silence_s * self.sample_rate), dtype=np.int16)
+
+    def synthesize(self, text: str) -> Iterator[np.ndarray]:
+        """Yield int16 audio, one piece per sentence piper finds in ``text``."""
+        for chunk in self.voice.synthesize(text, syn_config=self._syn):
+            audio = chunk.audio_int16_array
+            yield np.concatenate([audio, self._gap]) if len(self._gap) else audio
+
+    def synthesize_all(self, text: str) -> np.ndarray:
+        pieces = list(self.synthesize(text))
+        return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int16)
+
+
+class TtsStage(Stage):
+    name = "tts"
+
+    def __init__(
+        self, cfg: TtsConfig, voice: tuple[Path, Path] | None = None, engine: Synthesizer | None = None
+    ):
+        self.cfg = cfg
+        self.voice = voice  # (model.onnx, model.onnx.json)
+        self.engine = engine  # injected in tests; loaded in setup otherwise
+
+    def setup(self, ctx: StageContext) -> None:
+        super().setup(ctx)
+        if self.engine is None:
+            assert self.voice is not None
+            self.engine = PiperEngine(*self.voice, self.cfg)
+        self.engine.synthesize_all("Ready.")  # warm-up: the first call pays onnxruntime's set-up
+
+    def process(self, msg: Message) -> Iterator[Message]:
+        if not isinstance(msg, ReplyText):
+            return
+        assert self.engine is not None
+        rate = self.engine.sample_rate
+        if msg.text:
+            for audio in self.engine.synthesize(msg.text):
+                if self.ctx.scope.is_stale(msg.turn):
+                    return
+                yield SpeechAudio(msg.turn, audio, rate, msg.text, False, msg.ended, time.monotonic())
+        if msg.final:
+            yield SpeechAudio(msg.turn, np.zeros(0, np.int16), rate, "", True, msg.ended, time.monotonic())

