@@ -8,9 +8,13 @@ from collections.abc import Callable, Sequence
 from assistant.asr import AsrStage
 from assistant.audio.sinks import AudioSink, PlaybackStage
 from assistant.config import Config
+from assistant.deadline import DeadlineResponder
 from assistant.events import EventBus
+from assistant.fastpath import FastPathResponder
+from assistant.llm_responder import LlmResponder
 from assistant.modelstore import ModelStore
 from assistant.pipeline import AudioSource, Pipeline
+from assistant.replies import Responder
 from assistant.responder import ResponderStage
 from assistant.stage import Stage
 from assistant.tts import TtsStage
@@ -30,13 +34,33 @@ def listening_stages(cfg: Config, store: ModelStore) -> list[Stage]:
     return [VadStage(cfg.vad, cfg.audio.frame_ms), AsrStage(cfg.asr, store.asr_path(cfg.asr.model))]
 
 
+def responder(cfg: Config, store: ModelStore, progress: Progress) -> Responder:
+    """The LLM, behind the fast path, behind the deadline fallback: each looks like what it wraps."""
+    llm = LlmResponder(cfg.llm, store.llm_path(cfg.llm.model, progress=progress))
+    return DeadlineResponder(FastPathResponder(llm), cfg.deadline)
+
+
+def fallback_phrases(cfg: Config) -> tuple[str, ...]:
+    """What the deadline may say at once: TTS synthesises these at start-up."""
+    d = cfg.deadline
+    return (d.acknowledgement, d.apology_timeout, d.apology_error)
+
+
 def speaking_stages(
-    cfg: Config, store: ModelStore, sinks: Sequence[AudioSink], progress: Progress
+    cfg: Config,
+    store: ModelStore,
+    sinks: Sequence[AudioSink],
+    progress: Progress,
+    answerer: Responder | None = None,
 ) -> list[Stage]:
     """Responder + TTS + playback: transcripts in, audio out."""
-    llm_dir = store.llm_path(cfg.llm.model, progress=progress)
-    voice, voice_config = store.voice_paths(cfg.tts.voice)
-    return [ResponderStage(cfg.llm, llm_dir), TtsStage(cfg.tts, (voice, voice_config)), PlaybackStage(sinks)]
+    return [
+        ResponderStage(
+            answerer or responder(cfg, store, progress), cfg.llm.system_prompt, cfg.llm.speculative
+        ),
+        TtsStage(cfg.tts, store.voice_paths(cfg.tts.voice), prepared=fallback_phrases(cfg)),
+        PlaybackStage(sinks),
+    ]
 
 
 def conversation_pipeline(

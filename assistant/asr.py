@@ -20,7 +20,16 @@ import numpy as np
 
 from assistant.audio.convert import PIPELINE_RATE, int16_to_float
 from assistant.config import AsrConfig
-from assistant.messages import AudioChunk, End, Message, SpeechEnded, SpeechPaused, SpeechStarted, Transcript
+from assistant.messages import (
+    AudioChunk,
+    End,
+    Message,
+    SpeechEnded,
+    SpeechPaused,
+    SpeechResumed,
+    SpeechStarted,
+    Transcript,
+)
 from assistant.stage import Stage, StageContext
 
 log = logging.getLogger(__name__)
@@ -117,6 +126,10 @@ class AsrStage(Stage):
             turn.spec_text = self._transcribe(turn.samples)
             turn.spec_until = msg.t_input
             self.ctx.events.emit("transcript_speculative", turn.number, text=turn.spec_text)
+            # downstream may start answering; a SpeechResumed or a different final text voids it
+            yield Transcript(turn.number, turn.spec_text, False, None, time.monotonic(), speculative=True)
+        elif isinstance(msg, SpeechResumed):
+            yield msg
         elif isinstance(msg, SpeechEnded) and self._turn is not None:
             yield self._final(msg)
         elif isinstance(msg, End):

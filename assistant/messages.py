@@ -51,6 +51,15 @@ class SpeechPaused:
 
 
 @dataclass(frozen=True)
+class SpeechResumed:
+    """Voice again after a ``SpeechPaused``: speculative work on the earlier audio is void."""
+
+    turn: int
+    t_input: float
+    t_arrival: float
+
+
+@dataclass(frozen=True)
 class SpeechEnded:
     """End of a user turn. ``t_input``/``t_arrival`` are those of the *last voiced frame*, not of the
     moment the VAD decided: every latency is measured from here, so hangover time counts honestly."""
@@ -68,6 +77,7 @@ class Transcript:
     final: bool
     ended: SpeechEnded | None  # the turn's end of speech (None for partials)
     t: float  # when this transcript was produced
+    speculative: bool = False  # made at a pause: the final one, unless the user goes on
 
 
 @dataclass(frozen=True)
@@ -93,6 +103,7 @@ class SpeechAudio:
     final: bool
     ended: SpeechEnded
     t: float
+    source: str = "llm"  # as in ReplyText
 
     @property
     def duration(self) -> float:
@@ -106,4 +117,14 @@ class End:
     turn: int = -1
 
 
-Message = AudioChunk | SpeechStarted | SpeechPaused | SpeechEnded | Transcript | ReplyText | SpeechAudio | End
+Message = (
+    AudioChunk
+    | SpeechStarted
+    | SpeechPaused
+    | SpeechResumed
+    | SpeechEnded
+    | Transcript
+    | ReplyText
+    | SpeechAudio
+    | End
+)

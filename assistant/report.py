@@ -17,7 +17,8 @@ LATENCY_EVENTS = {
     "transcript_final": "asr_final",
     "llm_first_token": "llm_first_token",
     "reply_clause": "first_clause",
-    "first_audio": "first_audio",
+    "first_audio": "first_audio",  # first sound of any kind (a deadline acknowledgement included)
+    "answer_audio": "answer_audio",  # first sound of the answer itself
     "reply_done": "reply_done",
 }
 
@@ -38,7 +39,7 @@ class TurnRecord:
 def build_turns(events: list[Event]) -> list[TurnRecord]:
     turns: dict[int, TurnRecord] = {}
     speech_end: dict[int, float] = {}
-    for e in sorted(events, key=lambda e: e.t):
+    for e in events:  # emission order: causal within a turn (times may be backdated)
         if e.kind == "speech_started":
             turns[e.turn] = TurnRecord(e.turn, start_s=round(e.data["t_input"], 3))
         record = turns.get(e.turn)

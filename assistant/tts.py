@@ -49,11 +49,19 @@ class TtsStage(Stage):
     name = "tts"
 
     def __init__(
-        self, cfg: TtsConfig, voice: tuple[Path, Path] | None = None, engine: Synthesizer | None = None
-    ):
+        self,
+        cfg: TtsConfig,
+        voice: tuple[Path, Path] | None = None,
+        engine: Synthesizer | None = None,
+        prepared: tuple[str, ...] = (),
+    ) -> None:
         self.cfg = cfg
         self.voice = voice  # (model.onnx, model.onnx.json)
         self.engine = engine  # injected in tests; loaded in setup otherwise
+        # phrases that must sound at once (the deadline's acknowledgement, apologies): synthesised
+        # at start-up, so speaking them costs no TTS time
+        self.prepared_phrases = prepared
+        self._prepared: dict[str, list[np.ndarray]] = {}
 
     def setup(self, ctx: StageContext) -> None:
         super().setup(ctx)
@@ -61,6 +69,7 @@ class TtsStage(Stage):
             assert self.voice is not None
             self.engine = PiperEngine(*self.voice, self.cfg)
         self.engine.synthesize_all("Ready.")  # warm-up: the first call pays onnxruntime's set-up
+        self._prepared = {text: list(self.engine.synthesize(text)) for text in self.prepared_phrases}
 
     def process(self, msg: Message) -> Iterator[Message]:
         if not isinstance(msg, ReplyText):
@@ -68,9 +77,12 @@ class TtsStage(Stage):
         assert self.engine is not None
         rate = self.engine.sample_rate
         if msg.text:
-            for audio in self.engine.synthesize(msg.text):
+            pieces = self._prepared.get(msg.text) or self.engine.synthesize(msg.text)
+            for audio in pieces:
                 if self.ctx.scope.is_stale(msg.turn):
                     return
-                yield SpeechAudio(msg.turn, audio, rate, msg.text, False, msg.ended, time.monotonic())
+                yield SpeechAudio(
+                    msg.turn, audio, rate, msg.text, False, msg.ended, time.monotonic(), msg.source
+                )
         if msg.final:
             yield SpeechAudio(msg.turn, np.zeros(0, np.int16), rate, "", True, msg.ended, time.monotonic())

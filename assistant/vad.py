@@ -18,7 +18,15 @@ import webrtcvad
 
 from assistant.audio.convert import PIPELINE_RATE
 from assistant.config import VadConfig
-from assistant.messages import AudioChunk, End, Message, SpeechEnded, SpeechPaused, SpeechStarted
+from assistant.messages import (
+    AudioChunk,
+    End,
+    Message,
+    SpeechEnded,
+    SpeechPaused,
+    SpeechResumed,
+    SpeechStarted,
+)
 from assistant.stage import Stage
 
 log = logging.getLogger(__name__)
@@ -80,6 +88,7 @@ class VadStage(Stage):
                 self._voiced_ms, self._silence_ms = self._run_ms, 0
                 self._last_voiced = frame
             return
+        resumed = voiced and self._paused
         if voiced:
             self._voiced_ms += self.frame_ms
             self._silence_ms = 0
@@ -94,6 +103,8 @@ class VadStage(Stage):
             elif self._voiced_ms >= max(self.cfg.min_speech_ms, self.cfg.onset_ms):
                 yield from self._start()
             return
+        if resumed:
+            yield SpeechResumed(self._turn, frame.t_input, frame.t_arrival)
         yield AudioChunk(self._turn, frame.pcm, PIPELINE_RATE, frame.t_input, frame.t_arrival)
         if not voiced and not self._paused and self._silence_ms >= PAUSE_MS:
             self._paused = True

@@ -16,7 +16,10 @@ from assistant.asr import AsrStage
 from assistant.audio.file_source import FileSource
 from assistant.audio.sinks import ListSink, PlaybackStage
 from assistant.config import Config
+from assistant.deadline import DeadlineResponder
 from assistant.events import EventBus, EventLog
+from assistant.fastpath import FastPathResponder
+from assistant.llm_responder import LlmResponder
 from assistant.messages import End, Message, ReplyText, SpeechEnded
 from assistant.pipeline import Pipeline, PipelineError
 from assistant.report import build_turns
@@ -30,6 +33,10 @@ from tests.fakes import FakeLlm, FakeRecognizer, FakeSynth
 SAMPLES = Path(__file__).resolve().parent.parent / "assistant" / "samples"
 
 
+def responder_chain(cfg: Config, llm: FakeLlm) -> DeadlineResponder:
+    return DeadlineResponder(FastPathResponder(LlmResponder(cfg.llm, engine=llm)), cfg.deadline)
+
+
 def fake_pipeline(cfg: Config, path: Path, llm: FakeLlm | None = None, extra: list[Stage] | None = None):
     events, log = EventBus(), EventLog()
     events.subscribe(log)
@@ -38,7 +45,7 @@ def fake_pipeline(cfg: Config, path: Path, llm: FakeLlm | None = None, extra: li
         VadStage(cfg.vad, cfg.audio.frame_ms),
         AsrStage(cfg.asr, engine=FakeRecognizer()),
         *(extra or []),
-        ResponderStage(cfg.llm, engine=llm or FakeLlm()),
+        ResponderStage(responder_chain(cfg, llm or FakeLlm()), cfg.llm.system_prompt),
         TtsStage(cfg.tts, engine=FakeSynth()),
         PlaybackStage([sink]),
     ]

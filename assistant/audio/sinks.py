@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -23,6 +23,8 @@ from assistant.messages import End, Message, SpeechAudio
 from assistant.stage import Stage
 
 log = logging.getLogger(__name__)
+
+ANSWER_SOURCES = ("llm", "fastpath")  # audio that is the answer itself, not a fallback filler
 
 
 class AudioSink(Protocol):
@@ -37,7 +39,12 @@ class PlaybackStage(Stage):
     def __init__(self, sinks: Sequence[AudioSink]) -> None:
         self.sinks = list(sinks)
         self._busy_until = 0.0  # wall time at which the speaker falls silent
-        self._started: set[int] = set()
+        self._started: set[int] = set()  # turns whose first sound (of any kind) has played
+        self._answered: set[int] = set()  # turns whose answer itself has started
+
+    def interrupt(self) -> None:
+        """Barge-in: the speaker was cleared, so it is free now (the next reply starts at once)."""
+        self._busy_until = 0.0
 
     def process(self, msg: Message) -> Iterator[Message]:
         if isinstance(msg, End):
@@ -51,8 +58,13 @@ class PlaybackStage(Stage):
         at_input = msg.ended.t_input + (start - msg.ended.t_arrival)
         if msg.turn not in self._started:
             self._started.add(msg.turn)
-            self.ctx.events.emit("first_audio", msg.turn, t=start, at_input_s=at_input)
-        self.ctx.events.emit("audio_out", msg.turn, t=start, text=msg.text, duration_s=msg.duration)
+            self.ctx.events.emit("first_audio", msg.turn, t=start, at_input_s=at_input, source=msg.source)
+        if msg.source in ANSWER_SOURCES and msg.turn not in self._answered:
+            self._answered.add(msg.turn)
+            self.ctx.events.emit("answer_audio", msg.turn, t=start)
+        self.ctx.events.emit(
+            "audio_out", msg.turn, t=start, text=msg.text, duration_s=msg.duration, source=msg.source
+        )
         for sink in self.sinks:
             sink.write(msg.pcm, msg.sample_rate, at_input)
         yield from ()
@@ -112,26 +124,52 @@ class ListSink:
 
 
 class SpeakerSink:
-    """Plays through a sounddevice output stream; ``finish`` waits (bounded) for the buffer to drain."""
+    """Plays through a sounddevice output stream; ``finish`` waits (bounded) for the buffer to drain.
 
-    def __init__(self, device: str | int | None = None, block_s: float = 0.02) -> None:
-        import sounddevice as sd
+    For live use: ``clear`` drops what is not yet played (barge-in); ``on_played`` receives every
+    block as it goes to the device, silence included (the echo canceller's reference);
+    ``reopen_if_lost`` brings the stream back after the device went away.
+    """
 
-        info = sd.query_devices(device, "output")
-        self.rate = int(info["default_samplerate"])
+    def __init__(
+        self,
+        device: str | int | None = None,
+        block_s: float = 0.02,
+        on_played: Callable[[np.ndarray, int], None] | None = None,
+        latency: str | float = "high",
+    ) -> None:
+        self.device = device
+        self.block_s = block_s
+        self.on_played = on_played
+        self.latency = latency  # "low" for live use: what is in the device cannot be taken back
         self._buffer: deque[np.ndarray] = deque()
         self._lock = threading.Lock()
         self._resamplers: dict[int, StreamResampler] = {}
-        self._stream = sd.OutputStream(
-            samplerate=self.rate,
-            channels=1,
-            dtype="float32",
-            device=device,
-            blocksize=int(self.rate * block_s),
-            callback=self._callback,
-        )
-        self._stream.start()
+        self._stream = self._open()
+
+    def _open(self):  # type: ignore[no-untyped-def]
+        import sounddevice as sd
+
+        from assistant.audio.devices import explain
+
+        try:
+            info = sd.query_devices(self.device, "output")
+            self.rate = int(info["default_samplerate"])
+            self._resamplers.clear()  # a reopened device may run at another rate
+            stream = sd.OutputStream(
+                samplerate=self.rate,
+                channels=1,
+                dtype="float32",
+                device=self.device,
+                blocksize=int(self.rate * self.block_s),
+                latency=self.latency,
+                callback=self._callback,
+            )
+            stream.start()
+        except Exception as exc:
+            raise explain(exc, "output", self.device) from exc
         log.info("playing through %s at %d Hz", info["name"], self.rate)
+        return stream
 
     def write(self, pcm: np.ndarray, sample_rate: int, at_input_s: float) -> None:
         resampler = self._resamplers.setdefault(sample_rate, StreamResampler(sample_rate, self.rate))
@@ -139,22 +177,51 @@ class SpeakerSink:
         with self._lock:
             self._buffer.append(audio.astype(np.float32))
 
-    def clear(self) -> None:
-        """Drop everything not yet played (barge-in)."""
+    def clear(self) -> float:
+        """Drop everything not yet played (barge-in); returns the seconds dropped."""
         with self._lock:
+            dropped = sum(len(b) for b in self._buffer) / self.rate
             self._buffer.clear()
+        return dropped
 
     def pending_s(self) -> float:
         with self._lock:
             return sum(len(b) for b in self._buffer) / self.rate
+
+    def healthy(self) -> bool:
+        return self._stream is not None and self._stream.active
+
+    def reopen_if_lost(self) -> bool:
+        """Reopen a stream that stopped (device gone); True when the speaker is usable."""
+        if self.healthy():
+            return True
+        self.close()
+        try:
+            self._stream = self._open()
+        except Exception as exc:
+            log.debug("speaker still unavailable: %s", exc)
+            return False
+        return True
 
     def finish(self, max_wait_s: float = 60.0) -> None:
         end = time.monotonic() + max_wait_s
         while self.pending_s() > 0 and time.monotonic() < end:
             time.sleep(0.05)
         time.sleep(0.1)  # the last block is still in the device
-        self._stream.stop()
-        self._stream.close()
+        if self._stream is not None:
+            self._stream.stop()
+            self._stream.close()
+            self._stream = None
+
+    def close(self) -> None:
+        """Stop at once (Ctrl-C, a lost device): abort does not wait for the device buffer."""
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            try:
+                stream.abort()
+                stream.close()
+            except Exception:
+                log.debug("closing the speaker failed", exc_info=True)
 
     def _callback(self, out: np.ndarray, frames: int, _time, _status) -> None:  # type: ignore[no-untyped-def]
         filled = 0
@@ -169,3 +236,5 @@ class SpeakerSink:
                 else:
                     self._buffer[0] = head[n:]
         out[filled:, 0] = 0.0
+        if self.on_played is not None:
+            self.on_played(out[:, 0], self.rate)

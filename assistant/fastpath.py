@@ -1,0 +1,92 @@
+"""Answers that need no LLM: the time, the date, what the assistant can do.
+
+They are instant and always right, so they go before the LLM (a small model gets the time wrong),
+and the deadline wrapper can fall back on them too. Matching is deliberately narrow: a question that
+only mentions "time" in passing ("how much time does an egg take") goes to the LLM.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable
+
+from assistant.replies import ChatMessage, Clause, ReplyStream, Responder
+
+CAPABILITIES = (
+    "I can answer short questions, tell you the time and the date, and chat. "
+    "Just speak, and interrupt me whenever you like."
+)
+
+
+def _time(now: dt.datetime) -> str:
+    hour = now.hour % 12 or 12
+    suffix = "in the morning" if now.hour < 12 else "in the afternoon" if now.hour < 18 else "in the evening"
+    minutes = (
+        "o'clock" if now.minute == 0 else f"{now.minute:02d}" if now.minute >= 10 else f"oh {now.minute}"
+    )
+    return f"It's {hour} {minutes} {suffix}."
+
+
+def _date(now: dt.datetime) -> str:
+    return f"Today is {now:%A}, {now:%B} {now.day}, {now.year}."
+
+
+INTENTS: list[tuple[re.Pattern[str], Callable[[dt.datetime], str]]] = [
+    (
+        re.compile(
+            r"\bwhat(?:'s| is)? (?:the )?(?:current )?time\b|\bwhat time is it\b|\btell me the time\b"
+        ),
+        _time,
+    ),
+    (
+        re.compile(
+            r"\bwhat(?:'s| is)? (?:the |today's )?date\b|\bwhat day is (?:it|today)\b|\bwhich day is today\b"
+        ),
+        _date,
+    ),
+    (
+        re.compile(r"\bwhat can you do\b|\bwhat are you able to do\b|\bhow can you help\b|^help\b"),
+        lambda _now: CAPABILITIES,
+    ),
+    (
+        re.compile(r"\bwho are you\b|\bwhat(?:'s| is) your name\b"),
+        lambda _now: "I'm your local voice assistant. Everything I hear stays on this computer.",
+    ),
+]
+
+
+def quick_answer(text: str, now: dt.datetime | None = None) -> str | None:
+    """The fast answer to ``text``, or None when the LLM should answer."""
+    normalised = re.sub(r"[^\w' ]+", " ", text.lower()).strip()
+    for pattern, answer in INTENTS:
+        if pattern.search(normalised):
+            return answer(now or dt.datetime.now())
+    return None
+
+
+class FastPathResponder:
+    """Looks like the responder it wraps; answers the easy questions itself."""
+
+    def __init__(self, inner: Responder, clock: Callable[[], dt.datetime] = dt.datetime.now) -> None:
+        self.inner = inner
+        self.clock = clock
+
+    def setup(self) -> None:
+        self.inner.setup()
+
+    def prefetch(self, messages: list[ChatMessage] | None) -> None:
+        if messages is None or quick_answer(messages[-1]["content"]) is None:
+            self.inner.prefetch(messages)
+
+    def start(self, messages: list[ChatMessage], t_speech_end: float) -> ReplyStream:
+        answer = quick_answer(messages[-1]["content"], self.clock())
+        if answer is None:
+            return self.inner.start(messages, t_speech_end)
+        stream = ReplyStream()
+        stream.put(Clause(answer, "fastpath"))
+        stream.close()
+        return stream
+
+    def close(self) -> None:
+        self.inner.close()

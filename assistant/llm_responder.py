@@ -1,0 +1,91 @@
+"""The LLM as a Responder: generation on a worker thread, tokens grouped into speakable clauses.
+
+``prefetch`` starts generating on a speculative transcript while the VAD's hangover is still
+deciding whether the user has finished; ``start`` with the same conversation adopts that work, so
+the first clause may be ready the moment the turn ends. Any other conversation cancels it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from assistant.config import LlmConfig
+from assistant.llm import LlmEngine, TextStreamer
+from assistant.replies import ChatMessage, Clause, ReplyStream, produce
+from assistant.speakable import ClauseSplitter
+
+log = logging.getLogger(__name__)
+
+
+class LlmResponder:
+    def __init__(
+        self, cfg: LlmConfig, model_dir: Path | None = None, engine: TextStreamer | None = None
+    ) -> None:
+        self.cfg = cfg
+        self.model_dir = model_dir
+        self.engine = engine  # injected in tests; loaded in setup otherwise
+        self._lock = threading.Lock()
+        self._prefetched: tuple[tuple[tuple[str, str], ...], ReplyStream] | None = None
+
+    def setup(self) -> None:
+        if self.engine is None:
+            assert self.model_dir is not None
+            self.engine = LlmEngine(self.model_dir, self.cfg)
+        self.engine.warm_up()
+
+    def prefetch(self, messages: list[ChatMessage] | None) -> None:
+        with self._lock:
+            key = _key(messages) if messages else None
+            if self._prefetched and self._prefetched[0] == key:
+                return
+            self._drop_prefetch()
+            if messages:
+                self._prefetched = (key, self._generate(messages))  # type: ignore[assignment]
+
+    def start(self, messages: list[ChatMessage], t_speech_end: float) -> ReplyStream:
+        with self._lock:
+            if self._prefetched and self._prefetched[0] == _key(messages):
+                stream = self._prefetched[1]
+                self._prefetched = None
+                stream.adopted = True  # type: ignore[attr-defined]
+                return stream
+            self._drop_prefetch()
+            return self._generate(messages)
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop_prefetch()
+
+    def _drop_prefetch(self) -> None:
+        if self._prefetched:
+            self._prefetched[1].cancel()
+            self._prefetched = None
+
+    def _generate(self, messages: list[ChatMessage]) -> ReplyStream:
+        engine = self.engine
+        assert engine is not None
+
+        def work(stream: ReplyStream) -> None:
+            splitter = ClauseSplitter()
+            said: set[str] = set()
+            for piece in engine.stream(messages, should_stop=stream.cancelled.is_set):
+                stream.first_token()
+                last_piece = "\n\n" in piece  # a second paragraph: small models start rambling there
+                for clause in splitter.feed(piece.split("\n\n")[0]):
+                    if clause.lower() in said:  # a loop ("I'm sorry. I'm sorry."): end the reply here
+                        return
+                    said.add(clause.lower())
+                    stream.put(Clause(clause))
+                if last_piece:
+                    break
+            rest = splitter.flush()
+            if rest and rest.lower() not in said and not stream.cancelled.is_set():
+                stream.put(Clause(rest))
+
+        return produce(ReplyStream(), work, "llm")
+
+
+def _key(messages: list[ChatMessage]) -> tuple[tuple[str, str], ...]:
+    return tuple((m["role"], m["content"]) for m in messages)

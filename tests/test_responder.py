@@ -1,0 +1,216 @@
+"""The responder: streaming clauses, the deadline fallback, the fast path, history and the prefix cache."""
+
+from __future__ import annotations
+
+import datetime as dt
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+
+import pytest
+
+from assistant.config import Config
+from assistant.deadline import DeadlineResponder
+from assistant.events import EventBus, EventLog
+from assistant.fastpath import FastPathResponder, quick_answer
+from assistant.llm_responder import LlmResponder
+from assistant.messages import End, Message, ReplyText, SpeechEnded, Transcript
+from assistant.responder import ResponderStage
+from assistant.stage import StageContext, run_stage
+from assistant.turn import TurnScope
+from tests.fakes import FakeLlm
+
+
+class RaisingLlm(FakeLlm):
+    """Fails on the turns listed in ``fail_on`` (1-based), works on the others."""
+
+    def __init__(self, fail_on: set[int]) -> None:
+        super().__init__()
+        self.fail_on = fail_on
+
+    def stream(self, messages, should_stop: Callable[[], bool] = lambda: False) -> Iterator[str]:  # type: ignore[no-untyped-def]
+        if len(self.prompts) + 1 in self.fail_on:
+            self.prompts.append(messages)
+            raise RuntimeError("CUDA out of memory (scripted)")
+        yield from super().stream(messages, should_stop)
+
+
+class HangingLlm(FakeLlm):
+    def stream(self, messages, should_stop: Callable[[], bool] = lambda: False) -> Iterator[str]:  # type: ignore[no-untyped-def]
+        while not should_stop():
+            time.sleep(0.01)
+        yield from ()
+
+
+def run_turns(
+    cfg: Config, llm: FakeLlm, questions: list[str], scope: TurnScope | None = None, **deadline: int
+) -> tuple[list[ReplyText], EventLog, ResponderStage]:
+    """Feed final transcripts (each 'ending' now) through a responder stage; collect its output."""
+    events, log = EventBus(), EventLog()
+    events.subscribe(log)
+    ctx = StageContext(scope or TurnScope(), events, threading.Event())
+    chain = DeadlineResponder(
+        FastPathResponder(LlmResponder(cfg.llm, engine=llm)), replace(cfg.deadline, **deadline)
+    )
+    stage = ResponderStage(chain, cfg.llm.system_prompt)
+    stage.setup(ctx)
+    inbox: queue.Queue[Message] = queue.Queue()
+    outbox: queue.Queue[Message] = queue.Queue()
+    thread = threading.Thread(target=run_stage, args=(stage, inbox, outbox, ctx, _fail), daemon=True)
+    thread.start()
+    for turn, text in enumerate(questions, 1):
+        now = time.monotonic()
+        ended = SpeechEnded(turn, float(turn), now, now)
+        events.emit("speech_ended", turn, t=now, t_input=float(turn), t_decided=now)
+        inbox.put(Transcript(turn, text, True, ended, now))
+        while True:  # one turn at a time, like a conversation
+            msg = outbox.get(timeout=30)
+            if isinstance(msg, ReplyText) and msg.final:
+                break
+    inbox.put(End())
+    thread.join(5)
+    replies = [e for e in log.events if e.kind == "reply_clause"]
+    return replies, log, stage  # type: ignore[return-value]
+
+
+def _fail(stage: str, exc: BaseException) -> None:
+    raise AssertionError(f"{stage} failed: {exc}")
+
+
+def since_end(log: EventLog, event_kind: str, turn: int, **match: str) -> float:
+    end = log.first("speech_ended", turn)
+    found = [
+        e
+        for e in log.events
+        if e.kind == event_kind and e.turn == turn and all(e.data.get(k) == v for k, v in match.items())
+    ]
+    assert end is not None and found, (event_kind, match)
+    return found[0].t - end.t
+
+
+def test_deadline_acknowledges_in_time_and_the_real_answer_follows(cfg: Config) -> None:
+    clauses, log, _ = run_turns(cfg, FakeLlm(ttft_s=1.0), ["Tell me something."], first_audio_ms=300)
+    assert [c.data["source"] for c in clauses][:2] == ["ack", "llm"]
+    assert clauses[0].data["text"] == cfg.deadline.acknowledgement
+    ack_at = since_end(log, "reply_clause", 1, source="ack")
+    assert 0.2 <= ack_at <= 0.6, f"acknowledged {ack_at * 1000:.0f} ms after the end of speech"
+    assert since_end(log, "reply_clause", 1, source="llm") >= 0.95
+    assert log.first("reply_done", 1).data["text"] == "Paris is the capital, of course. It is lovely."  # type: ignore[union-attr]
+
+
+def test_no_acknowledgement_when_the_answer_is_fast(cfg: Config) -> None:
+    clauses, _, _ = run_turns(cfg, FakeLlm(ttft_s=0.0), ["Tell me something."], first_audio_ms=500)
+    assert {c.data["source"] for c in clauses} == {"llm"}
+
+
+def test_a_raising_llm_gives_an_apology_and_the_next_turn_works(cfg: Config) -> None:
+    clauses, log, _ = run_turns(cfg, RaisingLlm(fail_on={1}), ["First?", "Second?"])
+    turn1 = [c for c in clauses if c.turn == 1]
+    assert [c.data["source"] for c in turn1] == ["error"]
+    assert turn1[0].data["text"] == cfg.deadline.apology_error
+    assert [c.data["source"] for c in clauses if c.turn == 2] == ["llm", "llm", "llm"]
+
+
+def test_a_hanging_llm_gives_up_with_an_apology_at_answer_ms(cfg: Config) -> None:
+    clauses, log, _ = run_turns(cfg, HangingLlm(), ["Anyone there?"], first_audio_ms=200, answer_ms=800)
+    assert [c.data["source"] for c in clauses] == ["ack", "timeout"]
+    assert 0.7 <= since_end(log, "reply_clause", 1, source="timeout") <= 1.5
+
+
+def test_reply_ms_ends_a_long_reply_at_a_clause_boundary(cfg: Config) -> None:
+    slow = FakeLlm(reply="One two three. " * 50, token_s=0.05)
+    clauses, log, _ = run_turns(cfg, slow, ["Count for me."], reply_ms=1000)
+    assert all(c.data["text"] == "One two three." for c in clauses)
+    assert 0 < len(clauses) < 20
+    assert since_end(log, "reply_done", 1) < 1.5
+
+
+def test_fast_path_answers_without_the_llm(cfg: Config) -> None:
+    llm = FakeLlm()
+    clauses, _, _ = run_turns(cfg, llm, ["What time is it?"])
+    assert [c.data["source"] for c in clauses] == ["fastpath"]
+    assert clauses[0].data["text"].startswith("It's ")
+    assert llm.prompts == []
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("What time is it?", "It's 3 oh 5 in the afternoon."),
+        ("what's the date today", "Today is Sunday, November 29, 2026."),
+        ("What can you do?", "I can answer"),
+        ("How much time does an egg need?", None),
+    ],
+)
+def test_quick_answers(text: str, expected: str | None) -> None:
+    answer = quick_answer(text, dt.datetime(2026, 11, 29, 15, 5))
+    assert answer == expected if expected is None else answer.startswith(expected)  # type: ignore[union-attr]
+
+
+def test_history_carries_earlier_turns(cfg: Config) -> None:
+    llm = FakeLlm()
+    run_turns(cfg, llm, ["First?", "Second?"])
+    assert [m["role"] for m in llm.prompts[1]] == ["system", "user", "assistant", "user"]
+    assert llm.prompts[1][2]["content"] == "Paris is the capital, of course. It is lovely."
+
+
+def test_an_interrupted_reply_enters_the_history_as_far_as_it_was_played(cfg: Config) -> None:
+    scope = TurnScope()
+    llm = FakeLlm()
+    _, log, stage = run_turns(cfg, llm, ["First?"], scope=scope)
+    # playback started the first clause only, then the user barged in
+    stage.ctx.events.emit("audio_out", 1, text="Paris is the capital,", source="llm")
+    scope.interrupt(2)
+    messages = stage.messages("Second?")
+    assert messages[2] == {"role": "assistant", "content": "Paris is the capital, ..."}
+
+
+def test_speculative_prefetch_is_adopted_when_the_user_has_finished(cfg: Config) -> None:
+    llm = FakeLlm(ttft_s=0.3)
+    responder = LlmResponder(cfg.llm, engine=llm)
+    messages = [{"role": "user", "content": "Hello?"}]
+    responder.prefetch(messages)
+    time.sleep(0.5)  # the hangover: generation is already done
+    start = time.monotonic()
+    stream = responder.start(messages, start)
+    assert stream.next(1.0) is not None and time.monotonic() - start < 0.1
+    assert len(llm.prompts) == 1  # generated once, not twice
+    responder.prefetch([{"role": "user", "content": "Something else"}])
+    responder.prefetch(None)  # the user went on: dropped
+    assert responder._prefetched is None
+
+
+@pytest.mark.real
+def test_real_model_knows_the_capital_of_france(cfg: Config) -> None:
+    from assistant.llm import LlmEngine
+    from assistant.modelstore import ModelStore
+
+    engine = LlmEngine(ModelStore(cfg.models.cache_dir).llm_path(cfg.llm.model), cfg.llm)
+    clauses, _, _ = run_turns(cfg, engine, ["What is the capital of France?"])  # type: ignore[arg-type]
+    reply = " ".join(c.data["text"] for c in clauses if c.data["source"] == "llm")
+    assert "paris" in reply.lower(), reply
+
+
+@pytest.mark.real
+def test_prefix_cache_reuses_the_conversation_and_changes_nothing(cfg: Config) -> None:
+    from assistant.llm import LlmEngine
+    from assistant.modelstore import ModelStore
+
+    model_dir = ModelStore(cfg.models.cache_dir).llm_path(cfg.llm.model)
+    system = {"role": "system", "content": cfg.llm.system_prompt}
+    questions = ["What is the capital of France?", "And of Italy?", "How many legs does a spider have?"]
+    outputs = {}
+    for cached in (False, True):
+        engine = LlmEngine(model_dir, replace(cfg.llm, prefix_cache=cached, max_new_tokens=24))
+        history: list[dict[str, str]] = []
+        outputs[cached] = []
+        for text in questions:
+            reply = "".join(engine.stream([system, *history, {"role": "user", "content": text}]))
+            outputs[cached].append((reply, engine.last_reused))
+            history += [{"role": "user", "content": text}, {"role": "assistant", "content": reply}]
+    assert [r for r, _ in outputs[True]] == [r for r, _ in outputs[False]]
+    reused = [n for _, n in outputs[True]]
+    assert reused[1] > reused[0] > 0 and reused[2] > reused[1]  # the whole history, growing
+    assert all(n == 0 for _, n in outputs[False])
