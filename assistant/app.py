@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-from assistant.asr import AsrStage
+from assistant.asr import AsrStage, Recognizer, WhisperEngine
 from assistant.audio.sinks import AudioSink, PlaybackStage
 from assistant.config import Config
 from assistant.deadline import DeadlineResponder
 from assistant.events import EventBus
 from assistant.fastpath import FastPathResponder
+from assistant.llm import LlmEngine, TextStreamer
 from assistant.llm_responder import LlmResponder
 from assistant.modelstore import ModelStore
 from assistant.pipeline import AudioSource, Pipeline
 from assistant.replies import Responder
 from assistant.responder import ResponderStage
 from assistant.stage import Stage
-from assistant.tts import TtsStage
+from assistant.tts import PiperEngine, Synthesizer, TtsStage
 from assistant.vad import VadStage
 
 log = logging.getLogger(__name__)
@@ -25,19 +27,43 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 
 
+@dataclass
+class Engines:
+    """Loaded models, to share between pipelines (benchmarks, many runs in one process).
+
+    A field left None is loaded by its stage's setup, from the config."""
+
+    recognizer: Recognizer | None = None
+    llm: TextStreamer | None = None
+    synth: Synthesizer | None = None
+
+
 def model_store(cfg: Config) -> ModelStore:
     return ModelStore(cfg.models.cache_dir)
 
 
-def listening_stages(cfg: Config, store: ModelStore) -> list[Stage]:
+def load_engines(cfg: Config, progress: Progress = lambda _m: None) -> Engines:
+    store = model_store(cfg)
+    return Engines(
+        WhisperEngine(store.asr_path(cfg.asr.model), cfg.asr),
+        LlmEngine(store.llm_path(cfg.llm.model, progress=progress), cfg.llm),
+        PiperEngine(*store.voice_paths(cfg.tts.voice), cfg.tts),
+    )
+
+
+def listening_stages(cfg: Config, store: ModelStore, engines: Engines | None = None) -> list[Stage]:
     """VAD + ASR: audio in, transcripts out."""
-    return [VadStage(cfg.vad, cfg.audio.frame_ms), AsrStage(cfg.asr, store.asr_path(cfg.asr.model))]
+    recognizer = engines.recognizer if engines else None
+    model_dir = None if recognizer else store.asr_path(cfg.asr.model)
+    return [VadStage(cfg.vad, cfg.audio.frame_ms), AsrStage(cfg.asr, model_dir, engine=recognizer)]
 
 
-def responder(cfg: Config, store: ModelStore, progress: Progress) -> Responder:
+def responder(
+    cfg: Config, store: ModelStore, progress: Progress, llm: TextStreamer | None = None
+) -> Responder:
     """The LLM, behind the fast path, behind the deadline fallback: each looks like what it wraps."""
-    llm = LlmResponder(cfg.llm, store.llm_path(cfg.llm.model, progress=progress))
-    return DeadlineResponder(FastPathResponder(llm), cfg.deadline)
+    model_dir = None if llm else store.llm_path(cfg.llm.model, progress=progress)
+    return DeadlineResponder(FastPathResponder(LlmResponder(cfg.llm, model_dir, engine=llm)), cfg.deadline)
 
 
 def fallback_phrases(cfg: Config) -> tuple[str, ...]:
@@ -51,23 +77,30 @@ def speaking_stages(
     store: ModelStore,
     sinks: Sequence[AudioSink],
     progress: Progress,
-    answerer: Responder | None = None,
+    engines: Engines | None = None,
 ) -> list[Stage]:
     """Responder + TTS + playback: transcripts in, audio out."""
+    engines = engines or Engines()
+    voice = None if engines.synth else store.voice_paths(cfg.tts.voice)
     return [
         ResponderStage(
-            answerer or responder(cfg, store, progress), cfg.llm.system_prompt, cfg.llm.speculative
+            responder(cfg, store, progress, engines.llm), cfg.llm.system_prompt, cfg.llm.speculative
         ),
-        TtsStage(cfg.tts, store.voice_paths(cfg.tts.voice), prepared=fallback_phrases(cfg)),
+        TtsStage(cfg.tts, voice, engine=engines.synth, prepared=fallback_phrases(cfg)),
         PlaybackStage(sinks),
     ]
 
 
 def conversation_pipeline(
-    cfg: Config, source: AudioSource, sinks: Sequence[AudioSink], events: EventBus, progress: Progress
+    cfg: Config,
+    source: AudioSource,
+    sinks: Sequence[AudioSink],
+    events: EventBus,
+    progress: Progress,
+    engines: Engines | None = None,
 ) -> Pipeline:
     store = model_store(cfg)
-    stages = listening_stages(cfg, store) + speaking_stages(cfg, store, sinks, progress)
+    stages = listening_stages(cfg, store, engines) + speaking_stages(cfg, store, sinks, progress, engines)
     return Pipeline(source, stages, events=events)
 
 

@@ -39,6 +39,9 @@ END_PAD_S = 0.2  # audio kept after the last voiced frame: Whisper drops word en
 # queued (a fast file replay, or a busy machine) they would only delay the final transcript.
 CAUGHT_UP_S = 0.15
 SPECULATE_WITHIN_S = 0.3  # a pause seen later than this is likely already past the hangover
+# A partial pass takes a few hundred ms; one running when the user pauses delays the speculative
+# pass (and so the reply). Start one only in the middle of a voiced run, when a pause is unlikely.
+PARTIAL_AFTER_VOICED_S = 0.3
 
 
 class Recognizer(Protocol):
@@ -86,6 +89,7 @@ class _Turn:
     samples: int = 0
     t_input_start: float = 0.0
     partial_at: int = 0  # samples covered by the last partial
+    voiced_run: int = 0  # samples of the current run of voiced frames
     spec_text: str | None = None
     spec_until: float = -1.0  # input time up to which the speculation heard speech
 
@@ -114,6 +118,7 @@ class AsrStage(Stage):
         elif isinstance(msg, AudioChunk) and self._turn is not None and msg.turn == self._turn.number:
             self._turn.chunks.append(msg.pcm)
             self._turn.samples += len(msg.pcm)
+            self._turn.voiced_run = self._turn.voiced_run + len(msg.pcm) if msg.voiced else 0
             if _caught_up(msg):
                 yield from self._maybe_partial()
         elif (
@@ -131,6 +136,7 @@ class AsrStage(Stage):
         elif isinstance(msg, SpeechResumed):
             yield msg
         elif isinstance(msg, SpeechEnded) and self._turn is not None:
+            yield msg  # first: the responder opens the reply (and its deadlines) now
             yield self._final(msg)
         elif isinstance(msg, End):
             self._turn = None
@@ -139,6 +145,8 @@ class AsrStage(Stage):
         turn = self._turn
         interval = self.cfg.partial_interval_ms * PIPELINE_RATE // 1000
         if turn is None or interval <= 0 or turn.samples - turn.partial_at < interval:
+            return
+        if turn.voiced_run < PARTIAL_AFTER_VOICED_S * PIPELINE_RATE:
             return
         turn.partial_at = turn.samples
         text = self._transcribe(turn.samples)

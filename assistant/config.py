@@ -92,7 +92,7 @@ class AsrConfig:
     beam_size: int = _knob(1, lo=1, hi=10)
     language: str | None = "en"
     cpu_threads: int = _knob(2, lo=0, hi=64)
-    partial_interval_ms: int = _knob(1000, choices=(0,), lo=200, hi=10000)
+    partial_interval_ms: int = _knob(0, choices=(0,), lo=200, hi=10000)
     speculative: bool = True
 
 
@@ -116,7 +116,7 @@ class DeadlineConfig:
     first_audio_ms: int = _knob(800, lo=100, hi=10000)
     answer_ms: int = _knob(4000, lo=200, hi=60000)
     reply_ms: int = _knob(10000, lo=500, hi=120000)
-    acknowledgement: str = "Let me think."
+    acknowledgement: str = "Hmm."
     apology_timeout: str = "Sorry, I could not come up with an answer in time."
     apology_error: str = "Sorry, something went wrong on my side. Please ask again."
 
@@ -124,9 +124,9 @@ class DeadlineConfig:
 @dataclass(frozen=True)
 class BargeInConfig:
     enabled: bool = True
-    echo: str = _knob("aec", choices=("aec", "gate", "off"))
+    echo: str = _knob("aec", choices=("aec", "gate", "none"))
     gate_margin_db: float = _knob(6.0, lo=-60, hi=40)
-    residual_margin_db: float = _knob(-10.0, lo=-60, hi=40)
+    residual_margin_db: float = _knob(-24.0, lo=-60, hi=40)
     echo_tail_ms: int = _knob(300, lo=0, hi=3000)
     aec_delay_ms: int = _knob(0, lo=0, hi=1000)
 

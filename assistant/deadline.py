@@ -15,7 +15,7 @@ import queue
 import time
 
 from assistant.config import DeadlineConfig
-from assistant.replies import ChatMessage, Clause, ReplyStream, Responder
+from assistant.replies import ChatMessage, Clause, Reply, Responder
 
 log = logging.getLogger(__name__)
 
@@ -35,22 +35,15 @@ class DeadlineResponder:
     def prefetch(self, messages: list[ChatMessage] | None) -> None:
         self.inner.prefetch(messages)
 
-    def start(self, messages: list[ChatMessage], t_speech_end: float) -> ReplyStream:
-        try:
-            inner = self.inner.start(messages, t_speech_end)
-        except Exception as exc:  # a responder that cannot even start still gets an apology
-            log.error("responder failed to start: %s", exc)
-            inner = ReplyStream()
-            inner.fail(exc)
-        return DeadlineStream(inner, t_speech_end, self.cfg)
+    def open(self, t_speech_end: float) -> Reply:
+        return DeadlineReply(self.inner.open(t_speech_end), t_speech_end, self.cfg)
 
     def close(self) -> None:
         self.inner.close()
 
 
-class DeadlineStream(ReplyStream):
-    def __init__(self, inner: ReplyStream, t0: float, cfg: DeadlineConfig) -> None:
-        super().__init__()
+class DeadlineReply:
+    def __init__(self, inner: Reply, t0: float, cfg: DeadlineConfig) -> None:
         self.inner = inner
         self.cfg = cfg
         self.t_ack = t0 + cfg.first_audio_ms / 1000 - HAND_OFF_S
@@ -60,16 +53,14 @@ class DeadlineStream(ReplyStream):
         self._answered = False
         self._done = False
 
-    @property  # type: ignore[override]
+    @property
     def t_first_token(self) -> float | None:
         return self.inner.t_first_token
 
-    @t_first_token.setter
-    def t_first_token(self, value: float | None) -> None:
-        pass  # owned by the inner stream
+    def ask(self, messages: list[ChatMessage]) -> None:
+        self.inner.ask(messages)
 
     def cancel(self) -> None:
-        super().cancel()
         self.inner.cancel()
 
     def next(self, timeout: float) -> Clause | None:

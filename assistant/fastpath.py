@@ -11,7 +11,7 @@ import datetime as dt
 import re
 from collections.abc import Callable
 
-from assistant.replies import ChatMessage, Clause, ReplyStream, Responder
+from assistant.replies import ChatMessage, Clause, DeferredReply, Reply, Responder, ready_answer
 
 CAPABILITIES = (
     "I can answer short questions, tell you the time and the date, and chat. "
@@ -79,14 +79,18 @@ class FastPathResponder:
         if messages is None or quick_answer(messages[-1]["content"]) is None:
             self.inner.prefetch(messages)
 
-    def start(self, messages: list[ChatMessage], t_speech_end: float) -> ReplyStream:
-        answer = quick_answer(messages[-1]["content"], self.clock())
-        if answer is None:
-            return self.inner.start(messages, t_speech_end)
-        stream = ReplyStream()
-        stream.put(Clause(answer, "fastpath"))
-        stream.close()
-        return stream
+    def open(self, t_speech_end: float) -> Reply:
+        inner = self.inner.open(t_speech_end)
+
+        def start(messages: list[ChatMessage]) -> Reply:
+            answer = quick_answer(messages[-1]["content"], self.clock())
+            if answer is not None:
+                inner.cancel()
+                return ready_answer(Clause(answer, "fastpath"))
+            inner.ask(messages)
+            return inner
+
+        return DeferredReply(start)
 
     def close(self) -> None:
         self.inner.close()

@@ -49,6 +49,7 @@ class LlmEngine:
         if self.quantization == "int8":
             with warnings.catch_warnings():  # torch marks its quantised tensor types deprecated; they work
                 warnings.simplefilter("ignore", UserWarning)
+                warnings.simplefilter("ignore", DeprecationWarning)
                 model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
         self.model = model.to(self.device).eval()
         self._eos = {self.tokenizer.eos_token_id}

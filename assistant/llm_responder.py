@@ -1,8 +1,8 @@
 """The LLM as a Responder: generation on a worker thread, tokens grouped into speakable clauses.
 
 ``prefetch`` starts generating on a speculative transcript while the VAD's hangover is still
-deciding whether the user has finished; ``start`` with the same conversation adopts that work, so
-the first clause may be ready the moment the turn ends. Any other conversation cancels it.
+deciding whether the user has finished; asking the reply with the same conversation adopts that
+work, so the first clause may be ready the moment the turn ends. Any other conversation cancels it.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from assistant.config import LlmConfig
 from assistant.llm import LlmEngine, TextStreamer
-from assistant.replies import ChatMessage, Clause, ReplyStream, produce
+from assistant.replies import ChatMessage, Clause, DeferredReply, ReplyStream, produce
 from assistant.speakable import ClauseSplitter
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,10 @@ class LlmResponder:
             if messages:
                 self._prefetched = (key, self._generate(messages))  # type: ignore[assignment]
 
-    def start(self, messages: list[ChatMessage], t_speech_end: float) -> ReplyStream:
+    def open(self, t_speech_end: float) -> DeferredReply:
+        return DeferredReply(self._start)
+
+    def _start(self, messages: list[ChatMessage]) -> ReplyStream:
         with self._lock:
             if self._prefetched and self._prefetched[0] == _key(messages):
                 stream = self._prefetched[1]

@@ -25,6 +25,7 @@ class AudioChunk:
     sample_rate: int
     t_input: float
     t_arrival: float
+    voiced: bool = False  # set by the VAD on the frames it forwards
 
     @property
     def duration(self) -> float:

@@ -1,7 +1,9 @@
-"""What a responder hands back: a stream of speakable clauses, filled by a worker thread.
+"""What a responder hands back: one turn's reply, a stream of speakable clauses.
 
-The responder stage asks a ``Responder`` to ``start`` a reply and then pulls clauses with a timeout,
-so it can keep an eye on the clock (the deadline wrapper) and on cancellation while the LLM works.
+A reply is *opened* the moment the user stops speaking (so deadlines run from then, even while the
+transcript is still being made) and *asked* once the transcript is known. The responder stage then
+pulls clauses with a timeout, keeping an eye on the clock and on cancellation while the LLM works
+on its own thread.
 """
 
 from __future__ import annotations
@@ -22,9 +24,35 @@ class Clause:
     source: str = "llm"  # "llm", "fastpath", or a fallback kind: "ack", "timeout", "error"
 
 
+class Reply(Protocol):
+    """``next`` returns a Clause, None when the reply is complete, or raises ``queue.Empty`` when
+    nothing came within ``timeout`` (and re-raises the producer's error)."""
+
+    @property
+    def t_first_token(self) -> float | None: ...
+
+    def ask(self, messages: list[ChatMessage]) -> None: ...
+
+    def next(self, timeout: float) -> Clause | None: ...
+
+    def cancel(self) -> None: ...
+
+
+class Responder(Protocol):
+    """Answers user turns. ``prefetch`` may start work on a speculative transcript (None: drop it,
+    the user went on); ``open`` begins the reply to a turn that just ended."""
+
+    def setup(self) -> None: ...
+
+    def prefetch(self, messages: list[ChatMessage] | None) -> None: ...
+
+    def open(self, t_speech_end: float) -> Reply: ...
+
+    def close(self) -> None: ...
+
+
 class ReplyStream:
-    """A one-reply queue of clauses; ``next`` returns a Clause, ``None`` when done, or raises
-    ``queue.Empty`` on timeout (and re-raises a producer's error)."""
+    """A queue of clauses filled by a producer (a worker thread, or a ready answer)."""
 
     def __init__(self) -> None:
         self._items: queue.Queue[Clause | BaseException | None] = queue.Queue()
@@ -56,18 +84,12 @@ class ReplyStream:
         self.cancelled.set()
 
 
-class Responder(Protocol):
-    """Answers one user turn. ``prefetch`` may start work early on a speculative transcript (None:
-    drop it, the user went on);
-    ``start`` returns the stream for the committed one (reusing a matching prefetch)."""
-
-    def setup(self) -> None: ...
-
-    def prefetch(self, messages: list[ChatMessage] | None) -> None: ...
-
-    def start(self, messages: list[ChatMessage], t_speech_end: float) -> ReplyStream: ...
-
-    def close(self) -> None: ...
+def ready_answer(*clauses: Clause) -> ReplyStream:
+    stream = ReplyStream()
+    for clause in clauses:
+        stream.put(clause)
+    stream.close()
+    return stream
 
 
 def produce(stream: ReplyStream, work: Callable[[ReplyStream], None], name: str) -> ReplyStream:
@@ -83,3 +105,39 @@ def produce(stream: ReplyStream, work: Callable[[ReplyStream], None], name: str)
 
     threading.Thread(target=body, name=name, daemon=True).start()
     return stream
+
+
+class DeferredReply:
+    """A reply whose question comes later: until ``ask`` it has nothing to say (``next`` waits and
+    raises ``queue.Empty``); ``ask`` calls ``start`` and from then on it is that reply."""
+
+    def __init__(self, start: Callable[[list[ChatMessage]], ReplyStream | Reply]) -> None:
+        self._start = start
+        self._asked = threading.Event()
+        self._reply: ReplyStream | Reply | None = None
+        self._cancelled = False
+
+    @property
+    def t_first_token(self) -> float | None:
+        return self._reply.t_first_token if self._reply else None
+
+    def ask(self, messages: list[ChatMessage]) -> None:
+        try:
+            self._reply = self._start(messages)
+        except Exception as exc:  # the failure belongs to the reply: the consumer hears of it in next()
+            self._reply = ReplyStream()
+            self._reply.fail(exc)
+        if self._cancelled:
+            self._reply.cancel()
+        self._asked.set()
+
+    def next(self, timeout: float) -> Clause | None:
+        start = time.monotonic()
+        if not self._asked.wait(max(0.0, timeout)) or self._reply is None:
+            raise queue.Empty
+        return self._reply.next(timeout - (time.monotonic() - start))
+
+    def cancel(self) -> None:
+        self._cancelled = True
+        if self._reply is not None:
+            self._reply.cancel()

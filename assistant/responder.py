@@ -1,9 +1,12 @@
-"""The responder stage: a final transcript in, speakable reply clauses out, streamed.
+"""The responder stage: the end of a user turn in, speakable reply clauses out, streamed.
 
 It keeps the conversation history and talks to a ``Responder`` (the LLM, wrapped by the fast path and
-the deadline fallback). A speculative transcript (the user paused) starts the work early through
-``prefetch``; the final transcript commits it. Only what was actually played enters the history when
-a reply is cut off by barge-in.
+the deadline fallback). Per turn:
+- a speculative transcript (the user paused) starts the work early through ``prefetch``;
+- ``SpeechEnded`` opens the reply, so its deadlines run from the end of speech even while the final
+  transcript is still being made (an acknowledgement can sound before the question is known);
+- the final transcript asks the reply, and clauses stream out as they come.
+Only what was actually played enters the history when a reply is cut off by barge-in.
 """
 
 from __future__ import annotations
@@ -15,13 +18,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from assistant.events import Event
-from assistant.messages import Message, ReplyText, SpeechResumed, Transcript
-from assistant.replies import ChatMessage, Responder
+from assistant.messages import End, Message, ReplyText, SpeechEnded, SpeechResumed, Transcript
+from assistant.replies import ChatMessage, Clause, Reply, Responder
 from assistant.stage import Stage, StageContext
 
 log = logging.getLogger(__name__)
 
 POLL_S = 0.02  # how often a waiting reply looks at cancellation
+MAX_EXCHANGES = 50  # the LLM trims to its token budget; this only bounds memory in long sessions
+ANSWER_SOURCES = ("llm", "fastpath")
 
 
 @dataclass
@@ -29,7 +34,15 @@ class Exchange:
     turn: int
     user: str
     reply: str
-    played: list[str] = field(default_factory=list)  # clauses whose audio started playing
+    played: list[str] = field(default_factory=list)  # answer clauses whose audio started playing
+
+
+@dataclass
+class _OpenReply:
+    reply: Reply
+    ended: SpeechEnded
+    done: bool = False
+    first_token_reported: bool = False
 
 
 class ResponderStage(Stage):
@@ -40,6 +53,7 @@ class ResponderStage(Stage):
         self.system_prompt = system_prompt
         self.speculative = speculative
         self.history: list[Exchange] = []
+        self._open: dict[int, _OpenReply] = {}
 
     def setup(self, ctx: StageContext) -> None:
         super().setup(ctx)
@@ -47,22 +61,36 @@ class ResponderStage(Stage):
         self.responder.setup()
 
     def close(self) -> None:
+        for state in self._open.values():
+            state.reply.cancel()
         self.responder.close()
 
     def process(self, msg: Message) -> Iterator[Message]:
         if isinstance(msg, SpeechResumed):
             self.responder.prefetch(None)  # the user went on: drop the speculative reply
-        if not isinstance(msg, Transcript):
-            return
-        if not msg.final:
+        elif isinstance(msg, SpeechEnded):
+            self._open[msg.turn] = _OpenReply(self.responder.open(msg.t_arrival), msg)
+        elif isinstance(msg, Transcript) and not msg.final:
             if msg.speculative and self.speculative and msg.text.strip():
                 self.responder.prefetch(self.messages(msg.text))
-            return
-        if not msg.text.strip() or msg.ended is None:
-            self.responder.prefetch(None)
-            self.ctx.events.emit("reply_skipped", msg.turn, reason="nothing recognisable was said")
-            return
-        yield from self._reply(msg)
+        elif isinstance(msg, Transcript):
+            yield from self._answer(msg)
+        elif isinstance(msg, End):
+            yield from self.tick(time.monotonic())
+
+    def tick(self, now: float) -> Iterator[Message]:
+        """Between end of speech and the final transcript: let the deadline speak if it must."""
+        for turn, state in list(self._open.items()):
+            if self.ctx.scope.is_stale(turn):
+                state.reply.cancel()
+                del self._open[turn]
+                continue
+            while not state.done:
+                try:
+                    clause = state.reply.next(0)
+                except queue.Empty:
+                    break
+                yield from self._emit(turn, state, clause, [])
 
     def messages(self, user_text: str) -> list[ChatMessage]:
         """System prompt, the history (as it was heard), and the new question."""
@@ -73,38 +101,52 @@ class ResponderStage(Stage):
         messages.append({"role": "user", "content": user_text})
         return messages
 
-    def _reply(self, msg: Transcript) -> Iterator[Message]:
+    def _answer(self, msg: Transcript) -> Iterator[Message]:
         assert msg.ended is not None
         turn = msg.turn
-        stream = self.responder.start(self.messages(msg.text), msg.ended.t_arrival)
+        state = self._open.pop(turn, None) or _OpenReply(self.responder.open(msg.ended.t_arrival), msg.ended)
+        if not msg.text.strip():
+            self.responder.prefetch(None)
+            state.reply.cancel()
+            self.ctx.events.emit("reply_skipped", turn, reason="nothing recognisable was said")
+            return
+        state.reply.ask(self.messages(msg.text))
         exchange = Exchange(turn, msg.text, "")
         self.history.append(exchange)  # now, so playback can mark clauses as played meanwhile
         spoken: list[str] = []
-        first_token_reported = False
-        while True:
+        while not state.done:
             if self.ctx.scope.is_stale(turn) or self.ctx.stop.is_set():
-                stream.cancel()
+                state.reply.cancel()
                 break
             try:
-                clause = stream.next(POLL_S)
+                clause = state.reply.next(POLL_S)
             except queue.Empty:
-                clause = False  # type: ignore[assignment]
-            if not first_token_reported and stream.t_first_token is not None:
-                self.ctx.events.emit("llm_first_token", turn, t=stream.t_first_token)
-                first_token_reported = True
-            if clause is False:
+                self._report_first_token(turn, state)
                 continue
-            if clause is None:
-                break
-            if clause.source == "llm" or clause.source == "fastpath":
-                spoken.append(clause.text)
-            self.ctx.events.emit("reply_clause", turn, text=clause.text, source=clause.source)
-            yield ReplyText(turn, clause.text, False, msg.ended, time.monotonic(), clause.source)
+            yield from self._emit(turn, state, clause, spoken)
         exchange.reply = " ".join(spoken)
         if not exchange.reply:
             self.history.remove(exchange)
+        del self.history[:-MAX_EXCHANGES]
         self.ctx.events.emit("reply_done", turn, text=exchange.reply)
-        yield ReplyText(turn, "", True, msg.ended, time.monotonic())
+        yield ReplyText(turn, "", True, state.ended, time.monotonic())
+
+    def _emit(
+        self, turn: int, state: _OpenReply, clause: Clause | None, spoken: list[str]
+    ) -> Iterator[Message]:
+        self._report_first_token(turn, state)
+        if clause is None:
+            state.done = True
+            return
+        if clause.source in ANSWER_SOURCES:
+            spoken.append(clause.text)
+        self.ctx.events.emit("reply_clause", turn, text=clause.text, source=clause.source)
+        yield ReplyText(turn, clause.text, False, state.ended, time.monotonic(), clause.source)
+
+    def _report_first_token(self, turn: int, state: _OpenReply) -> None:
+        if not state.first_token_reported and state.reply.t_first_token is not None:
+            self.ctx.events.emit("llm_first_token", turn, t=state.reply.t_first_token)
+            state.first_token_reported = True
 
     def _as_heard(self, exchange: Exchange) -> str:
         """A reply cut off by barge-in enters the history as far as it was played."""
@@ -117,9 +159,5 @@ class ResponderStage(Stage):
             return
         played = self.history[-1].played
         text = event.data.get("text", "")
-        if (
-            text
-            and event.data.get("source", "llm") in ("llm", "fastpath")
-            and (not played or played[-1] != text)
-        ):
+        if text and event.data.get("source", "llm") in ANSWER_SOURCES and (not played or played[-1] != text):
             played.append(text)

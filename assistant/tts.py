@@ -10,11 +10,15 @@ from typing import Protocol
 
 import numpy as np
 
+from assistant.audio.convert import trim_silence
 from assistant.config import TtsConfig
 from assistant.messages import Message, ReplyText, SpeechAudio
 from assistant.stage import Stage, StageContext
 
 log = logging.getLogger(__name__)
+
+LEAD_KEEP_S = 0.01
+FILLER_TRAIL_KEEP_S = 0.05
 
 
 class Synthesizer(Protocol):
@@ -69,7 +73,12 @@ class TtsStage(Stage):
             assert self.voice is not None
             self.engine = PiperEngine(*self.voice, self.cfg)
         self.engine.synthesize_all("Ready.")  # warm-up: the first call pays onnxruntime's set-up
-        self._prepared = {text: list(self.engine.synthesize(text)) for text in self.prepared_phrases}
+        # fillers are trimmed both sides: the answer that follows should not wait for their silence
+        rate = self.engine.sample_rate
+        self._prepared = {
+            text: [trim_silence(self.engine.synthesize_all(text), rate, LEAD_KEEP_S, FILLER_TRAIL_KEEP_S)]
+            for text in self.prepared_phrases
+        }
 
     def process(self, msg: Message) -> Iterator[Message]:
         if not isinstance(msg, ReplyText):
@@ -79,6 +88,8 @@ class TtsStage(Stage):
         if msg.text:
             pieces = self._prepared.get(msg.text) or self.engine.synthesize(msg.text)
             for audio in pieces:
+                # piper starts every sentence with 30-60 ms of silence: the first sound is what counts
+                audio = trim_silence(audio, rate, LEAD_KEEP_S)
                 if self.ctx.scope.is_stale(msg.turn):
                     return
                 yield SpeechAudio(

@@ -105,7 +105,7 @@ class VadStage(Stage):
             return
         if resumed:
             yield SpeechResumed(self._turn, frame.t_input, frame.t_arrival)
-        yield AudioChunk(self._turn, frame.pcm, PIPELINE_RATE, frame.t_input, frame.t_arrival)
+        yield AudioChunk(self._turn, frame.pcm, PIPELINE_RATE, frame.t_input, frame.t_arrival, voiced)
         if not voiced and not self._paused and self._silence_ms >= PAUSE_MS:
             self._paused = True
             yield SpeechPaused(self._turn, frame.t_input + self.frame_ms / 1000, frame.t_arrival)
@@ -120,7 +120,7 @@ class VadStage(Stage):
         self.ctx.events.emit("speech_started", self._turn, t_input=first.t_input)
         yield SpeechStarted(self._turn, first.t_input, first.t_arrival)
         for frame in self._candidate:
-            yield AudioChunk(self._turn, frame.pcm, PIPELINE_RATE, frame.t_input, frame.t_arrival)
+            yield AudioChunk(self._turn, frame.pcm, PIPELINE_RATE, frame.t_input, frame.t_arrival, True)
         self._candidate = []
 
     def _end(self) -> Iterator[Message]:

@@ -45,7 +45,12 @@ class HangingLlm(FakeLlm):
 
 
 def run_turns(
-    cfg: Config, llm: FakeLlm, questions: list[str], scope: TurnScope | None = None, **deadline: int
+    cfg: Config,
+    llm: FakeLlm,
+    questions: list[str],
+    scope: TurnScope | None = None,
+    asr_s: float = 0.0,
+    **deadline: int,
 ) -> tuple[list[ReplyText], EventLog, ResponderStage]:
     """Feed final transcripts (each 'ending' now) through a responder stage; collect its output."""
     events, log = EventBus(), EventLog()
@@ -64,7 +69,9 @@ def run_turns(
         now = time.monotonic()
         ended = SpeechEnded(turn, float(turn), now, now)
         events.emit("speech_ended", turn, t=now, t_input=float(turn), t_decided=now)
-        inbox.put(Transcript(turn, text, True, ended, now))
+        inbox.put(ended)  # the recogniser forwards the end of speech before it transcribes
+        time.sleep(asr_s)
+        inbox.put(Transcript(turn, text, True, ended, time.monotonic()))
         while True:  # one turn at a time, like a conversation
             msg = outbox.get(timeout=30)
             if isinstance(msg, ReplyText) and msg.final:
@@ -98,6 +105,12 @@ def test_deadline_acknowledges_in_time_and_the_real_answer_follows(cfg: Config) 
     assert 0.2 <= ack_at <= 0.6, f"acknowledged {ack_at * 1000:.0f} ms after the end of speech"
     assert since_end(log, "reply_clause", 1, source="llm") >= 0.95
     assert log.first("reply_done", 1).data["text"] == "Paris is the capital, of course. It is lovely."  # type: ignore[union-attr]
+
+
+def test_deadline_runs_from_the_end_of_speech_even_while_recognition_is_slow(cfg: Config) -> None:
+    clauses, log, _ = run_turns(cfg, FakeLlm(), ["Tell me something."], asr_s=0.8, first_audio_ms=300)
+    assert [c.data["source"] for c in clauses][:2] == ["ack", "llm"]
+    assert 0.2 <= since_end(log, "reply_clause", 1, source="ack") <= 0.6
 
 
 def test_no_acknowledgement_when_the_answer_is_fast(cfg: Config) -> None:
@@ -174,8 +187,9 @@ def test_speculative_prefetch_is_adopted_when_the_user_has_finished(cfg: Config)
     responder.prefetch(messages)
     time.sleep(0.5)  # the hangover: generation is already done
     start = time.monotonic()
-    stream = responder.start(messages, start)
-    assert stream.next(1.0) is not None and time.monotonic() - start < 0.1
+    reply = responder.open(start)
+    reply.ask(messages)
+    assert reply.next(1.0) is not None and time.monotonic() - start < 0.1
     assert len(llm.prompts) == 1  # generated once, not twice
     responder.prefetch([{"role": "user", "content": "Something else"}])
     responder.prefetch(None)  # the user went on: dropped

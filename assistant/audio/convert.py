@@ -10,6 +10,7 @@ import numpy as np
 import soxr
 
 PIPELINE_RATE = 16000
+SILENCE_LEVEL = 300  # int16 amplitude (about -40 dBFS) below which synthesised audio counts as silent
 
 
 def to_mono(samples: np.ndarray) -> np.ndarray:
@@ -54,3 +55,16 @@ def frames_of(samples: np.ndarray, frame_len: int) -> tuple[list[np.ndarray], np
     n = len(samples) // frame_len
     frames = [samples[i * frame_len : (i + 1) * frame_len] for i in range(n)]
     return frames, samples[n * frame_len :]
+
+
+def trim_silence(
+    pcm: np.ndarray, rate: int, lead_keep_s: float, trail_keep_s: float | None = None
+) -> np.ndarray:
+    """Cut leading (and, if ``trail_keep_s`` is given, trailing) near-silence from int16 audio,
+    keeping a little so the sound does not start or stop with a click."""
+    loud = np.nonzero(np.abs(pcm.astype(np.int32)) > SILENCE_LEVEL)[0]
+    if len(loud) == 0:
+        return pcm
+    start = max(0, loud[0] - int(lead_keep_s * rate))
+    end = len(pcm) if trail_keep_s is None else min(len(pcm), loud[-1] + 1 + int(trail_keep_s * rate))
+    return pcm[start:end]

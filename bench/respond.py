@@ -1,0 +1,107 @@
+"""End of user speech -> first sound, per pipeline setting, over the recorded questions.
+
+    .venv/bin/python bench/respond.py [--variants piper,espeak_us] [--questions N] [--fast]
+
+Every recording runs through the real pipeline (same code as `assistant respond`, real-time pace by
+default) once per setting, the settings alternating recording by recording so a busy machine hurts
+them alike. The models are loaded once and shared. Settings:
+  plain        streaming only: no speculative recognition or generation, no deadline
+  speculative  + speculative recognition and generation at the first pause (no deadline)
+  default      + the deadline fallback (the shipped config)
+first_audio counts any sound (the deadline's acknowledgement too); answer_audio the answer itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from assistant import app
+from assistant.audio.file_source import FileSource
+from assistant.audio.sinks import ListSink
+from assistant.config import load_config
+from assistant.events import EventBus, EventLog
+from assistant.report import build_turns, percentile
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.speech.make_speech import load_questions, render  # noqa: E402
+
+NO_DEADLINE = ["deadline.first_audio_ms=10000", "deadline.answer_ms=60000"]
+SETTINGS = {
+    "plain": ["asr.speculative=false", "llm.speculative=false", *NO_DEADLINE],
+    "speculative": NO_DEADLINE,
+    "default": [],
+}
+METRICS = ["asr_final", "llm_first_token", "answer_audio", "first_audio"]
+
+
+def run_one(cfg, engines: app.Engines, path: Path, fast: bool):  # type: ignore[no-untyped-def]
+    events, log = EventBus(), EventLog()
+    events.subscribe(log)
+    source = FileSource(path, realtime=not fast, tail_silence_s=cfg.vad.hangover_ms / 1000 + 0.3)
+    app.conversation_pipeline(cfg, source, [ListSink()], events, lambda _m: None, engines).run()
+    return build_turns(log.events)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--variants", default="piper,espeak_us")
+    parser.add_argument("--questions", type=int, default=0, help="only the first N questions")
+    parser.add_argument("--settings", default=",".join(SETTINGS))
+    parser.add_argument("--fast", action="store_true", help="feed as fast as possible (compute only)")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="applies to every setting"
+    )
+    args = parser.parse_args()
+
+    cases = [c.id for c in load_questions() if not c.multi_turn]
+    cases = cases[: args.questions] if args.questions else cases
+    out = Path(tempfile.mkdtemp(prefix="bench-respond-"))
+    recordings = [render(c, v, out) for v in args.variants.split(",") for c in cases]
+    settings = args.settings.split(",")
+    configs = {name: load_config(overrides=[*args.set, *SETTINGS[name]]) for name in settings}
+    engines = app.load_engines(configs[settings[0]])
+    print(
+        f"{len(recordings)} recordings ({args.variants}), {'fast' if args.fast else 'real-time'}",
+        file=sys.stderr,
+    )
+
+    results: dict[str, dict[str, list[float]]] = {name: {m: [] for m in METRICS} for name in settings}
+    fallbacks = dict.fromkeys(settings, 0)
+    for i, path in enumerate(recordings):
+        order = settings if i % 2 == 0 else settings[::-1]
+        for name in order:
+            for turn in run_one(configs[name], engines, path, args.fast):
+                for metric in METRICS:
+                    if metric in turn.latency_ms:
+                        results[name][metric].append(turn.latency_ms[metric])
+                fallbacks[name] += turn.fallback
+        print(f"  {i + 1}/{len(recordings)} {path.parent.name}/{path.name}", file=sys.stderr)
+
+    base = settings[0]
+    print(f"\nend of user speech -> event, ms (median / p95) over {len(recordings)} recordings")
+    print(
+        f"{'setting':12}"
+        + "".join(f"{m:>22}" for m in METRICS)
+        + f"{'answer x ' + base:>16}{'fallbacks':>11}"
+    )
+    for name in settings:
+        cells = []
+        for metric in METRICS:
+            values = sorted(results[name][metric])
+            cells.append(
+                f"{statistics.median(values):9.0f} / {percentile(values, 95):6.0f}" if values else "-"
+            )
+        ratio = statistics.median(results[base]["answer_audio"]) / statistics.median(
+            results[name]["answer_audio"]
+        )
+        print(f"{name:12}" + "".join(f"{c:>22}" for c in cells) + f"{ratio:16.2f}{fallbacks[name]:11d}")
+
+
+if __name__ == "__main__":
+    main()
