@@ -46,7 +46,9 @@ class LlmEngine:
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.quantization, torch.float32)
         model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype)
-        if self.quantization == "int8":
+        if self.device != "cpu" and self.quantization in ("int8", "int4"):
+            model = _weight_only_quantize(model.to(self.device), self.quantization)
+        elif self.quantization == "int8":
             with warnings.catch_warnings():  # torch marks its quantised tensor types deprecated; they work
                 warnings.simplefilter("ignore", UserWarning)
                 warnings.simplefilter("ignore", DeprecationWarning)
@@ -167,7 +169,22 @@ def pick_device(device: str) -> str:
 def pick_quantization(quantization: str, device: str) -> str:
     if quantization == "auto":
         return "int8" if device == "cpu" else "bf16"
-    if quantization == "int8" and device != "cpu":
-        log.warning("int8 dynamic quantisation is CPU-only; using bf16 on %s", device)
-        return "bf16"
+    if quantization == "int4" and device == "cpu":
+        log.warning("int4 weight-only quantisation needs a GPU; using int8 on the CPU")
+        return "int8"
     return quantization
+
+
+def _weight_only_quantize(model, quantization: str):  # type: ignore[no-untyped-def]
+    """int8/int4 weight-only on a GPU through torchao (bf16 activations)."""
+    import torch
+
+    try:
+        from torchao.quantization import Int4WeightOnlyConfig, Int8WeightOnlyConfig, quantize_
+    except ImportError as exc:
+        raise RuntimeError(
+            f"llm.quantization={quantization} on a GPU needs torchao: pip install torchao (or use bf16/fp16)"
+        ) from exc
+    model = model.to(torch.bfloat16)
+    quantize_(model, Int8WeightOnlyConfig() if quantization == "int8" else Int4WeightOnlyConfig())
+    return model
