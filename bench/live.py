@@ -1,0 +1,211 @@
+"""Live benchmark: `assistant listen` on virtual PulseAudio devices, measured from the outside.
+
+    .venv/bin/python bench/live.py [--questions 4] [--trials 3] [--idle-s 20] [--modes aec,gate,none]
+
+1. Reply latency: each question is played into the virtual microphone while both the microphone feed
+   and the speaker are recorded (two parec processes started together). Latency = end of the
+   question's last sound (microphone recording) -> first sound of the reply (speaker recording).
+2. Barge-in: a second question is played as soon as the reply starts. Stop time = the assistant's
+   ``speech_started`` event (both sides use CLOCK_MONOTONIC) -> last sound of the cut reply in the
+   speaker recording; also from the second question's first sound (what a user experiences, which
+   includes the vad.min_speech_ms the VAD needs to believe it is speech).
+3. Echo: with the speaker looped back into the microphone (a loudspeaker next to the mic), for each
+   echo mode: does it answer itself (turns it heard that nobody spoke), and can a user still
+   interrupt it?
+4. Idle CPU of the whole `assistant listen` process (all threads) over --idle-s with no speech.
+
+Recordings are made at 16 kHz; "sound" is a 10 ms frame above an RMS of 300 (about -41 dBFS).
+The two recorders' start offsets are unknown to a few tens of ms, which bounds the accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.pulse import Assistant, PulseServer, sound_spans  # noqa: E402
+from tests.speech.make_speech import render  # noqa: E402
+
+QUESTIONS = ["capital_france", "days_week", "sky_colour", "largest_planet", "two_plus_two", "spider_legs"]
+LONG_ANSWER = "first_president"  # a question whose reply lasts a few seconds
+INTERRUPTER = "spider_legs"
+
+
+def after(spans: list, t: float) -> list:
+    return [s for s in spans if s[1] > t]
+
+
+def quiet(assistant: Assistant, since: float, timeout_s: float = 20.0) -> None:
+    """Wait until the reply that followed ``since`` has finished playing (or ``timeout_s``)."""
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        events = [e for e in assistant.events() if e["wall"] >= since]
+        kinds = [e["kind"] for e in events]
+        if "playback_stopped" in kinds and kinds[-1] not in ("playback_started", "audio_out"):
+            last = max(e["wall"] for e in events)
+            if time.time() - last > 1.5:
+                return
+        time.sleep(0.2)
+
+
+def latency(server: PulseServer, assistant: Assistant, wavs: list[Path], work: Path) -> list[float]:
+    results = []
+    for i, wav in enumerate(wavs):
+        mic, spk = (
+            server.record(work / f"q{i}_mic.wav", "micfeed.monitor"),
+            server.record(work / f"q{i}_spk.wav"),
+        )
+        t0 = time.time()
+        server.say(wav).wait()
+        quiet(assistant, t0)
+        mic_audio, spk_audio = mic.stop(), spk.stop()
+        q = sound_spans(mic_audio)
+        if not q:
+            continue
+        q_end = q[-1][1] + (mic.t_start - spk.t_start)  # on the speaker recording's timeline
+        reply = after(sound_spans(spk_audio), q_end)
+        if reply:
+            results.append((reply[0][0] - q_end) * 1000)
+            print(f"  {wav.stem}: {results[-1]:.0f} ms", file=sys.stderr)
+    return results
+
+
+def barge_in(
+    server: PulseServer, assistant: Assistant, long_q: Path, second: Path, work: Path, i: int
+) -> dict:
+    mic, spk = server.record(work / f"b{i}_mic.wav", "micfeed.monitor"), server.record(work / f"b{i}_spk.wav")
+    t0 = time.time()
+    server.say(long_q).wait()
+    first = assistant.wait_for("first_audio", 30, after=t0)
+    t1, t1_mono = time.time(), time.monotonic()
+    server.say(second).wait()
+    barge = assistant.wait_for("barge_in", 10, after=t1)
+    quiet(assistant, t1)
+    mic_audio, spk_audio = mic.stop(), spk.stop()
+    if first is None or barge is None:
+        return {"ok": False}
+    spk_spans = sound_spans(spk_audio, gap_s=0.1)
+    detected = barge["t"] - spk.t_start  # the assistant's clock, on the speaker recording's timeline
+    cut = [s for s in spk_spans if s[0] < detected]
+    onset = [s for s in sound_spans(mic_audio) if s[0] + mic.t_start > t1_mono - 0.05]
+    if not cut or not onset:
+        return {"ok": False}
+    stop = cut[-1][1]
+    onset_s = onset[0][0] + (mic.t_start - spk.t_start)
+    return {"ok": True, "from_detect_ms": (stop - detected) * 1000, "from_onset_ms": (stop - onset_s) * 1000}
+
+
+def echo_check(server: PulseServer, mode: str, long_q: Path, second: Path, work: Path) -> dict:
+    server.echo(True)
+    assistant = Assistant(server, work, "--set", f"barge_in.echo={mode}")
+    try:
+        if assistant.wait_for("ready", 120) is None:
+            return {"mode": mode, "error": "not ready"}
+        t0 = time.time()
+        server.say(long_q).wait()
+        first = assistant.wait_for("first_audio", 30, after=t0)
+        t1 = time.time()
+        server.say(second).wait()
+        time.sleep(12)
+        events = assistant.events()
+        started = [e for e in events if e["kind"] == "speech_started"]
+        barged = [e for e in events if e["kind"] == "barge_in" and e["wall"] >= t1]
+        finals = [e for e in events if e["kind"] == "transcript_final" and e["wall"] >= t1]
+        return {
+            "mode": mode,
+            "turns": len(started),  # two questions were spoken
+            "interrupted": bool(first and barged),
+            "second_heard": " / ".join(e.get("text", "") for e in finals),
+        }
+    finally:
+        assistant.interrupt()
+        server.echo(False)
+
+
+def idle_cpu(server: PulseServer, work: Path, seconds: float) -> float:
+    assistant = Assistant(server, work)
+    try:
+        assistant.wait_for("ready", 120)
+        time.sleep(2.0)
+        ticks = os.sysconf("SC_CLK_TCK")
+        before, t0 = _cpu_ticks(assistant.proc.pid), time.monotonic()
+        time.sleep(seconds)
+        used = (_cpu_ticks(assistant.proc.pid) - before) / ticks
+        return 100 * used / (time.monotonic() - t0)
+    finally:
+        assistant.interrupt()
+
+
+def _cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime, all threads
+
+
+def stats(values: list[float]) -> str:
+    if not values:
+        return "-"
+    return f"median {statistics.median(values):.0f} ms, worst {max(values):.0f} ms (n={len(values)})"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--questions", type=int, default=4)
+    ap.add_argument("--trials", type=int, default=3, help="barge-in trials")
+    ap.add_argument("--idle-s", type=float, default=20.0)
+    ap.add_argument("--modes", default="aec,gate,none", help="echo modes to check with the loopback")
+    args = ap.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="bench-live-"))
+    speech = work / "speech"
+    wavs = [render(q, "piper", speech) for q in QUESTIONS[: args.questions]]
+    long_q, second = render(LONG_ANSWER, "piper", speech), render(INTERRUPTER, "piper", speech)
+    rows: list[tuple[str, str]] = []
+    with PulseServer() as server:
+        print("reply latency and barge-in (no echo path)...", file=sys.stderr)
+        assistant = Assistant(server, work)
+        try:
+            if assistant.wait_for("ready", 120) is None:
+                raise SystemExit("assistant did not get ready")
+            lat = latency(server, assistant, wavs, work)
+            trials = [barge_in(server, assistant, long_q, second, work, i) for i in range(args.trials)]
+        finally:
+            assistant.interrupt()
+        ok = [t for t in trials if t["ok"]]
+        rows.append(("end of question -> first reply sound", stats(lat)))
+        rows.append(
+            ("barge-in: speech detected -> playback stopped", stats([t["from_detect_ms"] for t in ok]))
+        )
+        rows.append(
+            ("barge-in: user's first sound -> playback stopped", stats([t["from_onset_ms"] for t in ok]))
+        )
+        rows.append(("barge-in trials that stopped the reply", f"{len(ok)}/{len(trials)}"))
+        print("idle CPU...", file=sys.stderr)
+        cpu = idle_cpu(server, work, args.idle_s)
+        rows.append((f"idle CPU of `assistant listen` over {args.idle_s:.0f} s", f"{cpu:.1f} % of one core"))
+        for mode in [m for m in args.modes.split(",") if m]:
+            print(f"echo loopback, mode {mode}...", file=sys.stderr)
+            r = echo_check(server, mode, long_q, second, work)
+            verdict = (
+                f"{r.get('turns')} turns heard for 2 questions; interrupted: {r.get('interrupted')}; "
+                f"heard: {r.get('second_heard', '')[:60]!r}"
+            )
+            rows.append((f"echo loopback on, barge_in.echo={mode}", r.get("error") or verdict))
+    width = max(len(k) for k, _ in rows)
+    print(f"\n{'measure':<{width}}  result")
+    print(f"{'-' * width}  {'-' * 40}")
+    for k, v in rows:
+        print(f"{k:<{width}}  {v}")
+    print(f"\n(recordings in {work}; {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
