@@ -44,7 +44,6 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -57,6 +56,11 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import yaml
+
+# the normaliser lives in the package (assistant eval uses it); re-exported for the tests
+from assistant.textnorm import normalise_text as normalise_text
+from assistant.textnorm import reply_mentions as reply_mentions
+from assistant.textnorm import word_errors
 
 HERE = Path(__file__).resolve().parent
 QUESTIONS_FILE = HERE / "questions.yaml"
@@ -388,59 +392,6 @@ def make_samples(dest: Path = SAMPLES_DIR) -> list[Path]:
         sf.write(path, audio, rate, subtype="PCM_16", format="WAV")
         paths.append(path)
     return paths
-
-
-# --------------------------------------------------------------------------------- text and scoring
-
-_NUMBERS = [
-    "zero",
-    "one",
-    "two",
-    "three",
-    "four",
-    "five",
-    "six",
-    "seven",
-    "eight",
-    "nine",
-    "ten",
-    "eleven",
-    "twelve",
-    "thirteen",
-    "fourteen",
-    "fifteen",
-    "sixteen",
-    "seventeen",
-    "eighteen",
-    "nineteen",
-    "twenty",
-]
-
-
-def normalise_text(text: str) -> str:
-    """Lowercase, no punctuation, digits 0-20 spelled out: for comparing transcripts."""
-    text = text.lower().replace("-", " ")
-    text = re.sub(r"[^a-z0-9' ]+", " ", text)
-    words = [_NUMBERS[int(w)] if w.isdigit() and int(w) < len(_NUMBERS) else w for w in text.split()]
-    return " ".join(w.strip("'") for w in words if w.strip("'"))
-
-
-def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
-    """(edit distance in words, reference length) after normalise_text."""
-    ref, hyp = normalise_text(reference).split(), normalise_text(hypothesis).split()
-    prev = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        cur = [i] + [0] * len(hyp)
-        for j, h in enumerate(hyp, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
-        prev = cur
-    return prev[-1], len(ref)
-
-
-def reply_mentions(reply: str, keywords: Sequence[str]) -> bool:
-    """True when the reply contains any keyword as a whole word (case-insensitive)."""
-    low = reply.lower()
-    return any(re.search(rf"(?<![a-z0-9]){re.escape(k.lower())}(?![a-z0-9])", low) for k in keywords)
 
 
 # ----------------------------------------------------------------------------------- tiny.en check
