@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from assistant.asr import AsrStage, Recognizer, WhisperEngine
+from assistant.audio.file_source import FileSource
 from assistant.audio.sinks import AudioSink, PlaybackStage
 from assistant.config import Config
 from assistant.deadline import DeadlineResponder
@@ -49,6 +51,13 @@ def load_engines(cfg: Config, progress: Progress = lambda _m: None) -> Engines:
         LlmEngine(store.llm_path(cfg.llm.model, progress=progress), cfg.llm),
         PiperEngine(*store.voice_paths(cfg.tts.voice), cfg.tts),
     )
+
+
+def file_source(cfg: Config, path: Path, realtime: bool) -> FileSource:
+    """A recording as the pipeline's input, followed by enough silence that a turn ending at the very
+    end of the file is closed by the VAD's hangover like any other."""
+    tail_s = cfg.vad.hangover_ms / 1000 + 0.3
+    return FileSource(path, realtime=realtime, frame_ms=cfg.audio.frame_ms, tail_silence_s=tail_s)
 
 
 def listening_stages(cfg: Config, store: ModelStore, engines: Engines | None = None) -> list[Stage]:

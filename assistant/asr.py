@@ -31,10 +31,17 @@ from assistant.messages import (
     Transcript,
 )
 from assistant.stage import Stage, StageContext
+from assistant.vad import PAUSE_MS
 
 log = logging.getLogger(__name__)
 
-END_PAD_S = 0.2  # audio kept after the last voiced frame: Whisper drops word endings without it
+# The final and the speculative pass hear exactly the same input: the audio up to PAUSE_MS after the
+# last voiced frame (all the speculative pass can have), then TAIL_ZEROS_S of digital silence. So a
+# reused speculation is what the final pass would have said, and recognition does not depend on
+# timing. Measured on the golden corpus: this cut matched raw faster-whisper on the whole file (10
+# word errors in 328 both); 0.1 s of audio without the zeros made 13, 0.2 s made 10, 0.3 s 16.
+END_PAD_S = PAUSE_MS / 1000
+TAIL_ZEROS_S = 0.1
 # Partial and speculative passes only pay off when the stage keeps up with the audio; when input is
 # queued (a fast file replay, or a busy machine) they would only delay the final transcript.
 CAUGHT_UP_S = 0.15
@@ -128,7 +135,7 @@ class AsrStage(Stage):
             and _caught_up(msg, SPECULATE_WITHIN_S)
         ):
             turn = self._turn
-            turn.spec_text = self._transcribe(turn.samples)
+            turn.spec_text = self._transcribe(self._samples_until(turn, msg.t_input))
             turn.spec_until = msg.t_input
             self.ctx.events.emit("transcript_speculative", turn.number, text=turn.spec_text)
             # downstream may start answering; a SpeechResumed or a different final text voids it
@@ -162,17 +169,24 @@ class AsrStage(Stage):
         if reused:
             text = turn.spec_text or ""
         else:
-            keep = int((ended.t_input - turn.t_input_start + END_PAD_S) * PIPELINE_RATE)
-            text = self._transcribe(min(turn.samples, max(keep, 0)), turn)
+            text = self._transcribe(self._samples_until(turn, ended.t_input + END_PAD_S), turn)
         now = time.monotonic()
         self.ctx.events.emit("transcript_final", turn.number, t=now, text=text, speculative=reused)
         return Transcript(turn.number, text, final=True, ended=ended, t=now)
+
+    @staticmethod
+    def _samples_until(turn: _Turn, t_input: float) -> int:
+        return max(0, min(turn.samples, round((t_input - turn.t_input_start) * PIPELINE_RATE)))
 
     def _transcribe(self, samples: int, turn: _Turn | None = None) -> str:
         turn = turn or self._turn
         assert self.engine is not None and turn is not None
         audio = np.concatenate(turn.chunks)[:samples] if turn.chunks else np.zeros(0, np.int16)
-        return self.engine.transcribe(audio)
+        if len(audio) == 0:
+            return ""
+        return self.engine.transcribe(
+            np.concatenate([audio, np.zeros(int(TAIL_ZEROS_S * PIPELINE_RATE), np.int16)])
+        )
 
 
 def _caught_up(msg: AudioChunk | SpeechPaused, within_s: float = CAUGHT_UP_S) -> bool:

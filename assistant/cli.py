@@ -4,6 +4,7 @@ assistant respond IN [--out REPLY.wav] [--report REPORT.json] [--fast]
 assistant transcribe IN [--json]
 assistant say "TEXT" --out F.wav
 assistant models [--prepare] [--verify]
+assistant eval CORPUS [--report-dir DIR] [--fast] [--baseline OLD.json]
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from assistant import __version__
 from assistant.audio.file_source import AudioFileError
 from assistant.config import Config, ConfigError, load_config
+from assistant.evalreport import TOLERANCE_HELP
 from assistant.modelstore import ModelError
 from assistant.pipeline import PipelineError
 
@@ -101,7 +103,45 @@ def build_parser() -> argparse.ArgumentParser:
         "--prepare", action="store_true", help="materialise the local cache (convert/join once) and verify"
     )
     p.add_argument("--verify", action="store_true", help="recompute every checksum")
+
+    p = sub.add_parser(
+        "listen",
+        parents=[common],
+        help="talk to it: microphone in, speaker out, interrupt it any time",
+        description="Live conversation through the microphone and the speaker. Speak over the reply "
+        "to interrupt it. Ctrl-C stops. Any microphone rate and channel count is converted.",
+    )
+    p.add_argument("--input-device", type=_device, help="microphone: name part or index (see `devices`)")
+    p.add_argument("--output-device", type=_device, help="speaker: name part or index (see `devices`)")
+    p.add_argument("--log-events", type=Path, metavar="PATH", help="append every event to PATH as JSONL")
+    p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+
+    sub.add_parser("devices", parents=[common], help="list microphones and speakers")
+
+    p = sub.add_parser(
+        "eval",
+        parents=[common],
+        help="regression: score a corpus of recordings (WER, replies, latency) and write a report",
+        description="Run every recording of CORPUS through the full pipeline (as `respond` does; "
+        "real-time pace unless --fast) and score it. CORPUS is searched recursively for NAME.wav + "
+        "NAME.txt (the reference transcript), each with an optional NAME.json of expectations, e.g. "
+        '{"reply_contains_any": ["Paris"], "fallback": false, "max_first_audio_ms": 1500}; '
+        '"turns": [{...}, ...] gives per-turn ones. Writes DIR/report.json, DIR/report.md, '
+        "DIR/latency.png, DIR/waterfall.png and DIR/replies/. Exit code 1 when an expectation fails "
+        "or, with --baseline, on a regression beyond the tolerance.",
+        epilog=TOLERANCE_HELP,
+    )
+    p.add_argument("corpus", type=Path, help="folder of NAME.wav + NAME.txt (+ NAME.json)")
+    p.add_argument(
+        "--report-dir", type=Path, default=Path("eval-report"), metavar="DIR", help="default: eval-report"
+    )
+    p.add_argument("--fast", action="store_true", help="feed each recording as fast as possible")
+    p.add_argument("--baseline", type=Path, metavar="OLD.json", help="an earlier report.json to compare with")
     return parser
+
+
+def _device(text: str) -> str | int:
+    return int(text) if text.strip().isdigit() else text
 
 
 def main(argv: list[str] | None = None) -> int:

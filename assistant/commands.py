@@ -10,7 +10,6 @@ import time
 import soundfile as sf
 
 from assistant import app
-from assistant.audio.file_source import FileSource
 from assistant.audio.sinks import AudioSink, SpeakerSink, TimelineWavSink
 from assistant.cli import BUNDLED_QUESTION, dump_json
 from assistant.config import Config, config_to_dict
@@ -25,9 +24,7 @@ log = logging.getLogger(__name__)
 
 def respond(cfg: Config, args: argparse.Namespace) -> int:
     path = args.input or BUNDLED_QUESTION
-    source = FileSource(
-        path, realtime=not args.fast, frame_ms=cfg.audio.frame_ms, tail_silence_s=_tail_s(cfg)
-    )
+    source = app.file_source(cfg, path, realtime=not args.fast)
     events, event_log = _events(args)
     sinks: list[AudioSink] = [TimelineWavSink(args.out, min_duration_s=source.duration_s)]
     speaker = _speaker(cfg, args)
@@ -59,9 +56,7 @@ def respond(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def transcribe(cfg: Config, args: argparse.Namespace) -> int:
-    source = FileSource(
-        args.input, realtime=args.realtime, frame_ms=cfg.audio.frame_ms, tail_silence_s=_tail_s(cfg)
-    )
+    source = app.file_source(cfg, args.input, realtime=args.realtime)
     events, event_log = _events(args)
     pipeline = app.transcription_pipeline(cfg, source, events)
     _run(pipeline, args, f"Transcribing {args.input}")
@@ -105,11 +100,6 @@ def models(cfg: Config, args: argparse.Namespace) -> int:
 # -- helpers --------------------------------------------------------------------------------------
 
 
-def _tail_s(cfg: Config) -> float:
-    """Silence fed after the recording so a turn ending at the very end closes like any other."""
-    return cfg.vad.hangover_ms / 1000 + 0.3
-
-
 def _events(args: argparse.Namespace) -> tuple[EventBus, EventLog]:
     events, event_log = EventBus(), EventLog()
     events.subscribe(event_log)
@@ -150,7 +140,7 @@ def _say(args: argparse.Namespace, message: str) -> None:
 def _table(turns: list) -> str:
     if not turns:
         return "No speech found in the recording."
-    rows = [("turn", "speech", "heard", "answered", "asr", "1st token", "1st audio")]
+    rows = [("turn", "speech", "heard", "answered", "asr", "1st token", "1st sound", "answer")]
     for t in turns:
         lat = t.latency_ms
         rows.append(
@@ -162,12 +152,15 @@ def _table(turns: list) -> str:
                 _fmt(lat.get("asr_final")),
                 _fmt(lat.get("llm_first_token")),
                 _fmt(lat.get("first_audio")),
+                _fmt(lat.get("answer_audio")),
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines) + "\n(latencies in ms from the end of user speech)"
+    return "\n".join(lines) + (
+        "\n(ms from the end of user speech; 1st sound includes the deadline's filler, answer is the answer itself)"
+    )
 
 
 def _fmt(ms: float | None) -> str:
@@ -176,3 +169,81 @@ def _fmt(ms: float | None) -> str:
 
 def _clip(text: str, width: int = 48) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def listen(cfg: Config, args: argparse.Namespace) -> int:
+    import signal
+
+    from assistant.audio.devices import DeviceError
+    from assistant.live import run_listen
+    from assistant.liveview import JsonlLog, LiveView, PlainLog
+
+    events = EventBus()
+    events.subscribe(PlainLog() if args.quiet else LiveView())
+    jsonl = JsonlLog(args.log_events) if args.log_events else None
+    if jsonl is not None:
+        events.subscribe(jsonl)
+    # SIGTERM (a service manager, a test harness) stops as cleanly as Ctrl-C
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        _say(args, f"Loading models ({cfg.asr.model}, {cfg.llm.model}, {cfg.tts.voice})...")
+        run_listen(cfg, events, lambda m: _say(args, m), args.input_device, args.output_device, args.duration)
+    except DeviceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if jsonl is not None:
+            jsonl.close()
+    return 0
+
+
+def devices(cfg: Config, args: argparse.Namespace) -> int:
+    from assistant.audio.devices import DeviceError, format_devices, list_devices
+
+    try:
+        print(format_devices(list_devices()))
+    except DeviceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def eval(cfg: Config, args: argparse.Namespace) -> int:  # the command's name; shadows a builtin here only
+    from assistant import evalreport, evaluate, evalview, plots
+
+    try:
+        items = evaluate.find_corpus(args.corpus)
+        baseline = evalreport.load_baseline(args.baseline) if args.baseline else None
+    except evaluate.CorpusError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    mode = "fast" if args.fast else "realtime"
+    _say(args, f"Loading models ({cfg.asr.model}, {cfg.llm.model}, {cfg.tts.voice})...")
+    start = time.monotonic()
+    engines = app.load_engines(cfg, progress=lambda m: _say(args, m))
+    _say(args, f"Evaluating {len(items)} recordings from {args.corpus} ({mode})")
+    bar = evalview.ProgressBar(len(items), sys.stderr, enabled=not args.quiet)
+    sink_log = logging.getLogger("assistant.audio.sinks")
+    level = sink_log.level
+    sink_log.setLevel(logging.WARNING)  # a "wrote reply.wav" line per case would break the bar
+    try:
+        results = evaluate.run_corpus(
+            cfg, engines, items, not args.fast, args.report_dir / "replies", bar.start, bar.done
+        )
+    finally:
+        sink_log.setLevel(level)
+        bar.close()
+    meta = {
+        "corpus": str(args.corpus),
+        "mode": mode,
+        "wall_s": round(time.monotonic() - start, 1),
+        "models": {"asr": cfg.asr.model, "llm": cfg.llm.model, "tts": cfg.tts.voice},
+        "config": config_to_dict(cfg),
+    }
+    report = evalreport.build_report(meta, results, baseline, args.baseline)
+    evalreport.write_json(report, args.report_dir / "report.json")
+    pngs = plots.write_plots(report, args.report_dir)
+    (args.report_dir / "report.md").write_text(evalview.markdown(report, pngs), encoding="utf-8")
+    print(evalview.summary_table(report))
+    print(f"report: {args.report_dir / 'report.md'}")
+    return 0 if report["ok"] else 1

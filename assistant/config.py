@@ -76,7 +76,7 @@ class AudioConfig:
 @dataclass(frozen=True)
 class VadConfig:
     aggressiveness: int = _knob(2, lo=0, hi=3)
-    hangover_ms: int = _knob(500, lo=100, hi=3000)
+    hangover_ms: int = _knob(400, lo=100, hi=3000)
     min_speech_ms: int = _knob(250, lo=0, hi=5000)
     pre_roll_ms: int = _knob(300, lo=0, hi=2000)
     onset_ms: int = _knob(60, lo=10, hi=1000)
@@ -113,7 +113,7 @@ class LlmConfig:
 
 @dataclass(frozen=True)
 class DeadlineConfig:
-    first_audio_ms: int = _knob(800, lo=100, hi=10000)
+    first_audio_ms: int = _knob(450, lo=100, hi=10000)
     answer_ms: int = _knob(4000, lo=200, hi=60000)
     reply_ms: int = _knob(10000, lo=500, hi=120000)
     acknowledgement: str = "Hmm."

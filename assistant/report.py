@@ -12,11 +12,12 @@ from typing import Any
 
 from assistant.events import Event
 
+ANSWER_SOURCES = ("llm", "fastpath")  # clause sources that are the answer; the others are fallbacks
+
 # event kind -> latency name in the report
 LATENCY_EVENTS = {
     "transcript_final": "asr_final",
     "llm_first_token": "llm_first_token",
-    "reply_clause": "first_clause",
     "first_audio": "first_audio",  # first sound of any kind (a deadline acknowledgement included)
     "answer_audio": "answer_audio",  # first sound of the answer itself
     "reply_done": "reply_done",
@@ -30,8 +31,9 @@ class TurnRecord:
     end_s: float = 0.0
     transcript: str = ""
     reply: str = ""
-    fallback: bool = False
-    fallback_kind: str | None = None
+    fallback: bool = False  # the deadline spoke: a filler, or an apology instead of an answer
+    fallback_kind: str | None = None  # "ack", "timeout", "error"
+    fastpath: bool = False  # answered without the LLM (time, date, ...)
     speculative_asr: bool = False
     latency_ms: dict[str, float] = field(default_factory=dict)
 
@@ -53,9 +55,13 @@ def build_turns(events: list[Event]) -> list[TurnRecord]:
             record.transcript = e.data["text"]
             record.speculative_asr = bool(e.data.get("speculative"))
         elif e.kind == "reply_clause":
-            if e.data.get("source", "llm") != "llm":
+            source = e.data.get("source", "llm")
+            record.fastpath |= source == "fastpath"
+            if source not in ANSWER_SOURCES:
                 record.fallback = True
-                record.fallback_kind = record.fallback_kind or e.data["source"]
+                record.fallback_kind = record.fallback_kind or source
+            elif e.turn in speech_end:  # the answer's first clause, fillers aside
+                record.latency_ms.setdefault("first_clause", _ms(e.t - speech_end[e.turn]))
         elif e.kind == "reply_done":
             record.reply = e.data["text"]
         if e.kind in LATENCY_EVENTS and e.turn in speech_end:

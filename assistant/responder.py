@@ -3,8 +3,10 @@
 It keeps the conversation history and talks to a ``Responder`` (the LLM, wrapped by the fast path and
 the deadline fallback). Per turn:
 - a speculative transcript (the user paused) starts the work early through ``prefetch``;
-- ``SpeechEnded`` opens the reply, so its deadlines run from the end of speech even while the final
-  transcript is still being made (an acknowledgement can sound before the question is known);
+- the end of speech opens the reply, so its deadlines run from then even while the final transcript
+  is still being made (an acknowledgement can sound before the question is known). It arrives as the
+  VAD's ``speech_ended`` event, a control signal: the ``SpeechEnded`` message would queue behind the
+  recogniser's speculative pass, which may still be running when the hangover ends;
 - the final transcript asks the reply, and clauses stream out as they come.
 Only what was actually played enters the history when a reply is cut off by barge-in.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -35,6 +38,7 @@ class Exchange:
     user: str
     reply: str
     played: list[str] = field(default_factory=list)  # answer clauses whose audio started playing
+    heard: str | None = None  # set on barge-in: the words played before the cut (live.py measures it)
 
 
 @dataclass
@@ -54,6 +58,7 @@ class ResponderStage(Stage):
         self.speculative = speculative
         self.history: list[Exchange] = []
         self._open: dict[int, _OpenReply] = {}
+        self._open_lock = threading.Lock()  # the VAD's thread opens replies through the event bus
 
     def setup(self, ctx: StageContext) -> None:
         super().setup(ctx)
@@ -69,7 +74,7 @@ class ResponderStage(Stage):
         if isinstance(msg, SpeechResumed):
             self.responder.prefetch(None)  # the user went on: drop the speculative reply
         elif isinstance(msg, SpeechEnded):
-            self._open[msg.turn] = _OpenReply(self.responder.open(msg.t_arrival), msg)
+            self._open_reply(msg)
         elif isinstance(msg, Transcript) and not msg.final:
             if msg.speculative and self.speculative and msg.text.strip():
                 self.responder.prefetch(self.messages(msg.text))
@@ -80,10 +85,13 @@ class ResponderStage(Stage):
 
     def tick(self, now: float) -> Iterator[Message]:
         """Between end of speech and the final transcript: let the deadline speak if it must."""
-        for turn, state in list(self._open.items()):
+        with self._open_lock:
+            open_replies = list(self._open.items())
+        for turn, state in open_replies:
             if self.ctx.scope.is_stale(turn):
                 state.reply.cancel()
-                del self._open[turn]
+                with self._open_lock:
+                    self._open.pop(turn, None)
                 continue
             while not state.done:
                 try:
@@ -104,13 +112,16 @@ class ResponderStage(Stage):
     def _answer(self, msg: Transcript) -> Iterator[Message]:
         assert msg.ended is not None
         turn = msg.turn
-        state = self._open.pop(turn, None) or _OpenReply(self.responder.open(msg.ended.t_arrival), msg.ended)
+        state = self._open_reply(msg.ended)
+        with self._open_lock:
+            self._open.pop(turn, None)
         if not msg.text.strip():
             self.responder.prefetch(None)
             state.reply.cancel()
             self.ctx.events.emit("reply_skipped", turn, reason="nothing recognisable was said")
             return
-        state.reply.ask(self.messages(msg.text))
+        if not state.done:  # (the deadline may have given up while recognition was still running)
+            state.reply.ask(self.messages(msg.text))
         exchange = Exchange(turn, msg.text, "")
         self.history.append(exchange)  # now, so playback can mark clauses as played meanwhile
         spoken: list[str] = []
@@ -130,6 +141,14 @@ class ResponderStage(Stage):
         del self.history[:-MAX_EXCHANGES]
         self.ctx.events.emit("reply_done", turn, text=exchange.reply)
         yield ReplyText(turn, "", True, state.ended, time.monotonic())
+
+    def _open_reply(self, ended: SpeechEnded) -> _OpenReply:
+        """The turn's reply, opened now unless it already is (the event usually comes first)."""
+        with self._open_lock:
+            state = self._open.get(ended.turn)
+            if state is None:
+                state = self._open[ended.turn] = _OpenReply(self.responder.open(ended.t_arrival), ended)
+            return state
 
     def _emit(
         self, turn: int, state: _OpenReply, clause: Clause | None, spoken: list[str]
@@ -152,9 +171,19 @@ class ResponderStage(Stage):
         """A reply cut off by barge-in enters the history as far as it was played."""
         if not self.ctx.scope.is_stale(exchange.turn):
             return exchange.reply
-        return " ".join(exchange.played) + " ..." if exchange.played else "..."
+        heard = exchange.heard if exchange.heard is not None else " ".join(exchange.played)
+        return f"{heard} ..." if heard else "..."
 
     def _on_event(self, event: Event) -> None:
+        if event.kind == "speech_ended":
+            data = event.data
+            self._open_reply(SpeechEnded(event.turn, data["t_input"], event.t, data["t_decided"]))
+            return
+        if event.kind == "barge_in":
+            for exchange in self.history:
+                if exchange.turn == event.data.get("interrupted"):
+                    exchange.heard = str(event.data.get("spoken", ""))
+            return
         if event.kind != "audio_out" or not self.history or self.history[-1].turn != event.turn:
             return
         played = self.history[-1].played

@@ -20,7 +20,6 @@ import tempfile
 from pathlib import Path
 
 from assistant import app
-from assistant.audio.file_source import FileSource
 from assistant.audio.sinks import ListSink
 from assistant.config import load_config
 from assistant.events import EventBus, EventLog
@@ -41,7 +40,7 @@ METRICS = ["asr_final", "llm_first_token", "answer_audio", "first_audio"]
 def run_one(cfg, engines: app.Engines, path: Path, fast: bool):  # type: ignore[no-untyped-def]
     events, log = EventBus(), EventLog()
     events.subscribe(log)
-    source = FileSource(path, realtime=not fast, tail_silence_s=cfg.vad.hangover_ms / 1000 + 0.3)
+    source = app.file_source(cfg, path, realtime=not fast)
     app.conversation_pipeline(cfg, source, [ListSink()], events, lambda _m: None, engines).run()
     return build_turns(log.events)
 
@@ -73,6 +72,7 @@ def main() -> None:
 
     results: dict[str, dict[str, list[float]]] = {name: {m: [] for m in METRICS} for name in settings}
     fallbacks = dict.fromkeys(settings, 0)
+    turns = dict.fromkeys(settings, 0)  # one per recording, unless the VAD split a question
     for i, path in enumerate(recordings):
         order = settings if i % 2 == 0 else settings[::-1]
         for name in order:
@@ -81,6 +81,7 @@ def main() -> None:
                     if metric in turn.latency_ms:
                         results[name][metric].append(turn.latency_ms[metric])
                 fallbacks[name] += turn.fallback
+                turns[name] += 1
         print(f"  {i + 1}/{len(recordings)} {path.parent.name}/{path.name}", file=sys.stderr)
 
     base = settings[0]
@@ -100,7 +101,11 @@ def main() -> None:
         ratio = statistics.median(results[base]["answer_audio"]) / statistics.median(
             results[name]["answer_audio"]
         )
-        print(f"{name:12}" + "".join(f"{c:>22}" for c in cells) + f"{ratio:16.2f}{fallbacks[name]:11d}")
+        print(
+            f"{name:12}"
+            + "".join(f"{c:>22}" for c in cells)
+            + f"{ratio:16.2f}{fallbacks[name]:11d}{turns[name]:7d}"
+        )
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import soundfile as sf
 
 from assistant.asr import AsrStage
 from assistant.audio.file_source import FileSource
-from assistant.audio.sinks import ListSink, PlaybackStage
+from assistant.audio.sinks import ListSink, PlaybackStage, TimelineWavSink
 from assistant.config import Config
 from assistant.deadline import DeadlineResponder
 from assistant.events import EventBus, EventLog
@@ -158,3 +158,34 @@ def test_stop_ends_every_thread_within_a_second(cfg: Config, tmp_path: Path) -> 
     pipeline.stop()
     assert time.monotonic() - start < 1.0
     assert not any(t.is_alive() for t in pipeline._threads)
+
+
+def test_a_ten_minute_recording_streams_in_bounded_memory(cfg: Config, tmp_path: Path) -> None:
+    """Memory must not grow with the recording: it is read, resampled and written block by block."""
+    import tracemalloc
+
+    question, rate = sf.read(SAMPLES / "question.wav", dtype="int16")
+    path = tmp_path / "ten_minutes.wav"
+    with sf.SoundFile(path, "w", samplerate=44100, channels=2, subtype="PCM_16") as out:  # 10 min, 101 MB
+        loud = np.repeat(question[:, None], 2, axis=1)
+        up = np.repeat(loud, 3, axis=0)[: int(len(loud) * 44100 / rate)]  # crude 16k -> 44.1k
+        for minute in range(10):
+            out.write(np.zeros((44100 * 50, 2), dtype=np.int16))
+            out.write(up if minute % 3 == 0 else np.zeros_like(up))
+            out.write(np.zeros((44100 * 10 - len(up), 2), dtype=np.int16))
+    events, log = EventBus(), EventLog()
+    events.subscribe(log)
+    stages: list[Stage] = [
+        VadStage(cfg.vad, cfg.audio.frame_ms),
+        AsrStage(cfg.asr, engine=FakeRecognizer()),
+        ResponderStage(responder_chain(cfg, FakeLlm()), cfg.llm.system_prompt),
+        TtsStage(cfg.tts, engine=FakeSynth()),
+        PlaybackStage([TimelineWavSink(tmp_path / "reply.wav", min_duration_s=600)]),
+    ]
+    tracemalloc.start()
+    Pipeline(FileSource(path, realtime=False), stages, events=events).run()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert len(build_turns(log.events)) == 4
+    assert sf.info(tmp_path / "reply.wav").duration >= 600
+    assert peak < 20e6, f"peak {peak / 1e6:.1f} MB of Python allocations for a 101 MB recording"

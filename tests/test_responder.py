@@ -178,6 +178,9 @@ def test_an_interrupted_reply_enters_the_history_as_far_as_it_was_played(cfg: Co
     scope.interrupt(2)
     messages = stage.messages("Second?")
     assert messages[2] == {"role": "assistant", "content": "Paris is the capital, ..."}
+    # the live barge-in controller measures the cut within a clause: that wins
+    stage.ctx.events.emit("barge_in", 2, interrupted=1, spoken="Paris is")
+    assert stage.messages("Second?")[2] == {"role": "assistant", "content": "Paris is ..."}
 
 
 def test_speculative_prefetch_is_adopted_when_the_user_has_finished(cfg: Config) -> None:
