@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from assistant.events import Event
+from assistant.replies import ANSWER_SOURCES
 
 BAR = " ▁▂▃▄▅▆▇█"
 REDRAW_S = 0.1
@@ -72,7 +73,7 @@ class _Turns:
                 return [f"  [turn {e.turn}: first sound {ms:.0f} ms after you stopped]"]
         elif k == "audio_out":
             self.state = "speaking"
-            tag = "" if d.get("source", "llm") in ("llm", "fastpath") else f" ({d['source']})"
+            tag = "" if d.get("source", "llm") in ANSWER_SOURCES else f" ({d['source']})"
             return [f"assistant{tag}: {d['text']}"] if d.get("text") else []
         elif k == "playback_stopped" and self.state == "speaking":
             self.state = "listening"

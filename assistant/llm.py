@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Protocol
 
 from assistant.config import LlmConfig
+from assistant.replies import ChatMessage
 
 log = logging.getLogger(__name__)
-
-ChatMessage = dict[str, str]
 
 
 class TextStreamer(Protocol):

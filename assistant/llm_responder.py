@@ -52,7 +52,6 @@ class LlmResponder:
             if self._prefetched and self._prefetched[0] == _key(messages):
                 stream = self._prefetched[1]
                 self._prefetched = None
-                stream.adopted = True  # type: ignore[attr-defined]
                 return stream
             self._drop_prefetch()
             return self._generate(messages)

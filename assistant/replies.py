@@ -18,10 +18,14 @@ from typing import Protocol
 ChatMessage = dict[str, str]
 
 
+# Clause sources that are the answer itself; the others ("ack", "timeout", "error") are fallbacks.
+ANSWER_SOURCES = ("llm", "fastpath")
+
+
 @dataclass(frozen=True)
 class Clause:
     text: str
-    source: str = "llm"  # "llm", "fastpath", or a fallback kind: "ack", "timeout", "error"
+    source: str = "llm"  # one of ANSWER_SOURCES, or a fallback kind: "ack", "timeout", "error"
 
 
 class Reply(Protocol):

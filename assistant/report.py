@@ -11,8 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from assistant.events import Event
-
-ANSWER_SOURCES = ("llm", "fastpath")  # clause sources that are the answer; the others are fallbacks
+from assistant.replies import ANSWER_SOURCES
 
 # event kind -> latency name in the report
 LATENCY_EVENTS = {

@@ -22,14 +22,13 @@ from dataclasses import dataclass, field
 
 from assistant.events import Event
 from assistant.messages import End, Message, ReplyText, SpeechEnded, SpeechResumed, Transcript
-from assistant.replies import ChatMessage, Clause, Reply, Responder
+from assistant.replies import ANSWER_SOURCES, ChatMessage, Clause, Reply, Responder
 from assistant.stage import Stage, StageContext
 
 log = logging.getLogger(__name__)
 
 POLL_S = 0.02  # how often a waiting reply looks at cancellation
 MAX_EXCHANGES = 50  # the LLM trims to its token budget; this only bounds memory in long sessions
-ANSWER_SOURCES = ("llm", "fastpath")
 
 
 @dataclass

@@ -20,11 +20,10 @@ import soundfile as sf
 
 from assistant.audio.convert import StreamResampler, float_to_int16, int16_to_float, resample
 from assistant.messages import End, Message, SpeechAudio
+from assistant.replies import ANSWER_SOURCES
 from assistant.stage import Stage
 
 log = logging.getLogger(__name__)
-
-ANSWER_SOURCES = ("llm", "fastpath")  # audio that is the answer itself, not a fallback filler
 
 
 class AudioSink(Protocol):
