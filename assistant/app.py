@@ -68,11 +68,17 @@ def listening_stages(cfg: Config, store: ModelStore, engines: Engines | None = N
 
 
 def responder(
-    cfg: Config, store: ModelStore, progress: Progress, llm: TextStreamer | None = None
+    cfg: Config,
+    store: ModelStore,
+    progress: Progress,
+    llm: TextStreamer | None = None,
+    wrap: Callable[[Responder], Responder] = lambda r: r,
 ) -> Responder:
-    """The LLM, behind the fast path, behind the deadline fallback: each looks like what it wraps."""
+    """The LLM, behind the fast path, behind the deadline fallback: each looks like what it wraps.
+    ``wrap`` adds a layer inside the deadline (the agent's actions)."""
     model_dir = None if llm else store.llm_path(cfg.llm.model, progress=progress)
-    return DeadlineResponder(FastPathResponder(LlmResponder(cfg.llm, model_dir, engine=llm)), cfg.deadline)
+    inner = wrap(FastPathResponder(LlmResponder(cfg.llm, model_dir, engine=llm)))
+    return DeadlineResponder(inner, cfg.deadline)
 
 
 def fallback_phrases(cfg: Config) -> tuple[str, ...]:
@@ -87,15 +93,19 @@ def speaking_stages(
     sinks: Sequence[AudioSink],
     progress: Progress,
     engines: Engines | None = None,
+    responder_stage: ResponderStage | None = None,
+    prepared: tuple[str, ...] = (),
 ) -> list[Stage]:
-    """Responder + TTS + playback: transcripts in, audio out."""
+    """Responder + TTS + playback: transcripts in, audio out. ``responder_stage`` replaces the
+    conversation's own (the agent's); ``prepared`` phrases are synthesised at start-up too."""
     engines = engines or Engines()
     voice = None if engines.synth else store.voice_paths(cfg.tts.voice)
+    stage = responder_stage or ResponderStage(
+        responder(cfg, store, progress, engines.llm), cfg.llm.system_prompt, cfg.llm.speculative
+    )
     return [
-        ResponderStage(
-            responder(cfg, store, progress, engines.llm), cfg.llm.system_prompt, cfg.llm.speculative
-        ),
-        TtsStage(cfg.tts, voice, engine=engines.synth, prepared=fallback_phrases(cfg)),
+        stage,
+        TtsStage(cfg.tts, voice, engine=engines.synth, prepared=fallback_phrases(cfg) + prepared),
         PlaybackStage(sinks),
     ]
 

@@ -4,6 +4,8 @@ assistant respond IN [--out REPLY.wav] [--report REPORT.json] [--fast]
 assistant transcribe IN [--json]
 assistant say "TEXT" --out F.wav
 assistant models [--prepare] [--verify]
+assistant listen [--input-device D] [--output-device D]
+assistant agent [--input WAV --out REPLY.wav --linger S]
 assistant eval CORPUS [--report-dir DIR] [--fast] [--baseline OLD.json]
 """
 
@@ -57,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
         "  assistant respond talk.wav --out reply.wav --report report.json\n"
         "  assistant transcribe talk.wav --json\n"
         '  assistant say "Hello there" --out hello.wav\n'
-        "  assistant models --verify\n",
+        "  assistant models --verify\n"
+        "  assistant listen                       talk to it through the microphone\n"
+        '  assistant agent                        hands-free: "hey assistant, set a timer for 5 minutes"\n',
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[common],
     )
@@ -114,6 +118,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-device", type=_device, help="microphone: name part or index (see `devices`)")
     p.add_argument("--output-device", type=_device, help="speaker: name part or index (see `devices`)")
     p.add_argument("--log-events", type=Path, metavar="PATH", help="append every event to PATH as JSONL")
+    p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+
+    p = sub.add_parser(
+        "agent",
+        parents=[common],
+        help="hands-free desktop agent: wake phrase, timers, notes, typing, apps",
+        description="Hands-free mode. Only speech that starts with the wake phrase (agent.wake_phrase, "
+        'default "hey assistant") is answered, plus follow-ups within agent.followup_s of a reply. '
+        '"Stop" or "cancel" silences it. Commands run on the desktop: the time and date, timers and '
+        "reminders, notes, opening a URL or an allowlisted app, typing dictated text, reading the "
+        "clipboard, media and volume keys. Launching and typing ask for a spoken yes first "
+        "(agent.confirm). Everything it hears and does is appended to the event log "
+        "(agent.event_log). Ctrl-C stops.",
+        epilog="Examples:\n"
+        "  assistant agent                                 live, microphone and speaker\n"
+        '  "Hey assistant, set a timer for five minutes."\n'
+        '  "Hey assistant, type hello world."  ...  "Yes."\n'
+        "  assistant agent --input cmds.wav --out reply.wav --linger 5   over a recording\n"
+        "  tail -f ~/.local/state/assistant/agent.jsonl    what it did",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--input", type=Path, metavar="WAV", help="a recording instead of the microphone")
+    p.add_argument("--out", type=Path, default=Path("agent-reply.wav"), help="with --input: reply audio")
+    p.add_argument(
+        "--linger", type=float, default=0.0, metavar="S", help="with --input: keep going S seconds after it"
+    )
+    p.add_argument("--input-device", type=_device, help="microphone: name part or index (see `devices`)")
+    p.add_argument("--output-device", type=_device, help="speaker: name part or index (see `devices`)")
+    p.add_argument("--log-events", type=Path, metavar="PATH", help="event log (default: agent.event_log)")
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
 
     sub.add_parser("devices", parents=[common], help="list microphones and speakers")

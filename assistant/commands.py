@@ -197,6 +197,47 @@ def listen(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def agent(cfg: Config, args: argparse.Namespace) -> int:
+    import signal
+
+    from assistant.agent.run import agent_file_pipeline, agent_speaking_stages
+    from assistant.audio.devices import DeviceError
+    from assistant.live import run_listen
+    from assistant.liveview import JsonlLog, LiveView, PlainLog
+
+    events = EventBus()
+    events.subscribe(PlainLog() if args.quiet or args.input else LiveView())
+    log_path = args.log_events or cfg.agent.event_log
+    jsonl = JsonlLog(log_path)
+    events.subscribe(jsonl)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    progress = lambda m: _say(args, m)  # noqa: E731
+    _say(args, f"Loading models ({cfg.asr.model}, {cfg.llm.model}, {cfg.tts.voice})...")
+    _say(args, f'Say "{cfg.agent.wake_phrase}" and then what you want. Event log: {log_path}')
+    try:
+        if args.input is not None:
+            sinks: list[AudioSink] = [TimelineWavSink(args.out)]
+            pipeline = agent_file_pipeline(cfg, args.input, sinks, events, progress, args.linger)
+            _run(pipeline, args, f"Listening to {args.input}")
+            print(f"reply audio: {args.out}")
+        else:
+            run_listen(
+                cfg,
+                events,
+                progress,
+                args.input_device,
+                args.output_device,
+                args.duration,
+                speaking=lambda sinks: agent_speaking_stages(cfg, sinks, events, progress),
+            )
+    except DeviceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        jsonl.close()
+    return 0
+
+
 def devices(cfg: Config, args: argparse.Namespace) -> int:
     from assistant.audio.devices import DeviceError, format_devices, list_devices
 

@@ -44,7 +44,9 @@ class _Rule:
     hi: float | None = None
 
     def allows(self, value: Any) -> bool:
-        if value is None or value in self.choices:
+        if isinstance(value, tuple) and self.choices:  # a list knob: every item must be allowed
+            return all(item in self.choices for item in value)
+        if isinstance(value, dict) or value is None or value in self.choices:
             return True
         if self.lo is not None and isinstance(value, int | float):
             return self.lo <= value <= self.hi  # NaN fails both comparisons
@@ -138,6 +140,35 @@ class TtsConfig:
     sentence_silence_s: float = _knob(0.0, lo=0, hi=2)
 
 
+# Every desktop action the agent knows (assistant/agent/intents.py); `agent.actions` allows a subset.
+AGENT_ACTIONS = (
+    "time", "date", "timer", "reminder", "note", "open_url", "open_app", "type", "clipboard", "media", "volume",
+)  # fmt: skip
+
+
+def _state_dir(*parts: str) -> Path:
+    return Path.home().joinpath(".local", *parts)
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    wake_phrase: str = "hey assistant"
+    wake_similarity: float = _knob(0.82, lo=0.5, hi=1.0)
+    followup_s: float = _knob(6.0, lo=0, hi=120)
+    actions: tuple[str, ...] = _knob(AGENT_ACTIONS, choices=AGENT_ACTIONS)
+    confirm: tuple[str, ...] = _knob(("open_url", "open_app", "type"), choices=AGENT_ACTIONS)
+    apps: dict[str, str] = field(
+        default_factory=lambda: {
+            "text editor": "gnome-text-editor",
+            "calculator": "gnome-calculator",
+            "files": "nautilus",
+            "browser": "firefox",
+        }
+    )
+    notes_file: Path = field(default_factory=lambda: _state_dir("share", "assistant", "notes.txt"))
+    event_log: Path = field(default_factory=lambda: _state_dir("state", "assistant", "agent.jsonl"))
+
+
 @dataclass(frozen=True)
 class ModelsConfig:
     cache_dir: Path = Path("models/cache")
@@ -156,6 +187,7 @@ class Config:
     llm: LlmConfig = field(default_factory=LlmConfig)
     deadline: DeadlineConfig = field(default_factory=DeadlineConfig)
     barge_in: BargeInConfig = field(default_factory=BargeInConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
     tts: TtsConfig = field(default_factory=TtsConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
@@ -163,6 +195,7 @@ class Config:
 
 
 _EMPTY_OK = frozenset({"llm.system_prompt"})  # string keys where "" is a meaningful value
+_COLLECTION_NAMES = {tuple: "a list of strings", dict: "a mapping of names to strings"}
 _TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string", Path: "a path"}
 
 
@@ -191,6 +224,18 @@ def _coerce(value: Any, hint: Any) -> tuple[bool, Any]:
             return True, float(value)
         if t is Path and isinstance(value, str | Path):
             return True, Path(value).expanduser()
+        if (
+            get_origin(t) is tuple
+            and isinstance(value, list | tuple)
+            and all(isinstance(v, str) for v in value)
+        ):
+            return True, tuple(value)
+        if (
+            get_origin(t) is dict
+            and isinstance(value, dict)
+            and all(isinstance(v, str) for v in value.values())
+        ):
+            return True, {str(k): v for k, v in value.items()}
     return False, None
 
 
@@ -201,7 +246,7 @@ def _check(key: str, value: Any, hint: Any, rule: _Rule | None) -> tuple[str | N
     ok, converted = _coerce(value, hint)
     if ok and (rule is None or rule.allows(converted)):
         return None, converted
-    names = [_TYPE_NAMES.get(t, "null") for t in _type_args(hint)]
+    names = [_TYPE_NAMES.get(t) or _COLLECTION_NAMES.get(get_origin(t), "null") for t in _type_args(hint)]
     allowed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
     return f"invalid value {value!r}; allowed: {allowed}" + (f"; {rule.describe()}" if rule else ""), value
 
@@ -228,12 +273,14 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 
 def _parse_override(text: str) -> Any:
-    """A YAML scalar (null, true, 3, 0.5, text); text that is not one (``Be brief: really``) stays text."""
+    """A YAML scalar or list (null, true, 3, 0.5, [a, b]); other text stays text."""
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
-    return text if isinstance(value, dict | list) else value  # no knob takes a mapping or a list
+    # a list is a list (agent.confirm=[]); "Be brief: really" parses as a mapping but is meant as text,
+    # and mapping knobs (agent.apps) are set in the file
+    return text if isinstance(value, dict) else value
 
 
 def load_config(path: Path | str | None = None, overrides: Sequence[str] = ()) -> Config:

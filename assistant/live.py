@@ -333,6 +333,10 @@ class BargeIn:
         return " ".join(words)
 
 
+# Builds the stages from the responder to the speaker, given the audio sinks.
+SpeakingStages = Callable[[list[Any]], list[Any]]
+
+
 class Watchdog:
     """Checks the speaker every ``every_s`` and reopens it when its device went away and came back."""
 
@@ -370,9 +374,11 @@ def run_listen(
     input_device: str | int | None = None,
     output_device: str | int | None = None,
     duration_s: float | None = None,
+    speaking: SpeakingStages | None = None,
 ) -> None:
     """Microphone -> echo stage -> the usual listening and speaking stages -> speaker, until Ctrl-C
-    (or ``duration_s``). Device errors at start-up raise DeviceError; later ones are survived."""
+    (or ``duration_s``). ``speaking`` builds other speaking stages (the agent's) for the speaker.
+    Device errors at start-up raise DeviceError; later ones are survived."""
     from assistant import app
     from assistant.audio.microphone import Microphone
     from assistant.audio.sinks import PlaybackStage, SpeakerSink
@@ -393,7 +399,11 @@ def run_listen(
         out = output_device if output_device is not None else cfg.audio.output_device
         speaker = SpeakerSink(out, block_s=0.02, on_played=far.push, latency="low")
         store = app.model_store(cfg)
-        stages = [*app.listening_stages(cfg, store), *app.speaking_stages(cfg, store, [speaker], progress)]
+        if speaking is None:
+            speaking_stages = app.speaking_stages(cfg, store, [speaker], progress)
+        else:
+            speaking_stages = speaking([speaker])
+        stages = [*app.listening_stages(cfg, store), *speaking_stages]
         pipeline = Pipeline(EchoGuard(mic, cfg.barge_in, far, events), stages, events=events)
         playback = next((s for s in stages if isinstance(s, PlaybackStage)), None)
         BargeIn(cfg.barge_in, pipeline.scope, speaker, playback, events)

@@ -83,6 +83,15 @@ class _Turns:
             return [f"  [interrupted turn {d.get('interrupted')}; it had said: {heard!r}]"]
         elif k == "reply_skipped":
             self.state = "listening"
+        elif k == "wake_ignored":
+            self.state = "listening"
+            return [f"  [not for me (no wake phrase): {d.get('text', '')!r}]"]
+        elif k == "action":
+            extra = f" ({d['reason']})" if d.get("reason") else ""
+            return [f"  [action {d.get('action')}: {d.get('outcome')}{extra}]"]
+        elif k == "stopped":
+            self.state = "listening"
+            return ["  [stopped]"]
         elif k == "device":
             return [f"  [{d.get('device')} {d.get('state')}: {d.get('detail', '')}]".replace(": ]", "]")]
         return []

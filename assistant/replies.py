@@ -18,8 +18,9 @@ from typing import Protocol
 ChatMessage = dict[str, str]
 
 
-# Clause sources that are the answer itself; the others ("ack", "timeout", "error") are fallbacks.
-ANSWER_SOURCES = ("llm", "fastpath")
+# Clause sources that are the answer itself ("action": the agent did what was asked); the others
+# are fallbacks ("ack", "timeout", "error") or the agent's own announcements ("announcement").
+ANSWER_SOURCES = ("llm", "fastpath", "action")
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,10 @@ class ConsoleView:
             return f"  assistant{tag}: {e.data['text']}  [{since}]"
         if e.kind == "first_audio":
             return f"  first sound of the reply [{since}]"
+        if e.kind == "wake_ignored":
+            return "  (not for me: no wake phrase)"
+        if e.kind == "action":
+            return f"  action {e.data['action']}: {e.data['outcome']}"
         return None
 
     def _since(self, e: Event) -> str:

@@ -3,7 +3,7 @@
 # .venv/ with the CPU build of torch, this package, the shipped models, and the local model cache.
 #
 #   scripts/setup.sh           runtime only
-#   scripts/setup.sh --dev     also the test tools (pytest, ruff, espeak-ng, sox, PulseAudio)
+#   scripts/setup.sh --dev     also the test tools (pytest, ruff, espeak-ng, sox, PulseAudio, Xvfb)
 #
 # ASSISTANT_TORCH chooses the torch requirement (default: torch==2.13.0, the CPU build on this kind of
 # machine). On a CUDA machine set it to the CUDA build you want before the first run, e.g.
@@ -14,8 +14,11 @@ cd "$(dirname "$0")/.."
 dev=0
 [ "${1:-}" = "--dev" ] && dev=1
 
-apt_packages=(libportaudio2)
-[ "$dev" = 1 ] && apt_packages+=(espeak-ng sox pulseaudio pulseaudio-utils)
+# libportaudio2: sounddevice; xdotool, xclip, xdg-utils, pulseaudio-utils: the agent's desktop actions
+# (typing, the clipboard, opening URLs, volume)
+apt_packages=(libportaudio2 xdotool xclip xdg-utils pulseaudio-utils)
+# tests: test speech (espeak-ng, sox), a private sound server, a virtual desktop with a Tk window
+[ "$dev" = 1 ] && apt_packages+=(espeak-ng sox pulseaudio xvfb python3-tk)
 
 missing=()
 for pkg in "${apt_packages[@]}"; do

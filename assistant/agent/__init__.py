@@ -1,0 +1,1 @@
+"""The hands-free desktop agent: wake phrase, follow-up window, actions on the desktop."""

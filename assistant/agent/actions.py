@@ -1,0 +1,196 @@
+"""Actions as a Responder: a recognised command is carried out and answered without the LLM.
+
+It wraps the usual responder (fast path -> LLM) the way the deadline wraps it, so everything else in
+the pipeline is unchanged. Safety lives here, in one place:
+- only the actions listed in ``agent.actions`` run; the rest get a spoken refusal;
+- actions in ``agent.confirm`` (by default launching, opening a URL and typing) are only proposed:
+  they run when the next utterance is "yes", and anything else drops them;
+- programs come from the ``agent.apps`` allowlist by name; a spoken name that is not on it launches
+  nothing. No shell string is built from speech (desktop.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shlex
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from assistant.agent.desktop import Desktop, DesktopError, safe_url, typeable
+from assistant.agent.intents import Intent, match, normalise
+from assistant.agent.timers import Scheduler, describe_duration
+from assistant.config import AgentConfig
+from assistant.events import EventBus
+from assistant.replies import ChatMessage, Clause, DeferredReply, Reply, Responder, ready_answer
+
+log = logging.getLogger(__name__)
+
+MAX_TIMER_S = 24 * 3600
+CONFIRM_WINDOW_S = 30.0  # a "yes" later than this confirms nothing
+MAX_SPOKEN_CLIPBOARD = 300  # characters read out
+
+
+class ActionResponder:
+    def __init__(
+        self,
+        inner: Responder,
+        cfg: AgentConfig,
+        desktop: Desktop,
+        scheduler: Scheduler,
+        events: EventBus | None = None,
+        clock: Callable[[], dt.datetime] = dt.datetime.now,
+    ) -> None:
+        self.inner = inner
+        self.cfg = cfg
+        self.desktop = desktop
+        self.scheduler = scheduler
+        self.events = events
+        self.clock = clock
+        self._apps = {normalise(name): command for name, command in cfg.apps.items()}
+        self._pending: tuple[Intent, float] | None = None  # proposed, awaiting "yes"
+
+    # -- Responder -------------------------------------------------------------------------------
+    def setup(self) -> None:
+        self.inner.setup()
+
+    def prefetch(self, messages: list[ChatMessage] | None) -> None:
+        if messages is None or match(messages[-1]["content"]) is None:
+            self.inner.prefetch(messages)  # a question for the LLM: let it start early
+        else:
+            self.inner.prefetch(None)
+
+    def open(self, t_speech_end: float) -> Reply:
+        inner = self.inner.open(t_speech_end)
+
+        def start(messages: list[ChatMessage]) -> Reply:
+            answer = self.handle(messages[-1]["content"])
+            if answer is None:
+                inner.ask(messages)
+                return inner
+            inner.cancel()
+            return ready_answer(Clause(answer, "action"))
+
+        return DeferredReply(start)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    # -- actions ---------------------------------------------------------------------------------
+    def drop_pending(self) -> None:
+        if self._pending is not None:
+            self._record(self._pending[0], "dropped")
+        self._pending = None
+
+    def handle(self, text: str) -> str | None:
+        """What to say after acting on ``text``; None when it is not a command (the LLM answers)."""
+        intent = match(text)
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            fresh = time.monotonic() - pending[1] <= CONFIRM_WINDOW_S
+            if intent is not None and intent.name == "yes" and fresh:
+                return self._execute(pending[0])
+            self._record(pending[0], "declined" if intent and intent.name in ("no", "stop") else "dropped")
+            if intent is not None and intent.name in ("no", "stop", "yes"):
+                return "Okay, I won't."
+        if intent is None:
+            return None
+        if intent.name in ("yes", "no", "stop"):
+            return "Okay." if intent.name != "yes" else "There is nothing to confirm."
+        if intent.name != "cancel_timers" and intent.name not in self.cfg.actions:
+            self._record(intent, "not allowed")
+            return "Sorry, I'm not allowed to do that here."
+        refusal = self._check(intent)
+        if refusal:
+            self._record(intent, "refused", reason=refusal)
+            return refusal
+        if intent.name in self.cfg.confirm:
+            self._pending = (intent, time.monotonic())
+            self._record(intent, "proposed")
+            return f"{self._proposal(intent)}? Say yes to confirm."
+        return self._execute(intent)
+
+    def _check(self, intent: Intent) -> str | None:
+        """A spoken refusal when the slots cannot be acted on, before anything is proposed."""
+        s = intent.slots
+        if intent.name in ("timer", "reminder") and not 0 < float(s.get("seconds", 0)) <= MAX_TIMER_S:
+            return "Sorry, I can set timers from one second to one day."
+        if intent.name == "open_app" and normalise(str(s["app"])) not in self._apps:
+            known = ", ".join(sorted(self.cfg.apps)) or "nothing"
+            return f"Sorry, {s['app']} is not on my list. I can open: {known}."
+        if intent.name == "open_url" and safe_url(str(s["url"])) is None:
+            return "Sorry, that does not look like a web address."
+        if intent.name in ("type", "note") and not typeable(str(s.get("what", ""))):
+            return "Sorry, I did not catch what to write."
+        return None
+
+    def _proposal(self, intent: Intent) -> str:
+        s = intent.slots
+        if intent.name == "open_app":
+            return f"Open {s['app']}"
+        if intent.name == "open_url":
+            return f"Open {s['url']} in the browser"
+        if intent.name == "type":
+            return f"Type: {s['what']}"
+        return f"Do {intent.name}"
+
+    def _execute(self, intent: Intent) -> str:
+        try:
+            said = self._do(intent)
+        except (DesktopError, OSError) as exc:
+            self._record(intent, "failed", reason=str(exc))
+            return f"Sorry, I couldn't do that: {exc}."
+        self._record(intent, "done")
+        return said
+
+    def _do(self, intent: Intent) -> str:
+        s, name = intent.slots, intent.name
+        if name in ("time", "date"):
+            return str(s["answer"])
+        if name == "timer":
+            what = describe_duration(float(s["seconds"]))
+            self.scheduler.add(float(s["seconds"]), f"Your timer for {what} is done.")
+            return f"Timer set for {what}."
+        if name == "reminder":
+            self.scheduler.add(float(s["seconds"]), f"Reminder: {s['what']}.")
+            return f"Okay, I'll remind you to {s['what']}."
+        if name == "cancel_timers":
+            n = self.scheduler.clear()
+            return "There are no timers." if n == 0 else f"Cancelled {n} timer{'s' if n > 1 else ''}."
+        if name == "note":
+            self._append_note(str(s["what"]))
+            return "Noted."
+        if name == "open_app":
+            self.desktop.launch(shlex.split(self._apps[normalise(str(s["app"]))]))
+            return f"Opening {s['app']}."
+        if name == "open_url":
+            self.desktop.open_url(str(s["url"]))
+            return f"Opening {s['url']}."
+        if name == "type":
+            self.desktop.type_text(str(s["what"]))
+            return "Typed."
+        if name == "clipboard":
+            text = " ".join(self.desktop.read_clipboard().split())
+            if not text:
+                return "The clipboard is empty."
+            return f"The clipboard says: {text[:MAX_SPOKEN_CLIPBOARD]}"
+        if name == "media":
+            self.desktop.media(str(s["command"]))
+            return "Done."
+        if name == "volume":
+            level = float(s["level"]) if "level" in s else None
+            self.desktop.volume(str(s["command"]), level)
+            return "Done."
+        raise DesktopError(f"no action called {name}")
+
+    def _append_note(self, text: str) -> None:
+        path = Path(self.cfg.notes_file)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as f:
+            f.write(f"{self.clock():%Y-%m-%d %H:%M}  {typeable(text)}\n")
+
+    def _record(self, intent: Intent, outcome: str, **extra: str) -> None:
+        log.info("action %s %s %s", intent.name, outcome, intent.slots)
+        if self.events is not None:
+            self.events.emit("action", -1, action=intent.name, outcome=outcome, slots=intent.slots, **extra)
