@@ -56,6 +56,7 @@ WAKE = WakePhrase("hey assistant")
         ("Hey, Assistant. What time is it?", "What time is it?"),
         ("Hey assistants, type hello world.", "type hello world."),
         ("Hay assistant, stop.", "stop."),
+        ("Pay Assistant, read the clip board.", "read the clip board."),
         ("Okay, hey assistant, open the calculator", "open the calculator"),
         ("Hey assistance, read the clipboard", "read the clipboard"),
         ("Heyassistant, go", "go"),
@@ -158,7 +159,9 @@ def test_typing_is_confirmed_and_sent_as_one_argument(tmp_path: Path, cfg: Confi
     act.handle("Type rm -rf ~ and press enter.")
     assert runner.ran == []
     act.handle("Yes.")
-    assert runner.ran == [["xdotool", "type", "--clearmodifiers", "--delay", "12", "--", "rm -rf ~ and press enter"]]
+    assert runner.ran == [
+        ["xdotool", "type", "--clearmodifiers", "--delay", "12", "--", "rm -rf ~ and press enter"]
+    ]
     act_no_confirm = actions(tmp_path, cfg, runner, confirm=())
     assert act_no_confirm.handle("Type hello\nworld") == "Typed."
     assert runner.ran[-1][-1] == "hello world"  # no Return typed from speech

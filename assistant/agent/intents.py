@@ -41,6 +41,7 @@ class Intent:
 def normalise(text: str) -> str:
     text = text.lower().replace("%", " percent")
     text = re.sub(r"(?<=\w)\.(?=\w)", " dot ", text)  # example.com -> example dot com, as spoken
+    text = re.sub(r"\bclip board\b", "clipboard", text)  # as Whisper sometimes writes it
     return re.sub(r"\s+", " ", re.sub(r"[^\w' ]+", " ", text)).strip()
 
 

@@ -3,9 +3,9 @@
 There is no separate wake-word model among the shipped weights, so the phrase is found in what the
 recogniser already transcribes for every utterance: it must open the utterance (after at most one
 filler such as "okay" or "um"), each word close in spelling to the phrase's own. Whisper writes the
-same sounds in a few ways ("Hey, Assistant." "Hey assistants", "Hay assistant"); a spelling match
-with a first-letter rule takes those and rejects "the assistant manager", "hey, assist me" and
-"hi Sam". bench/wake.py measures misses and false accepts over generated speech.
+same sounds in a few ways ("Hey, Assistant." "Hey assistants", "Hay assistant", "Pay assistant"); a
+spelling match that lets short words rhyme takes those and rejects "the assistant manager",
+"hey, assist me" and "hi Sam". bench/wake.py measures misses and false accepts over generated speech.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ class WakeMatch:
 def _similar(word: str, target: str, threshold: float) -> bool:
     if word == target:
         return True
+    if len(target) <= SHORT_WORD and len(word) == len(target) and word[-1] == target[-1]:
+        return True  # a rhyme: the recogniser misheard the first sound ("pay"/"hey", "day"/"hey")
     if word[0] != target[0]:  # "the"/"hey", "a"/"hey": short words differ mostly in their first sound
         return False
     if len(target) <= SHORT_WORD:  # one letter in three is already a ratio of 0.67 ("hay"/"hey")
