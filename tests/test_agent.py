@@ -57,6 +57,7 @@ WAKE = WakePhrase("hey assistant")
         ("Hey assistants, type hello world.", "type hello world."),
         ("Hay assistant, stop.", "stop."),
         ("Pay Assistant, read the clip board.", "read the clip board."),
+        ("A assistant, set a timer.", "set a timer."),
         ("Okay, hey assistant, open the calculator", "open the calculator"),
         ("Hey assistance, read the clipboard", "read the clipboard"),
         ("Heyassistant, go", "go"),
@@ -73,6 +74,8 @@ def test_wake_phrase_is_found_in_the_ways_whisper_writes_it(text: str, rest: str
     [
         "The assistant manager called.",
         "Hey, assist me with this.",
+        "Say, assistance is useful.",
+        "My assistant will send it.",
         "Hi Sam, how are you?",
         "Hey, this is not working.",
         "What is the capital of France? Hey assistant.",  # not at the start: not addressed
@@ -353,3 +356,19 @@ def test_a_due_timer_is_announced(cfg: Config, tmp_path: Path) -> None:
         assert msg.source == "announcement"
     finally:
         h.close()
+
+
+def test_the_systemd_unit_is_valid_and_starts_the_agent(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    repo = Path(__file__).resolve().parent.parent
+    unit = (repo / "scripts" / "systemd" / "assistant-agent.service").read_text()
+    installed = tmp_path / "assistant-agent.service"
+    installed.write_text(unit.replace("@REPO@", str(repo)))
+    exec_start = next(line for line in installed.read_text().splitlines() if line.startswith("ExecStart="))
+    program, *args = exec_start.removeprefix("ExecStart=").split()
+    assert Path(program).is_file() and args[0] == "agent"
+    if shutil.which("systemd-analyze"):
+        done = subprocess.run(["systemd-analyze", "verify", str(installed)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
