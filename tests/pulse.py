@@ -214,16 +214,19 @@ class Recorder:
 
 
 class Assistant:
-    """``assistant listen`` as a subprocess on the virtual devices, followed through its JSONL log."""
+    """``assistant listen`` (or ``command``: ``agent``) as a subprocess on the virtual devices,
+    followed through its JSONL log."""
 
-    def __init__(self, server: PulseServer, workdir: Path, *args: str) -> None:
+    def __init__(
+        self, server: PulseServer, workdir: Path, *args: str, command: str = "listen", env: dict | None = None
+    ) -> None:
         self.server = server
         n = len(list(Path(workdir).glob("events-*.jsonl")))  # one log per run, kept for a post-mortem
         self.log = Path(workdir) / f"events-{n}.jsonl"
         self.stderr_path = Path(workdir) / f"assistant-{n}.err"
         self._stderr = self.stderr_path.open("w")
-        cmd = [sys.executable, "-m", "assistant", "listen", "--quiet", "--log-events", str(self.log), *args]
-        self.proc = subprocess.Popen(cmd, env=server.env, stderr=self._stderr, cwd=REPO)
+        cmd = [sys.executable, "-m", "assistant", command, "--quiet", "--log-events", str(self.log), *args]
+        self.proc = subprocess.Popen(cmd, env={**server.env, **(env or {})}, stderr=self._stderr, cwd=REPO)
 
     def events(self) -> list[dict]:
         if not self.log.exists():

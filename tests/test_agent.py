@@ -372,3 +372,16 @@ def test_the_systemd_unit_is_valid_and_starts_the_agent(tmp_path: Path) -> None:
     if shutil.which("systemd-analyze"):
         done = subprocess.run(["systemd-analyze", "verify", str(installed)], capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
+
+
+def test_a_short_misheard_word_over_a_reply_counts_as_stop(cfg: Config, tmp_path: Path) -> None:
+    h = AgentHarness(cfg, tmp_path, followup_s=5.0)
+    try:
+        h.say("Hey assistant, what is the capital of France?")
+        h.events.emit("barge_in", h.turn + 1, interrupted=h.turn, spoken="Paris")
+        assert h.say("Up.") == []  # "Stop." as tiny.en heard it over the reply
+        assert h.log.first("stopped", h.turn) is not None
+        h.events.emit("barge_in", h.turn + 1, interrupted=h.turn - 1, spoken="")
+        assert h.say("Hey assistant, volume up.") == ["Done."]  # a short command is kept
+    finally:
+        h.close()

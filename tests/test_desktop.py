@@ -132,4 +132,61 @@ def transcribe_tail(path: Path, seconds: float) -> str:
     audio = resample(audio[-int(seconds * rate) :], rate, PIPELINE_RATE)
     model = WhisperModel(str(ModelStore(default_cache_dir()).asr_path("tiny.en")), compute_type="int8")
     segments, _ = model.transcribe(audio, language="en", beam_size=1)
-    return normalise_text(" ".join(s.text for s in segments)).replace("three", "3")
+    text = normalise_text(" ".join(s.text for s in segments))
+    return text.replace("three", "3").replace("two", "2")
+
+
+def say_wav(folder: Path, name: str, text: str) -> Path:
+    audio, rate = render_audio(Case(name, (Turn(text, ()),)), VARIANTS["piper"], pre_s=0.2, post_s=0.5)
+    path = folder / f"{name}.wav"
+    write_wav(path, audio, rate, text)
+    return path
+
+
+def test_live_agent_answers_only_when_addressed_stops_and_announces(tmp_path: Path) -> None:
+    """`assistant agent` on the virtual microphone and speaker: a question without the wake phrase
+    gets no answer, "stop" over a reply silences it, and a timer is heard when due."""
+    import time
+
+    from tests import pulse
+
+    question = say_wav(tmp_path, "question", "What is the capital of France?")
+    addressed = say_wav(
+        tmp_path, "addressed", "Hey assistant, who was the first president of the United States?"
+    )
+    stop = say_wav(tmp_path, "stop", "Stop.")
+    timer = say_wav(tmp_path, "timer", "Hey assistant, set a timer for two seconds.")
+    with pulse.PulseServer() as room:
+        agent = pulse.Assistant(room, tmp_path, command="agent")
+        try:
+            assert agent.wait_for("ready", 120), agent.stderr()[-2000:]
+            t0 = time.time()
+            room.say(question).wait()
+            assert agent.wait_for("wake_ignored", 30, after=t0), agent.events()
+            time.sleep(1.0)
+            assert not [e for e in agent.events() if e["wall"] >= t0 and e["kind"] == "audio_out"]
+
+            t1 = time.time()
+            room.say(addressed).wait()
+            assert agent.wait_for("first_audio", 30, after=t1), agent.events()
+            room.say(stop).wait()
+            assert agent.wait_for("barge_in", 10, after=t1), agent.events()
+            assert agent.wait_for("stopped", 30, after=t1), agent.events()
+
+            rec = room.record(tmp_path / "timer.wav")
+            t2 = time.time()
+            room.say(timer).wait()
+            announced = agent.wait_for(
+                "audio_out", 30, after=t2, where=lambda e: e["source"] == "announcement"
+            )
+            assert announced and announced["text"] == "Your timer for 2 seconds is done.", agent.events()
+            time.sleep(3.0)  # let it be heard to the end
+            audio = rec.stop()
+            took = agent.interrupt()
+        finally:
+            agent.stop()
+    assert agent.proc.returncode == 130 and took < 1.0
+    import soundfile as sf
+
+    sf.write(tmp_path / "timer-heard.wav", audio, pulse.Recorder.RATE)
+    assert "timer for 2 seconds is done" in transcribe_tail(tmp_path / "timer-heard.wav", seconds=4.0)

@@ -27,8 +27,11 @@ DURATION = rf"(?:{NUMBER}) ?(?:seconds?|secs?|minutes?|mins?|hours?)(?:(?: and)?
 
 YES = re.compile(r"^(?:yes|yeah|yep|yup|sure|okay|ok|do it|go ahead|confirm(?:ed)?|please do|yes please)(?: please| do it| go ahead)?$")  # fmt: skip
 NO = re.compile(r"^(?:no|nope|don't|do not|no thanks|no thank you|never mind|nevermind)(?: do it| thanks)?$")
+# "That's it" is also what Whisper tiny.en makes of a lone "Stop." said over the assistant's voice.
 STOP = re.compile(
-    r"^(?:stop|cancel|be quiet|quiet|shut up|silence|enough|that's enough|never mind|nevermind)(?: it| that| now| please| talking)*$"
+    r"^(?:(?:okay|ok|oh|no|please|all right|alright) )?"
+    r"(?:stop|cancel|be quiet|quiet|shut up|silence|enough|that's enough|never mind|nevermind|that's it|"
+    r"that will do|that'll do|hold on)(?: it| that| now| please| talking| there)*$"
 )
 
 

@@ -5,7 +5,8 @@ started inside the follow-up window: while the assistant is replying (a barge-in
 ``agent.followup_s`` after its last word. Everything else is dropped here, before the LLM sees it
 (speculative transcripts included). "Stop" or "cancel" silences the assistant: the barge-in has
 already cut its audio when the VAD heard the word; this also cancels any turn in flight, drops a
-proposed action and closes the follow-up window. The wake phrase alone gets a short "Yes?".
+proposed action and closes the follow-up window. A word or two spoken over a reply that is not a
+command counts as "stop" too (said over the assistant's voice, a lone "stop" is often misheard). The wake phrase alone gets a short "Yes?".
 
 Unlike the conversation stage, a reply is opened from the VAD's end of speech only when the
 speculative transcript (made at the user's first pause) was addressed to the assistant: otherwise the
@@ -20,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from assistant.agent.intents import STOP, normalise
+from assistant.agent.intents import STOP, match, normalise
 from assistant.agent.timers import Scheduler
 from assistant.agent.wake import WakePhrase
 from assistant.events import Event
@@ -30,6 +31,7 @@ from assistant.responder import ResponderStage
 from assistant.stage import StageContext
 
 WAKE_REPLY = "Yes?"
+SHORT_BARGE_IN_WORDS = 2
 
 
 class AgentStage(ResponderStage):
@@ -56,6 +58,7 @@ class AgentStage(ResponderStage):
         self._addressed: dict[int, bool] = {}  # turn -> started inside the follow-up window
         self._last_turn = 0
         self._early: set[int] = set()  # turns whose speculative transcript was addressed to us
+        self._barged: set[int] = set()  # turns that interrupted a reply
         self._timeline = (0.0, time.monotonic())  # (t_input, t_arrival) of the latest known instant
 
     def setup(self, ctx: StageContext) -> None:
@@ -115,7 +118,12 @@ class AgentStage(ResponderStage):
         text = found.rest if found is not None else msg.text
         if found is None and not self._addressed.get(msg.turn, False):
             return "ignore", text
-        if STOP.match(normalise(text)):
+        norm = normalise(text)
+        if STOP.match(norm):
+            return "stop", text
+        if msg.turn in self._barged and len(norm.split()) <= SHORT_BARGE_IN_WORDS and match(text) is None:
+            # a word or two said over the reply that is no command: tiny.en often mishears a lone
+            # "Stop." spoken over the assistant's voice ("Up.", "That's it."); the user wanted it to stop
             return "stop", text
         return "answer", text
 
@@ -151,11 +159,15 @@ class AgentStage(ResponderStage):
                 for old in [t for t in self._addressed if t < event.turn - 10]:
                     del self._addressed[old]
                     self._early.discard(old)
+                    self._barged.discard(old)
             return
         if event.kind == "speech_ended":
             self._timeline = (float(event.data["t_input"]), event.t)
             if event.turn not in self._early:  # opened once the transcript shows it is addressed
                 return
+        cut = event.data.get("interrupted") is not None or float(event.data.get("dropped_s") or 0) > 0
+        if event.kind == "barge_in" and cut:  # it cut a reply short (or audio still queued)
+            self._barged.add(event.turn)
         if event.kind == "audio_out":
             with self._lock:
                 end = event.t + float(event.data.get("duration_s", 0.0))
