@@ -17,6 +17,7 @@ from assistant.fastpath import FastPathResponder
 from assistant.llm import LlmEngine, TextStreamer
 from assistant.llm_responder import LlmResponder
 from assistant.modelstore import ModelStore
+from assistant.openai_llm import OpenAiEngine
 from assistant.pipeline import AudioSource, Pipeline
 from assistant.replies import Responder
 from assistant.responder import ResponderStage
@@ -48,9 +49,16 @@ def load_engines(cfg: Config, progress: Progress = lambda _m: None) -> Engines:
     store = model_store(cfg)
     return Engines(
         WhisperEngine(store.asr_path(cfg.asr.model), cfg.asr),
-        LlmEngine(store.llm_path(cfg.llm.model, progress=progress), cfg.llm),
+        llm_engine(cfg, store, progress),
         PiperEngine(*store.voice_paths(cfg.tts.voice), cfg.tts),
     )
+
+
+def llm_engine(cfg: Config, store: ModelStore, progress: Progress = lambda _m: None) -> TextStreamer:
+    """The model in this process (``llm.backend: local``) or on an OpenAI-compatible server."""
+    if cfg.llm.backend == "openai":
+        return OpenAiEngine(cfg.llm)
+    return LlmEngine(store.llm_path(cfg.llm.model, progress=progress), cfg.llm)
 
 
 def file_source(cfg: Config, path: Path, realtime: bool) -> FileSource:
@@ -71,6 +79,8 @@ def responder(
     cfg: Config, store: ModelStore, progress: Progress, llm: TextStreamer | None = None
 ) -> Responder:
     """The LLM, behind the fast path, behind the deadline fallback: each looks like what it wraps."""
+    if llm is None and cfg.llm.backend == "openai":
+        llm = llm_engine(cfg, store)
     model_dir = None if llm else store.llm_path(cfg.llm.model, progress=progress)
     return DeadlineResponder(FastPathResponder(LlmResponder(cfg.llm, model_dir, engine=llm)), cfg.deadline)
 
