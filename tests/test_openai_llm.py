@@ -11,12 +11,16 @@ import logging
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import httpx2
 import pytest
 
+from assistant import app
 from assistant.config import Config, ConfigError, LlmConfig
+from assistant.llm_responder import LlmResponder
 from assistant.llm_server import free_port
+from assistant.modelstore import ModelStore
 from assistant.openai_llm import LlmServerError, LlmUnreachable, OpenAiEngine, trim_history
 from tests.test_responder import run_turns
 
@@ -238,3 +242,17 @@ def test_history_is_trimmed_oldest_exchange_first() -> None:
     assert trim_history(messages, history_tokens=10) == [system, *new, question]
     assert trim_history(messages, history_tokens=0) == [system, question]
     assert trim_history([question], history_tokens=0) == [question]
+
+
+class NoLocalModels(ModelStore):
+    def llm_path(self, *args: object, **kwargs: object) -> Path:
+        raise AssertionError("backend openai must not load or convert a local model")
+
+
+def test_the_app_builds_the_server_engine_for_backend_openai(cfg: Config, tmp_path: Path) -> None:
+    server_cfg = replace(cfg, llm=replace(cfg.llm, backend="openai", base_url="http://llm.test/v1"))
+    store = NoLocalModels(tmp_path)
+    assert isinstance(app.llm_engine(server_cfg, store), OpenAiEngine)
+    chain = app.responder(server_cfg, store, progress=lambda _m: None)
+    llm_responder = chain.inner.inner  # type: ignore[attr-defined]  # deadline -> fast path -> LLM
+    assert isinstance(llm_responder, LlmResponder) and isinstance(llm_responder.engine, OpenAiEngine)
