@@ -198,6 +198,17 @@ def test_failures_are_apologised_for_and_the_next_turn_answers(cfg: Config) -> N
     assert [m["role"] for m in server.chat_bodies()[3]["messages"]][:2] == ["system", "user"]
 
 
+def test_history_reaches_the_server(cfg: Config) -> None:
+    server = Server(ok("Hello."), ok("Berlin is the capital."), ok("Madrid."))
+    run_turns(cfg, engine(server), ["Capital of Germany?", "And of Spain?"])
+    second = server.chat_bodies()[2]["messages"]
+    assert second[1:] == [
+        {"role": "user", "content": "Capital of Germany?"},
+        {"role": "assistant", "content": "Berlin is the capital."},
+        {"role": "user", "content": "And of Spain?"},
+    ]
+
+
 def test_warm_up_warns_when_the_server_is_down(caplog: pytest.LogCaptureFixture) -> None:
     cfg = replace(LlmConfig(), backend="openai", base_url=f"http://127.0.0.1:{free_port()}/v1")
     with caplog.at_level(logging.WARNING):
