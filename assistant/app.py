@@ -61,6 +61,13 @@ def llm_engine(cfg: Config, store: ModelStore, progress: Progress = lambda _m: N
     return LlmEngine(store.llm_path(cfg.llm.model, progress=progress), cfg.llm)
 
 
+def llm_label(cfg: Config) -> str:
+    """The LLM as messages and reports name it: the local model, or the server's model and address."""
+    if cfg.llm.backend == "openai":
+        return f"{cfg.llm.api_model or 'LLM'} at {cfg.llm.base_url}"
+    return cfg.llm.model
+
+
 def file_source(cfg: Config, path: Path, realtime: bool) -> FileSource:
     """A recording as the pipeline's input, followed by enough silence that a turn ending at the very
     end of the file is closed by the VAD's hangover like any other."""

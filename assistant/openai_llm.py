@@ -65,6 +65,10 @@ class OpenAiEngine:
         """``transport`` is the test seam (httpx2.MockTransport); ``extra_body`` adds request fields
         some servers take beyond the OpenAI schema (vLLM's ``min_tokens``, transformers'
         ``generation_config``)."""
+        if not cfg.base_url.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"llm.base_url must start with http:// or https://, e.g. http://gpu-box:8000/v1; got {cfg.base_url!r}"
+            )
         self.cfg = cfg
         self.base_url = cfg.base_url.rstrip("/")
         self.extra_body = dict(extra_body or {})

@@ -239,6 +239,8 @@ def test_warm_up_fails_on_what_no_retry_fixes() -> None:
 def test_the_key_comes_from_the_environment_only() -> None:
     with pytest.raises(ConfigError, match="NAME of an environment variable"):
         engine(Server(), api_key_env="sk-abc123-not-a-name")
+    with pytest.raises(ConfigError, match="llm.base_url must start with http"):
+        OpenAiEngine(replace(LlmConfig(), backend="openai", base_url="gpu-box:8000/v1"))
     server = Server(ok("Hi"))
     list(engine(server, api_key_env=None).stream(QUESTION))  # no variable named: no key sent
     assert "authorization" not in server.requests[-1].headers
