@@ -45,7 +45,9 @@ ENDLESS = {
 @pytest.fixture(scope="module")
 def server(cfg: Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TransformersServer]:
     model_dir = ModelStore(cfg.models.cache_dir).llm_path(cfg.llm.model)
-    with TransformersServer(model_dir, tmp_path_factory.mktemp("llm") / "server.log") as srv:
+    # one torch thread: two, on 2 cores shared with recognition and synthesis, were 4x slower
+    # (bench/llm_server.py), and these tests must not depend on how busy the machine is
+    with TransformersServer(model_dir, tmp_path_factory.mktemp("llm") / "server.log", threads=1) as srv:
         yield srv
 
 
@@ -163,7 +165,7 @@ def test_barge_in_closes_the_stream_and_the_server_stops_generating(
     time.sleep(0.5)  # the next token tells the engine; the server notices the closed socket
     after = cpu_rate(live, 1.5)
     log.info("server CPU while generating %.2f s/s, after the barge-in %.2f s/s", generating, after)
-    assert generating > 0.5 and after < generating / 4, f"server CPU {generating:.2f}/s -> {after:.2f}/s"
+    assert generating > 0.3 and after < generating / 4, f"server CPU {generating:.2f}/s -> {after:.2f}/s"
     # the server's single inference thread is free again: an unstopped reply would hold it a minute
     engine.extra_body = {}
     start = time.monotonic()
