@@ -38,6 +38,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# Linux: the server gets SIGTERM when the process that started it dies, even by SIGKILL, so a killed
+# test run or bench leaves no server behind holding a port and a gigabyte. Set in a launcher that
+# then becomes the server (the setting survives exec): preexec_fn is unsafe in a threaded parent.
+_DIE_WITH_PARENT = "import ctypes, os, signal, sys; ctypes.CDLL(None).prctl(1, signal.SIGTERM); os.execv(sys.argv[1], sys.argv[1:])"
+
+
 class TransformersServer:
     """``transformers serve MODEL_DIR`` on 127.0.0.1; ``start`` returns once it answers /v1/models.
 
@@ -83,8 +89,11 @@ class TransformersServer:
         with self.log_path.open("ab") as out:
             out.write(f"\n$ {' '.join(self.command())}\n".encode())
             out.flush()
+            argv = self.command()
+            if sys.platform == "linux":
+                argv = [sys.executable, "-c", _DIE_WITH_PARENT, *argv]
             self.process = subprocess.Popen(
-                self.command(), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+                argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
             )
         start = time.monotonic()
         while time.monotonic() - start < timeout_s:
