@@ -175,7 +175,7 @@ def test_barge_in_closes_the_stream_and_the_server_stops_generating(
     talk.close()
 
 
-def test_a_server_killed_mid_reply_costs_an_apology_and_the_next_turn_answers(
+def test_a_server_killed_mid_reply_costs_apologies_until_it_is_back(
     cfg: Config, live: TransformersServer
 ) -> None:
     long_cfg, engine = long_replies(cfg, live)
@@ -188,10 +188,12 @@ def test_a_server_killed_mid_reply_costs_an_apology_and_the_next_turn_answers(
     sources = [c.source for c in heard]
     assert "llm" in sources and sources[-1] == "error", sources
     assert heard[-1].text == cfg.deadline.apology_error
-    live.start()  # same port; the engine knows nothing of it
     engine.extra_body = {}
-    talk.ask(2, "What is the capital of France?")
-    answer = " ".join(c.text for c in talk.rest_of_turn(2) if c.source == "llm")
+    talk.ask(2, "What is the capital of France?")  # while it is down: refused
+    assert [c.source for c in talk.rest_of_turn(2)][-1] == "error"
+    live.start()  # same port; the engine knows nothing of it
+    talk.ask(3, "What is the capital of France?")
+    answer = " ".join(c.text for c in talk.rest_of_turn(3) if c.source == "llm")
     log.info("after the restart: %r", answer)
     assert reply_mentions(answer, ("paris",)), answer
     talk.close()
