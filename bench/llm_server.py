@@ -23,8 +23,8 @@ it 4x slower than one (3.4 vs 14.5 tok/s): OpenMP threads wait on each other whe
 
 Measured here (2 shared cores, load 3-4, --threads 1; README "Scaling out" has the table): plain
 serves one request at a time, so at N=8 the first token takes 5.7 s (median) and the 10 s read
-timeout fails 12 of 16 at N=16; cb answers all 16 with a first token at 2.6 s and 2x the tokens/s,
-but then each stream gets 1.6 tok/s, slower than speech: this CPU saturates at about 4.
+timeout fails 7-12 of 16 at N=16; cb answers all 16 with a first token at 2.0-2.6 s and 2-3x the
+tokens/s, but then each stream gets 1.6-2.0 tok/s, slower than speech: this CPU saturates at 4-8.
 """
 
 from __future__ import annotations
