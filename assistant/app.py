@@ -17,6 +17,7 @@ from assistant.fastpath import FastPathResponder
 from assistant.llm import LlmEngine, TextStreamer
 from assistant.llm_responder import LlmResponder
 from assistant.modelstore import ModelStore
+from assistant.openai_llm import OpenAiEngine
 from assistant.pipeline import AudioSource, Pipeline
 from assistant.replies import Responder
 from assistant.responder import ResponderStage
@@ -48,9 +49,23 @@ def load_engines(cfg: Config, progress: Progress = lambda _m: None) -> Engines:
     store = model_store(cfg)
     return Engines(
         WhisperEngine(store.asr_path(cfg.asr.model), cfg.asr),
-        LlmEngine(store.llm_path(cfg.llm.model, progress=progress), cfg.llm),
+        llm_engine(cfg, store, progress),
         PiperEngine(*store.voice_paths(cfg.tts.voice), cfg.tts),
     )
+
+
+def llm_engine(cfg: Config, store: ModelStore, progress: Progress = lambda _m: None) -> TextStreamer:
+    """The model in this process (``llm.backend: local``) or on an OpenAI-compatible server."""
+    if cfg.llm.backend == "openai":
+        return OpenAiEngine(cfg.llm)
+    return LlmEngine(store.llm_path(cfg.llm.model, progress=progress), cfg.llm)
+
+
+def llm_label(cfg: Config) -> str:
+    """The LLM as messages and reports name it: the local model, or the server's model and address."""
+    if cfg.llm.backend == "openai":
+        return f"{cfg.llm.api_model or 'LLM'} at {cfg.llm.base_url}"
+    return cfg.llm.model
 
 
 def file_source(cfg: Config, path: Path, realtime: bool) -> FileSource:
@@ -76,6 +91,8 @@ def responder(
 ) -> Responder:
     """The LLM, behind the fast path, behind the deadline fallback: each looks like what it wraps.
     ``wrap`` adds a layer inside the deadline (the agent's actions)."""
+    if llm is None and cfg.llm.backend == "openai":
+        llm = llm_engine(cfg, store)
     model_dir = None if llm else store.llm_path(cfg.llm.model, progress=progress)
     inner = wrap(FastPathResponder(LlmResponder(cfg.llm, model_dir, engine=llm)))
     return DeadlineResponder(inner, cfg.deadline)

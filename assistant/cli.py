@@ -212,7 +212,7 @@ def _setup_logging(args: argparse.Namespace) -> None:
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
-    for noisy in ("faster_whisper", "transformers", "httpx", "urllib3"):
+    for noisy in ("faster_whisper", "transformers", "httpx", "httpx2", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -30,7 +30,7 @@ def respond(cfg: Config, args: argparse.Namespace) -> int:
     speaker = _speaker(cfg, args)
     if speaker is not None:
         sinks.append(speaker)
-    _say(args, f"Loading models ({cfg.asr.model}, {cfg.llm.model}, {cfg.tts.voice})...")
+    _say(args, f"Loading models ({cfg.asr.model}, {app.llm_label(cfg)}, {cfg.tts.voice})...")
     pipeline = app.conversation_pipeline(cfg, source, sinks, events, progress=lambda m: _say(args, m))
     mode = "fast" if args.fast else "realtime"
     _run(pipeline, args, f"Answering {path} ({source.duration_s:.1f} s, {mode})")
@@ -44,7 +44,7 @@ def respond(cfg: Config, args: argparse.Namespace) -> int:
                 "input": str(path),
                 "mode": mode,
                 "input_duration_s": round(source.duration_s, 3),
-                "models": {"asr": cfg.asr.model, "llm": cfg.llm.model, "tts": cfg.tts.voice},
+                "models": {"asr": cfg.asr.model, "llm": app.llm_label(cfg), "tts": cfg.tts.voice},
                 "config": config_to_dict(cfg),
                 "turns": turns_as_dicts(turns),
                 "summary_ms": summary,
@@ -186,7 +186,7 @@ def listen(cfg: Config, args: argparse.Namespace) -> int:
     # SIGTERM (a service manager, a test harness) stops as cleanly as Ctrl-C
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        _say(args, f"Loading models ({cfg.asr.model}, {cfg.llm.model}, {cfg.tts.voice})...")
+        _say(args, f"Loading models ({cfg.asr.model}, {app.llm_label(cfg)}, {cfg.tts.voice})...")
         run_listen(cfg, events, lambda m: _say(args, m), args.input_device, args.output_device, args.duration)
     except DeviceError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -212,7 +212,7 @@ def agent(cfg: Config, args: argparse.Namespace) -> int:
     events.subscribe(jsonl)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     progress = lambda m: _say(args, m)  # noqa: E731
-    _say(args, f"Loading models ({cfg.asr.model}, {cfg.llm.model}, {cfg.tts.voice})...")
+    _say(args, f"Loading models ({cfg.asr.model}, {app.llm_label(cfg)}, {cfg.tts.voice})...")
     _say(args, f'Say "{cfg.agent.wake_phrase}" and then what you want. Event log: {log_path}')
     try:
         if args.input is not None:
@@ -259,7 +259,7 @@ def eval(cfg: Config, args: argparse.Namespace) -> int:  # the command's name; s
         print(f"error: {exc}", file=sys.stderr)
         return 2
     mode = "fast" if args.fast else "realtime"
-    _say(args, f"Loading models ({cfg.asr.model}, {cfg.llm.model}, {cfg.tts.voice})...")
+    _say(args, f"Loading models ({cfg.asr.model}, {app.llm_label(cfg)}, {cfg.tts.voice})...")
     start = time.monotonic()
     engines = app.load_engines(cfg, progress=lambda m: _say(args, m))
     _say(args, f"Evaluating {len(items)} recordings from {args.corpus} ({mode})")
@@ -278,7 +278,7 @@ def eval(cfg: Config, args: argparse.Namespace) -> int:  # the command's name; s
         "corpus": str(args.corpus),
         "mode": mode,
         "wall_s": round(time.monotonic() - start, 1),
-        "models": {"asr": cfg.asr.model, "llm": cfg.llm.model, "tts": cfg.tts.voice},
+        "models": {"asr": cfg.asr.model, "llm": app.llm_label(cfg), "tts": cfg.tts.voice},
         "config": config_to_dict(cfg),
     }
     report = evalreport.build_report(meta, results, baseline, args.baseline)

@@ -111,6 +111,13 @@ class LlmConfig:
     history_tokens: int = _knob(512, lo=0, hi=32768)
     prefix_cache: bool = True
     speculative: bool = True
+    # backend "openai": stream from an OpenAI-compatible server instead of loading `model` here
+    backend: str = _knob("local", choices=("local", "openai"))
+    base_url: str = "http://127.0.0.1:8000/v1"
+    api_model: str | None = None  # None: the one model the server lists
+    api_key_env: str | None = None  # the NAME of the variable holding the key; never the key itself
+    connect_timeout_ms: int = _knob(2000, lo=100, hi=60000)
+    read_timeout_ms: int = _knob(10000, lo=100, hi=600000)
 
 
 @dataclass(frozen=True)
