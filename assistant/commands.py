@@ -247,3 +247,37 @@ def eval(cfg: Config, args: argparse.Namespace) -> int:  # the command's name; s
     print(evalview.summary_table(report))
     print(f"report: {args.report_dir / 'report.md'}")
     return 0 if report["ok"] else 1
+
+
+def serve(cfg: Config, args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+
+    from assistant.wyoming.server import check_uri, default_uri, load_service
+    from assistant.wyoming.server import serve as serve_wyoming
+
+    uri = args.wyoming or default_uri(cfg)
+    try:
+        check_uri(uri)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    host = uri.partition("://")[2].rpartition(":")[0].strip("[]")
+    if uri.startswith("tcp://") and host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("listening on %s: anyone who can reach it can use the assistant (no authentication)", uri)
+    _say(args, f"Loading models ({cfg.asr.model}, {cfg.llm.model}, {cfg.tts.voice})...")
+    start = time.monotonic()
+    service = load_service(cfg, progress=lambda m: _say(args, m))
+    print(
+        f"Models ready in {time.monotonic() - start:.1f} s. Serving Wyoming on {uri} (Ctrl-C stops)",
+        flush=True,
+    )
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a service manager stops it like Ctrl-C
+    try:
+        asyncio.run(serve_wyoming(service, uri))
+    except OSError as exc:  # the port is taken, the socket path is not writable
+        print(f"error: cannot listen on {uri}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+    return 0

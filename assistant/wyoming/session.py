@@ -1,0 +1,335 @@
+"""One connection: its requests, one at a time, each a pipeline of the assistant's own stages.
+
+A request starts with the event that opens it (transcribe/audio-start, synthesize,
+synthesize-start, a text transcript for the handle program, run-pipeline) and ends when its pipeline
+has drained. A new request first lets the previous one finish, so answers come back in the order
+they were asked. The conversation history belongs to the connection: every ResponderStage this
+session builds shares ``self.history``, and nothing else does, so one client's questions never
+reach another client's prompt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from wyoming.asr import Transcribe
+from wyoming.asr import Transcript as WyTranscript
+from wyoming.audio import AudioChunk as WyAudioChunk
+from wyoming.audio import AudioStart, AudioStop
+from wyoming.error import Error
+from wyoming.event import Event
+from wyoming.handle import NotHandled
+from wyoming.info import Describe, SelectProgram
+from wyoming.ping import Ping, Pong
+from wyoming.pipeline import RunPipeline
+from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop
+
+from assistant import app
+from assistant.asr import AsrStage
+from assistant.audio.sinks import PlaybackStage
+from assistant.events import EventBus
+from assistant.messages import ReplyText, SpeechEnded, Transcript
+from assistant.pipeline import Pipeline, PipelineError
+from assistant.responder import Exchange, ResponderStage
+from assistant.speakable import ClauseSplitter
+from assistant.stage import Stage
+from assistant.tts import TtsStage
+from assistant.wyoming.bridge import AudioFeed, Feed, Outbox
+from assistant.wyoming.stages import (
+    ClientPlayback,
+    ClientSpeaker,
+    ConversationEvents,
+    HandledEvents,
+    SpeechEvents,
+    TranscriptEvents,
+    UtteranceStage,
+)
+from assistant.wyoming.wire import PcmConverter, ProtocolError
+
+if TYPE_CHECKING:
+    from assistant.wyoming.server import WyomingService
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.02
+NEVER = (
+    10**9
+)  # ClauseSplitter word counts that never cut at commas: a TTS client's text, sentence by sentence
+
+
+@dataclass
+class Request:
+    kind: str  # transcribe, synthesize, synthesize-stream, handle, pipeline
+    pipeline: Pipeline
+    feed: Feed
+    takes_audio: bool = False
+    converter: PcmConverter | None = None
+    splitter: ClauseSplitter | None = None
+    chars: int = 0
+    turns: int = 0
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+class Session:
+    def __init__(self, service: WyomingService, outbox: Outbox) -> None:
+        self.service = service
+        self.cfg = service.cfg
+        self.outbox = outbox
+        self.history: list[Exchange] = []
+        self._current: Request | None = None
+        self._discard_audio = False  # after a bad audio stream, until the client starts another
+
+    async def handle(self, event: Event) -> None:
+        """Serve one event; raises ProtocolError for what the client must be told about."""
+        kind = event.type
+        try:
+            await self._dispatch(event)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # from_event on bad fields
+            raise ProtocolError(
+                f"malformed '{kind}' event: {type(exc).__name__}: {exc}", "bad-event"
+            ) from None
+
+    async def _dispatch(self, event: Event) -> None:
+        kind = event.type
+        if Describe.is_type(kind):
+            self.outbox.put(self.service.info)
+        elif Ping.is_type(kind):
+            self.outbox.put(Pong(text=Ping.from_event(event).text))
+        elif SelectProgram.is_type(kind):
+            log.debug("client selected program %r", SelectProgram.from_event(event).name)
+        elif Transcribe.is_type(kind):
+            await self._settle()
+            self._discard_audio = False
+        elif RunPipeline.is_type(kind):
+            await self._run_pipeline(RunPipeline.from_event(event))
+        elif AudioStart.is_type(kind):
+            await self._audio_start(AudioStart.from_event(event))
+        elif WyAudioChunk.is_type(kind):
+            await self._audio_chunk(WyAudioChunk.from_event(event))
+        elif AudioStop.is_type(kind):
+            self._audio_stop()
+        elif Synthesize.is_type(kind):
+            await self._synthesize(Synthesize.from_event(event).text)
+        elif SynthesizeStart.is_type(kind):
+            await self._settle()
+            self._start_synthesis(streaming=True)
+        elif SynthesizeChunk.is_type(kind):
+            self._synthesize_chunk(SynthesizeChunk.from_event(event).text)
+        elif SynthesizeStop.is_type(kind):
+            self._synthesize_stop()
+        elif WyTranscript.is_type(kind):
+            await self._handle_text(WyTranscript.from_event(event).text)
+        else:
+            log.debug("ignoring a '%s' event", kind)  # the protocol says: drop what you do not know
+
+    async def close(self) -> None:
+        """The client has gone: stop whatever runs for it, now."""
+        await self.abort()
+
+    async def abort(self) -> None:
+        req, self._current = self._current, None
+        if req is not None:
+            req.pipeline.stop_flag.set()
+            req.feed.finish()
+            if req.task is not None:
+                await req.task
+
+    def discard_audio(self) -> None:
+        """After a refused audio stream: ignore its remaining chunks, until the next request."""
+        self._discard_audio = True
+
+    # -- requests --------------------------------------------------------------------------------
+    async def _settle(self) -> None:
+        """End the current request's input and wait for its answer to be complete."""
+        req, self._current = self._current, None
+        if req is not None:
+            req.feed.finish()
+            if req.task is not None:
+                await req.task
+
+    def _start(
+        self, kind: str, feed: Feed, stages: list[Stage], events: EventBus | None = None, audio: bool = False
+    ) -> Request:
+        req = Request(kind, Pipeline(feed, stages, events=events or EventBus()), feed, takes_audio=audio)
+        req.task = asyncio.create_task(self._run(req), name=f"wyoming {kind}")
+        self._current = req
+        return req
+
+    async def _run(self, req: Request) -> None:
+        pipeline = req.pipeline
+        try:
+            await asyncio.to_thread(pipeline.setup)
+            pipeline.start()
+            while not pipeline.wait(timeout=0):  # never blocks the event loop
+                await asyncio.sleep(POLL_S)
+        except PipelineError as exc:
+            log.error("%s request failed: %s", req.kind, exc)
+            self.outbox.put(Error(f"{req.kind} failed: {exc.cause}", "internal-error"))
+        finally:
+            req.feed.finish()
+            await asyncio.to_thread(pipeline.stop)
+
+    # -- speech to text, and audio for a conversation ---------------------------------------------
+    def _start_transcription(self, converter: PcmConverter | None) -> Request:
+        asr = replace(self.cfg.asr, partial_interval_ms=self.cfg.wyoming.partial_interval_ms)
+        stages = [UtteranceStage(), AsrStage(asr, engine=self.service.engines.recognizer)]
+        feed = AudioFeed(self.cfg.wyoming.max_audio_s)
+        req = self._start("transcribe", feed, [*stages, TranscriptEvents(self.outbox)], audio=True)
+        req.converter = converter
+        return req
+
+    def _audio_request(self) -> Request | None:
+        req = self._current
+        if req is not None and req.takes_audio and not req.feed.finished.is_set():
+            return req
+        return None
+
+    async def _audio_start(self, start: AudioStart) -> None:
+        self._discard_audio = False
+        converter = PcmConverter(start.rate, start.width, start.channels)  # refuses a bad format
+        req = self._audio_request()
+        if req is not None and req.kind == "pipeline":
+            req.converter = converter
+            return
+        await self._settle()
+        self._start_transcription(converter)
+
+    async def _audio_chunk(self, chunk: WyAudioChunk) -> None:
+        if self._discard_audio:
+            return
+        req = self._audio_request()
+        if req is None:
+            current = self._current
+            if current is not None and current.kind == "pipeline":
+                return  # a conversation turn is over: audio until the next run-pipeline is not ours
+            await self._settle()  # audio without audio-start: a transcription all the same
+            req = self._start_transcription(None)
+        fmt = (chunk.rate, chunk.width, chunk.channels)
+        if req.converter is None or req.converter.format != fmt:
+            req.converter = PcmConverter(*fmt)
+        req.feed.put_audio(req.converter.convert(chunk.audio))  # type: ignore[attr-defined]
+
+    def _audio_stop(self) -> None:
+        req = self._audio_request()
+        if req is not None:
+            if req.converter is not None:
+                req.feed.put_audio(req.converter.flush())  # type: ignore[attr-defined]
+            req.feed.finish()
+
+    async def _run_pipeline(self, run: RunPipeline) -> None:
+        await self._settle()
+        self._discard_audio = False
+        start, end = run.start_stage.value, run.end_stage.value
+        if start == "tts":
+            await self._synthesize(run.announce_text or "")
+            return
+        if start != "asr":
+            raise ProtocolError(
+                f"pipelines here start at 'asr', not '{start}' (wake words are the satellite's job)",
+                "unsupported-stage",
+            )
+        feed = AudioFeed(max_audio_s=None)  # live audio, consumed as it arrives (backlog-bounded)
+
+        def turn_done(_turn: int) -> None:  # from a pipeline thread; Feed is thread-safe
+            if not run.restart_on_end:
+                feed.finish()
+
+        events = EventBus()
+        events.subscribe(ConversationEvents(self.outbox, end, turn_done))
+        stages = self._conversation_stages(end, turn_done)
+        self._start("pipeline", feed, stages, events, audio=True)
+
+    def _conversation_stages(self, end: str, on_reply_done: Any) -> list[Stage]:
+        """The assistant's own conversation stages (app.py), with the client as the speaker."""
+        cfg, engines, store = self.cfg, self.service.engines, self.service.store
+        stages = app.listening_stages(cfg, store, engines)
+        if end == "asr":
+            return stages
+        speaking = app.speaking_stages(cfg, store, [], _quiet, engines)
+        responder, playback = speaking[0], speaking[-1]
+        assert isinstance(responder, ResponderStage) and isinstance(playback, PlaybackStage)
+        responder.history = self.history
+        if end == "handle":
+            return [*stages, responder]
+        return [*stages, *speaking[:-1], ClientPlayback(ClientSpeaker(self.outbox), on_reply_done)]
+
+    # -- text to speech ----------------------------------------------------------------------------
+    def _start_synthesis(self, streaming: bool) -> Request:
+        tts = TtsStage(self.cfg.tts, engine=self.service.engines.synth)
+        kind = "synthesize-stream" if streaming else "synthesize"
+        req = self._start(kind, Feed(), [tts, SpeechEvents(self.outbox, streaming)])
+        if streaming:
+            req.splitter = ClauseSplitter(first_min_words=NEVER, min_words=NEVER)
+        return req
+
+    async def _synthesize(self, text: Any) -> None:
+        req = self._current
+        if req is not None and req.kind == "synthesize-stream" and not req.feed.finished.is_set():
+            return  # inside a stream, `synthesize` is only sent for older servers: the chunks count
+        text = self._text(text, 0)
+        await self._settle()
+        req = self._start_synthesis(streaming=False)
+        self._say(req, text)
+        req.feed.finish()
+
+    def _stream(self) -> Request:
+        req = self._current
+        if req is None or req.kind != "synthesize-stream" or req.feed.finished.is_set():
+            raise ProtocolError("synthesize-chunk/-stop outside a synthesize-start stream", "bad-sequence")
+        return req
+
+    def _synthesize_chunk(self, text: Any) -> None:
+        req = self._stream()
+        text = self._text(text, req.chars)
+        req.chars += len(text)
+        assert req.splitter is not None
+        for sentence in req.splitter.feed(text):
+            self._say(req, sentence)
+
+    def _synthesize_stop(self) -> None:
+        req = self._stream()
+        assert req.splitter is not None
+        rest = req.splitter.flush()
+        if rest:
+            self._say(req, rest)
+        req.feed.finish()
+
+    def _say(self, req: Request, text: str) -> None:
+        """Each sentence of a stream is its own turn: its own audio-start .. audio-stop."""
+        req.turns += 1
+        now = time.monotonic()
+        req.feed.put(ReplyText(req.turns, text, True, SpeechEnded(req.turns, 0.0, now, now), now))
+
+    # -- conversation by text (the handle program) -------------------------------------------------
+    async def _handle_text(self, text: Any) -> None:
+        text = self._text(text, 0).strip()
+        await self._settle()
+        if not text:
+            self.outbox.put(NotHandled("There was nothing to answer."))
+            return
+        cfg = self.cfg
+        inner = app.responder(cfg, self.service.store, _quiet, self.service.engines.llm)
+        responder = ResponderStage(inner, cfg.llm.system_prompt, speculative=False)
+        responder.history = self.history
+        req = self._start("handle", Feed(), [responder, HandledEvents(self.outbox)])
+        now = time.monotonic()
+        req.feed.put(Transcript(1, text, True, SpeechEnded(1, 0.0, now, now), now))
+        req.feed.finish()
+
+    def _text(self, value: Any, so_far: int) -> str:
+        if not isinstance(value, str):
+            raise ProtocolError(f"text must be a string, got {type(value).__name__}", "bad-event")
+        limit = self.cfg.wyoming.max_text_chars
+        if so_far + len(value) > limit:
+            raise ProtocolError(
+                f"text longer than this server's limit of {limit} characters", "text-too-long"
+            )
+        return value
+
+
+def _quiet(_message: str) -> None:
+    """Progress messages of model loading: the server's engines are loaded before any request."""
