@@ -29,6 +29,7 @@ from assistant.wyoming.wire import ProtocolError, read_event
 log = logging.getLogger(__name__)
 
 CLOSE_WAIT_S = 3.0  # how long a closing connection waits for its last events to be written
+LINGER_S, LINGER_BYTES = 1.0, 1 << 20  # closing: how long / how much of the client's input to drain
 
 
 class WyomingService:
@@ -115,6 +116,7 @@ class ConnectionHandler(AsyncEventHandler):
                     await asyncio.wait_for(writer, CLOSE_WAIT_S)
                 except (TimeoutError, asyncio.CancelledError):
                     writer.cancel()
+                await self._linger()
                 self.writer.close()
                 self.service.connections.discard(task)
 
@@ -132,6 +134,21 @@ class ConnectionHandler(AsyncEventHandler):
                 return
             if event is None or not await self.handle_event(event):
                 return
+
+    async def _linger(self) -> None:
+        """Close our side first and let the client's unread bytes drain (bounded): closing a socket
+        with unread input resets it, and the client would lose the error event just sent."""
+        try:
+            if self.writer.can_write_eof():
+                self.writer.write_eof()
+            drained = 0
+            while drained < LINGER_BYTES:
+                data = await asyncio.wait_for(self.reader.read(65536), LINGER_S)
+                if not data:
+                    return
+                drained += len(data)
+        except (TimeoutError, ConnectionError, OSError, RuntimeError):
+            return
 
     async def _write_loop(self) -> None:
         alive = True
