@@ -251,10 +251,8 @@ def eval(cfg: Config, args: argparse.Namespace) -> int:  # the command's name; s
 
 def serve(cfg: Config, args: argparse.Namespace) -> int:
     import asyncio
-    import signal
 
     from assistant.wyoming.server import check_uri, default_uri, load_service
-    from assistant.wyoming.server import serve as serve_wyoming
 
     uri = args.wyoming or default_uri(cfg)
     try:
@@ -272,12 +270,25 @@ def serve(cfg: Config, args: argparse.Namespace) -> int:
         f"Models ready in {time.monotonic() - start:.1f} s. Serving Wyoming on {uri} (Ctrl-C stops)",
         flush=True,
     )
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a service manager stops it like Ctrl-C
     try:
-        asyncio.run(serve_wyoming(service, uri))
+        asyncio.run(_serve_until_signal(service, uri))
     except OSError as exc:  # the port is taken, the socket path is not writable
         print(f"error: cannot listen on {uri}: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("stopped", file=sys.stderr)
+    print("stopped", file=sys.stderr)
     return 0
+
+
+async def _serve_until_signal(service, uri: str) -> None:  # type: ignore[no-untyped-def]
+    """Ctrl-C or SIGTERM (a service manager) stop the server: connections are closed, their
+    pipelines told to stop, and the process ends (cli.run skips the slow interpreter teardown)."""
+    import asyncio
+    import signal
+
+    from assistant.wyoming.server import serve as serve_wyoming
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await serve_wyoming(service, uri, stop)

@@ -29,6 +29,7 @@ from assistant.wyoming.wire import ProtocolError, read_event
 log = logging.getLogger(__name__)
 
 CLOSE_WAIT_S = 3.0  # how long a closing connection waits for its last events to be written
+SHUTDOWN_WAIT_S = 0.5  # server stop (Ctrl-C): connections get this long; their pipelines are told to stop first
 LINGER_S, LINGER_BYTES = 1.0, 1 << 20  # closing: how long / how much of the client's input to drain
 
 
@@ -182,7 +183,7 @@ async def serve(
         await server.stop()
         pending = list(service.connections)
         if pending:
-            await asyncio.wait(pending, timeout=CLOSE_WAIT_S)
+            await asyncio.wait(pending, timeout=SHUTDOWN_WAIT_S)
 
 
 class ServerThread:
