@@ -123,6 +123,10 @@ class Outbox:
             self.put(Event("__close__"))
             self._closed = True
 
+    def pending(self) -> int:
+        """Events queued but not yet written (the client is slow to read, or not reading)."""
+        return self._queue.qsize()
+
     async def get(self) -> Event | None:
         item = await self._queue.get()
         return None if item is None or item.type == "__close__" else item

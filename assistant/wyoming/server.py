@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable
 from functools import partial
 from urllib.parse import urlparse
@@ -29,7 +30,10 @@ from assistant.wyoming.wire import ProtocolError, read_event
 log = logging.getLogger(__name__)
 
 CLOSE_WAIT_S = 3.0  # how long a closing connection waits for its last events to be written
-SHUTDOWN_WAIT_S = 0.5  # server stop (Ctrl-C): connections get this long; their pipelines are told to stop first
+SHUTDOWN_WAIT_S = (
+    0.5  # server stop (Ctrl-C): connections get this long; their pipelines are told to stop first
+)
+MAX_PENDING_EVENTS = 2000  # unsent events before reading pauses: ~90 s of 22 kHz speech in 1024-sample chunks
 LINGER_S, LINGER_BYTES = 1.0, 1 << 20  # closing: how long / how much of the client's input to drain
 
 
@@ -124,6 +128,9 @@ class ConnectionHandler(AsyncEventHandler):
     async def _read_loop(self) -> None:
         timeout = self.service.cfg.wyoming.idle_timeout_s
         while True:
+            if not await self._client_keeps_up(timeout):
+                log.info("client stopped reading its answers: closing")
+                return
             try:
                 event = await asyncio.wait_for(read_event(self.reader, self.service.max_bytes), timeout)
             except TimeoutError:
@@ -135,6 +142,16 @@ class ConnectionHandler(AsyncEventHandler):
                 return
             if event is None or not await self.handle_event(event):
                 return
+
+    async def _client_keeps_up(self, timeout: float) -> bool:
+        """Backpressure: a client that does not read its answers gets no new requests served, so
+        what waits for it stays bounded (one request's answer); ``timeout`` later it is dropped."""
+        end = time.monotonic() + timeout
+        while self.outbox.pending() > MAX_PENDING_EVENTS:
+            if time.monotonic() > end:
+                return False
+            await asyncio.sleep(0.02)
+        return True
 
     async def _linger(self) -> None:
         """Close our side first and let the client's unread bytes drain (bounded): closing a socket
