@@ -256,3 +256,42 @@ def test_server_thread_refuses_a_taken_port(served) -> None:
     service, port, _ = served
     with pytest.raises(RuntimeError, match="did not start"):
         ServerThread(service, f"tcp://127.0.0.1:{port}").start()
+
+
+def test_assistant_serve_command_serves_and_stops_on_ctrl_c() -> None:
+    """The CLI end to end: `assistant serve` on loopback, a client, then Ctrl-C mid-request."""
+    import signal
+
+    from tests.wyoming_client import free_port
+
+    exe = Path(sys.executable).parent / "assistant"
+    bad = subprocess.run([exe, "serve", "--wyoming", "http://x"], capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2 and "tcp://HOST:PORT" in bad.stderr  # refused before loading any model
+    port = free_port()
+    proc = subprocess.Popen(
+        [exe, "serve", "-q", "--wyoming", f"tcp://127.0.0.1:{port}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as from a terminal
+    )
+    try:
+        assert proc.stdout is not None
+        assert "Serving Wyoming on" in proc.stdout.readline()
+
+        async def go() -> float:
+            async with client(port) as c:
+                await c.write_event(Synthesize(text="One moment please. " * 8).event())
+                await read_until(c, {"audio-chunk"})  # mid-synthesis
+                start = time.monotonic()
+                proc.send_signal(signal.SIGINT)
+                while proc.poll() is None:
+                    await asyncio.sleep(0.02)
+                return time.monotonic() - start
+
+        assert asyncio.run(go()) < 1.0
+        assert proc.returncode == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()

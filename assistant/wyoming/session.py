@@ -71,6 +71,7 @@ class Request:
     splitter: ClauseSplitter | None = None
     chars: int = 0
     turns: int = 0
+    conversation: ConversationEvents | None = None
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
@@ -166,6 +167,9 @@ class Session:
             pipeline.start()
             while not pipeline.wait(timeout=0):  # never blocks the event loop
                 await asyncio.sleep(POLL_S)
+            heard_nothing = req.conversation is not None and req.conversation.heard == 0
+            if heard_nothing and not pipeline.stop_flag.is_set():  # the audio ended, nobody spoke
+                self.outbox.put(Error("no speech was heard in the audio", "no-speech"))
         except PipelineError as exc:
             log.error("%s request failed: %s", req.kind, exc)
             self.outbox.put(Error(f"{req.kind} failed: {exc.cause}", "internal-error"))
@@ -239,9 +243,10 @@ class Session:
                 feed.finish()
 
         events = EventBus()
-        events.subscribe(ConversationEvents(self.outbox, end, turn_done))
+        listener = ConversationEvents(self.outbox, end, turn_done)
+        events.subscribe(listener)
         stages = self._conversation_stages(end, turn_done)
-        self._start("pipeline", feed, stages, events, audio=True)
+        self._start("pipeline", feed, stages, events, audio=True).conversation = listener
 
     def _conversation_stages(self, end: str, on_reply_done: Any) -> list[Stage]:
         """The assistant's own conversation stages (app.py), with the client as the speaker."""
