@@ -314,6 +314,8 @@ def explain(stt, tts, floor, ports) -> None:  # type: ignore[no-untyped-def]
         ("TTS first audio", tts, pp, "non_streaming", "ttft", floor["tts_first"],
          "the first sentence goes through a per-request pipeline (TtsStage's thread, the sender's) and "
          "the shared-engine lock; the synthesis is the same piper call"),
+        ("TTS streaming first audio", tts, pp, "streaming", "ttft", floor["tts_first"],
+         "as for the first audio above, and each sentence of the stream is its own request turn"),
         ("TTS whole audio", tts, pp, "non_streaming", "total", floor["tts_whole"],
          "sentences are synthesised one at a time under the shared-engine lock and trimmed of leading "
          "silence, each through the same per-request pipeline"),

@@ -12,6 +12,7 @@ not a second implementation of the assistant: it is the same pipeline with a net
     bridge.py    Feed (network -> pipeline thread) and Outbox (pipeline threads -> the socket)
     engines.py   shared engines, serialised where they must be
     stages.py    the stages at the edges: one utterance in, Wyoming events out
+    requests.py  which stages serve which request
     session.py   one connection: which request is running, and the conversation history
     server.py    the listener, the connection limit, a server thread for tests and benchmarks
     info.py      the answer to ``describe``

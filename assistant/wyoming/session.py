@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from wyoming.asr import Transcribe
@@ -28,25 +28,16 @@ from wyoming.ping import Ping, Pong
 from wyoming.pipeline import RunPipeline
 from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop
 
-from assistant import app
-from assistant.asr import AsrStage
-from assistant.audio.sinks import PlaybackStage
 from assistant.events import EventBus
 from assistant.messages import ReplyText, SpeechEnded, Transcript
 from assistant.pipeline import Pipeline, PipelineError
-from assistant.responder import Exchange, ResponderStage
+from assistant.responder import Exchange
 from assistant.speakable import ClauseSplitter
 from assistant.stage import Stage
-from assistant.tts import TtsStage
+from assistant.wyoming import requests
 from assistant.wyoming.bridge import AudioFeed, Feed, Outbox
 from assistant.wyoming.stages import (
-    ClientPlayback,
-    ClientSpeaker,
     ConversationEvents,
-    HandledEvents,
-    SpeechEvents,
-    TranscriptEvents,
-    UtteranceStage,
 )
 from assistant.wyoming.wire import PcmConverter, ProtocolError
 
@@ -179,10 +170,8 @@ class Session:
 
     # -- speech to text, and audio for a conversation ---------------------------------------------
     def _start_transcription(self, converter: PcmConverter | None) -> Request:
-        asr = replace(self.cfg.asr, partial_interval_ms=self.cfg.wyoming.partial_interval_ms)
-        stages = [UtteranceStage(), AsrStage(asr, engine=self.service.engines.recognizer)]
-        feed = AudioFeed(self.cfg.wyoming.max_audio_s)
-        req = self._start("transcribe", feed, [*stages, TranscriptEvents(self.outbox)], audio=True)
+        stages = requests.transcription(self.cfg, self.service.engines, self.outbox)
+        req = self._start("transcribe", AudioFeed(self.cfg.wyoming.max_audio_s), stages, audio=True)
         req.converter = converter
         return req
 
@@ -245,28 +234,16 @@ class Session:
         events = EventBus()
         listener = ConversationEvents(self.outbox, end, turn_done)
         events.subscribe(listener)
-        stages = self._conversation_stages(end, turn_done)
+        service = self.service
+        stages = requests.conversation(
+            self.cfg, service.store, service.engines, self.outbox, self.history, end, turn_done
+        )
         self._start("pipeline", feed, stages, events, audio=True).conversation = listener
-
-    def _conversation_stages(self, end: str, on_reply_done: Any) -> list[Stage]:
-        """The assistant's own conversation stages (app.py), with the client as the speaker."""
-        cfg, engines, store = self.cfg, self.service.engines, self.service.store
-        stages = app.listening_stages(cfg, store, engines)
-        if end == "asr":
-            return stages
-        speaking = app.speaking_stages(cfg, store, [], _quiet, engines)
-        responder, playback = speaking[0], speaking[-1]
-        assert isinstance(responder, ResponderStage) and isinstance(playback, PlaybackStage)
-        responder.history = self.history
-        if end == "handle":
-            return [*stages, responder]
-        return [*stages, *speaking[:-1], ClientPlayback(ClientSpeaker(self.outbox), on_reply_done)]
 
     # -- text to speech ----------------------------------------------------------------------------
     def _start_synthesis(self, streaming: bool) -> Request:
-        tts = TtsStage(self.cfg.tts, engine=self.service.engines.synth)
-        kind = "synthesize-stream" if streaming else "synthesize"
-        req = self._start(kind, Feed(), [tts, SpeechEvents(self.outbox, streaming)])
+        stages = requests.synthesis(self.cfg, self.service.engines, self.outbox, streaming)
+        req = self._start("synthesize-stream" if streaming else "synthesize", Feed(), stages)
         if streaming:
             req.splitter = ClauseSplitter(first_min_words=NEVER, min_words=NEVER)
         return req
@@ -316,11 +293,11 @@ class Session:
         if not text:
             self.outbox.put(NotHandled("There was nothing to answer."))
             return
-        cfg = self.cfg
-        inner = app.responder(cfg, self.service.store, _quiet, self.service.engines.llm)
-        responder = ResponderStage(inner, cfg.llm.system_prompt, speculative=False)
-        responder.history = self.history
-        req = self._start("handle", Feed(), [responder, HandledEvents(self.outbox)])
+        service = self.service
+        stages = requests.text_conversation(
+            self.cfg, service.store, service.engines, self.outbox, self.history
+        )
+        req = self._start("handle", Feed(), stages)
         now = time.monotonic()
         req.feed.put(Transcript(1, text, True, SpeechEnded(1, 0.0, now, now), now))
         req.feed.finish()
@@ -334,7 +311,3 @@ class Session:
                 f"text longer than this server's limit of {limit} characters", "text-too-long"
             )
         return value
-
-
-def _quiet(_message: str) -> None:
-    """Progress messages of model loading: the server's engines are loaded before any request."""
