@@ -266,12 +266,9 @@ def serve(cfg: Config, args: argparse.Namespace) -> int:
     _say(args, f"Loading models ({cfg.asr.model}, {cfg.llm.model}, {cfg.tts.voice})...")
     start = time.monotonic()
     service = load_service(cfg, progress=lambda m: _say(args, m))
-    print(
-        f"Models ready in {time.monotonic() - start:.1f} s. Serving Wyoming on {uri} (Ctrl-C stops)",
-        flush=True,
-    )
-    try:
-        asyncio.run(_serve_until_signal(service, uri))
+    ready = f"Models ready in {time.monotonic() - start:.1f} s. Serving Wyoming on {uri} (Ctrl-C stops)"
+    try:  # the line is printed once the port listens: scripts may wait for it
+        asyncio.run(_serve_until_signal(service, uri, lambda: print(ready, flush=True)))
     except OSError as exc:  # the port is taken, the socket path is not writable
         print(f"error: cannot listen on {uri}: {exc}", file=sys.stderr)
         return 2
@@ -279,7 +276,7 @@ def serve(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _serve_until_signal(service, uri: str) -> None:  # type: ignore[no-untyped-def]
+async def _serve_until_signal(service, uri: str, on_ready) -> None:  # type: ignore[no-untyped-def]
     """Ctrl-C or SIGTERM (a service manager) stop the server: connections are closed, their
     pipelines told to stop, and the process ends (cli.run skips the slow interpreter teardown)."""
     import asyncio
@@ -291,4 +288,4 @@ async def _serve_until_signal(service, uri: str) -> None:  # type: ignore[no-unt
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await serve_wyoming(service, uri, stop)
+    await serve_wyoming(service, uri, stop, on_ready)
