@@ -285,3 +285,22 @@ def test_a_conversation_with_no_speech_says_so(server) -> None:
             return [str(e.data.get("code")) for e in events if e.type == "error"]
 
     assert asyncio.run(go()) == ["no-speech", "unsupported-stage"]
+
+
+def test_a_client_that_stops_reading_is_held_back_then_served_in_order(server) -> None:
+    """30 long syntheses asked without reading (about 9,000 audio events): the server stops taking
+    requests until the client reads (bounded memory), then every answer arrives, in order."""
+    _, port, _ = server
+
+    async def go() -> list[int]:
+        async with client(port) as c:
+            for i in range(30):
+                await c.write_event(Synthesize(text=f"{i} " + "x" * 400).event())
+            await asyncio.sleep(1.0)
+            sizes = []
+            for _ in range(30):
+                sizes.append(audio_bytes(await read_until(c, {"audio-stop"}, 30)))
+            return sizes
+
+    sizes = asyncio.run(go())
+    assert len(sizes) == 30 and all(size > 600_000 for size in sizes)
