@@ -304,3 +304,29 @@ def test_a_client_that_stops_reading_is_held_back_then_served_in_order(server) -
 
     sizes = asyncio.run(go())
     assert len(sizes) == 30 and all(size > 600_000 for size in sizes)
+
+
+def test_a_named_conversation_continues_across_connections(cfg: Config) -> None:
+    """Home Assistant connects once per question and names the conversation in the context."""
+    llm = FakeLlm("Noted.")
+    thread, port = start_server(fake_service(cfg, llm))
+
+    async def ask(text: str, conversation: str | None) -> None:
+        async with client(port) as c:
+            context = {"conversation_id": conversation} if conversation else None
+            await c.write_event(WyTranscript(text, context=context).event())
+            await read_until(c, {"handled"})
+
+    async def go() -> None:
+        await ask("My name is Ada.", "kitchen-1")
+        await ask("My name is Bob.", "office-2")
+        await ask("My name is Cy.", None)
+        await ask("What is my name?", "kitchen-1")
+        await ask("What is my name?", None)
+
+    try:
+        asyncio.run(go())
+    finally:
+        thread.stop()
+    history = [[m["content"] for m in p[1:-1]] for p in llm.prompts if p[-1]["content"] == "What is my name?"]
+    assert history == [["My name is Ada.", "Noted."], []]

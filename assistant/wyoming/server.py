@@ -11,6 +11,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from functools import partial
 from urllib.parse import urlparse
@@ -21,6 +22,7 @@ from wyoming.server import AsyncEventHandler, AsyncServer
 
 from assistant import app
 from assistant.config import Config
+from assistant.responder import Exchange
 from assistant.wyoming import engines as shared_engines
 from assistant.wyoming.bridge import Outbox
 from assistant.wyoming.info import build_info
@@ -29,6 +31,7 @@ from assistant.wyoming.wire import ProtocolError, read_event
 
 log = logging.getLogger(__name__)
 
+MAX_CONVERSATIONS = 256  # named conversations whose history is kept (each at most 50 exchanges)
 CLOSE_WAIT_S = 3.0  # how long a closing connection waits for its last events to be written
 SHUTDOWN_WAIT_S = (
     0.5  # server stop (Ctrl-C): connections get this long; their pipelines are told to stop first
@@ -47,9 +50,21 @@ class WyomingService:
         self.info = build_info(cfg).event()
         self.max_bytes = cfg.wyoming.max_payload_kb * 1024
         self.connections: set[asyncio.Task[None]] = set()
+        # Home Assistant's conversation agent opens a connection per question and names the
+        # conversation in the transcript's context: its history is kept under that name (the
+        # most recent MAX_CONVERSATIONS), so follow-up questions are understood.
+        self._histories: OrderedDict[str, list[Exchange]] = OrderedDict()
 
     def admit(self) -> bool:
         return len(self.connections) <= self.cfg.wyoming.max_clients
+
+    def history(self, conversation_id: str) -> list[Exchange]:
+        """The history of a named conversation (only the event loop's thread calls this)."""
+        history = self._histories.pop(conversation_id, None)
+        self._histories[conversation_id] = history = history if history is not None else []
+        while len(self._histories) > MAX_CONVERSATIONS:
+            self._histories.popitem(last=False)
+        return history
 
 
 def load_service(cfg: Config, progress: app.Progress = lambda _m: None) -> WyomingService:

@@ -5,7 +5,9 @@ synthesize-start, a text transcript for the handle program, run-pipeline) and en
 has drained. A new request first lets the previous one finish, so answers come back in the order
 they were asked. The conversation history belongs to the connection: every ResponderStage this
 session builds shares ``self.history``, and nothing else does, so one client's questions never
-reach another client's prompt.
+reach another client's prompt. The one exception is asked for by the client: a text question whose
+context names a ``conversation_id`` (Home Assistant's conversation agent connects once per question)
+continues that named conversation's history.
 """
 
 from __future__ import annotations
@@ -114,7 +116,8 @@ class Session:
         elif SynthesizeStop.is_type(kind):
             self._synthesize_stop()
         elif WyTranscript.is_type(kind):
-            await self._handle_text(WyTranscript.from_event(event).text)
+            transcript = WyTranscript.from_event(event)
+            await self._handle_text(transcript.text, transcript.context)
         else:
             log.debug("ignoring a '%s' event", kind)  # the protocol says: drop what you do not know
 
@@ -287,16 +290,18 @@ class Session:
         req.feed.put(ReplyText(req.turns, text, True, SpeechEnded(req.turns, 0.0, now, now), now))
 
     # -- conversation by text (the handle program) -------------------------------------------------
-    async def _handle_text(self, text: Any) -> None:
+    async def _handle_text(self, text: Any, context: Any = None) -> None:
         text = self._text(text, 0).strip()
         await self._settle()
         if not text:
             self.outbox.put(NotHandled("There was nothing to answer."))
             return
         service = self.service
-        stages = requests.text_conversation(
-            self.cfg, service.store, service.engines, self.outbox, self.history
-        )
+        history = self.history  # this connection's, unless the client names the conversation
+        named = context.get("conversation_id") if isinstance(context, dict) else None
+        if isinstance(named, str) and named:
+            history = service.history(named)
+        stages = requests.text_conversation(self.cfg, service.store, service.engines, self.outbox, history)
         req = self._start("handle", Feed(), stages)
         now = time.monotonic()
         req.feed.put(Transcript(1, text, True, SpeechEnded(1, 0.0, now, now), now))
