@@ -7,6 +7,7 @@ assistant models [--prepare] [--verify]
 assistant listen [--input-device D] [--output-device D]
 assistant agent [--input WAV --out REPLY.wav --linger S]
 assistant eval CORPUS [--report-dir DIR] [--fast] [--baseline OLD.json]
+assistant serve [--wyoming tcp://127.0.0.1:10300]
 """
 
 from __future__ import annotations
@@ -170,6 +171,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--fast", action="store_true", help="feed each recording as fast as possible")
     p.add_argument("--baseline", type=Path, metavar="OLD.json", help="an earlier report.json to compare with")
+
+    p = sub.add_parser(
+        "serve",
+        parents=[common],
+        help="serve speech-to-text, text-to-speech and conversation over Wyoming (Home Assistant)",
+        description="Serve the assistant over the Wyoming protocol, as Home Assistant's Wyoming "
+        "integration expects: speech to text (streaming transcript chunks), text to speech (streamed "
+        "sentence by sentence), text conversation (handle) and whole spoken conversations "
+        "(run-pipeline). Models load once and are shared; every connection has its own "
+        "conversation. Listens on loopback unless told otherwise (the protocol has no "
+        "authentication). Limits: the wyoming section of config.yaml. Ctrl-C stops.",
+    )
+    p.add_argument(
+        "--wyoming",
+        metavar="URI",
+        help="where to listen: tcp://HOST:PORT or unix:///PATH (default: wyoming.host/port from the "
+        "config, tcp://127.0.0.1:10300)",
+    )
     return parser
 
 

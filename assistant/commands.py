@@ -288,3 +288,45 @@ def eval(cfg: Config, args: argparse.Namespace) -> int:  # the command's name; s
     print(evalview.summary_table(report))
     print(f"report: {args.report_dir / 'report.md'}")
     return 0 if report["ok"] else 1
+
+
+def serve(cfg: Config, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from assistant.wyoming.server import check_uri, default_uri, load_service
+
+    uri = args.wyoming or default_uri(cfg)
+    try:
+        check_uri(uri)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    host = uri.partition("://")[2].rpartition(":")[0].strip("[]")
+    if uri.startswith("tcp://") and host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("listening on %s: anyone who can reach it can use the assistant (no authentication)", uri)
+    _say(args, f"Loading models ({cfg.asr.model}, {cfg.llm.model}, {cfg.tts.voice})...")
+    start = time.monotonic()
+    service = load_service(cfg, progress=lambda m: _say(args, m))
+    ready = f"Models ready in {time.monotonic() - start:.1f} s. Serving Wyoming on {uri} (Ctrl-C stops)"
+    try:  # the line is printed once the port listens: scripts may wait for it
+        asyncio.run(_serve_until_signal(service, uri, lambda: print(ready, flush=True)))
+    except OSError as exc:  # the port is taken, the socket path is not writable
+        print(f"error: cannot listen on {uri}: {exc}", file=sys.stderr)
+        return 2
+    print("stopped", file=sys.stderr)
+    return 0
+
+
+async def _serve_until_signal(service, uri: str, on_ready) -> None:  # type: ignore[no-untyped-def]
+    """Ctrl-C or SIGTERM (a service manager) stop the server: connections are closed, their
+    pipelines told to stop, and the process ends (cli.run skips the slow interpreter teardown)."""
+    import asyncio
+    import signal
+
+    from assistant.wyoming.server import serve as serve_wyoming
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await serve_wyoming(service, uri, stop, on_ready)

@@ -177,6 +177,20 @@ class AgentConfig:
 
 
 @dataclass(frozen=True)
+class WyomingConfig:
+    """`assistant serve --wyoming`: where it listens and what one client may send."""
+
+    host: str = "127.0.0.1"
+    port: int = _knob(10300, lo=1, hi=65535)
+    max_clients: int = _knob(16, lo=1, hi=1024)
+    max_payload_kb: int = _knob(1024, lo=1, hi=65536)
+    max_audio_s: float = _knob(60.0, lo=1, hi=3600)
+    max_text_chars: int = _knob(5000, lo=1, hi=1_000_000)
+    idle_timeout_s: float = _knob(300.0, lo=1, hi=86400)
+    partial_interval_ms: int = _knob(1000, choices=(0,), lo=200, hi=10000)
+
+
+@dataclass(frozen=True)
 class ModelsConfig:
     cache_dir: Path = Path("models/cache")
 
@@ -196,6 +210,7 @@ class Config:
     barge_in: BargeInConfig = field(default_factory=BargeInConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
     tts: TtsConfig = field(default_factory=TtsConfig)
+    wyoming: WyomingConfig = field(default_factory=WyomingConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     source: Path | None = None

@@ -1,0 +1,255 @@
+"""The Wyoming listener: shared engines, a connection limit, and one Session per connection.
+
+Built on the ``wyoming`` package's ``AsyncServer`` (tcp:// and unix:// URIs) and
+``AsyncEventHandler``; the handler's read loop is replaced by one with limits (wire.py), an idle
+timeout, and a single writer task per connection that sends the Outbox's events in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from functools import partial
+from urllib.parse import urlparse
+
+from wyoming.error import Error
+from wyoming.event import Event, async_write_event
+from wyoming.server import AsyncEventHandler, AsyncServer
+
+from assistant import app
+from assistant.config import Config
+from assistant.responder import Exchange
+from assistant.wyoming import engines as shared_engines
+from assistant.wyoming.bridge import Outbox
+from assistant.wyoming.info import build_info
+from assistant.wyoming.session import Session
+from assistant.wyoming.wire import ProtocolError, read_event
+
+log = logging.getLogger(__name__)
+
+MAX_CONVERSATIONS = 256  # named conversations whose history is kept (each at most 50 exchanges)
+CLOSE_WAIT_S = 3.0  # how long a closing connection waits for its last events to be written
+SHUTDOWN_WAIT_S = (
+    0.5  # server stop (Ctrl-C): connections get this long; their pipelines are told to stop first
+)
+MAX_PENDING_EVENTS = 2000  # unsent events before reading pauses: ~90 s of 22 kHz speech in 1024-sample chunks
+LINGER_S, LINGER_BYTES = 1.0, 1 << 20  # closing: how long / how much of the client's input to drain
+
+
+class WyomingService:
+    """What every connection shares: the config, the loaded engines, the answer to describe."""
+
+    def __init__(self, cfg: Config, engines: app.Engines) -> None:
+        self.cfg = cfg
+        self.engines = engines  # already wrapped by engines.shared()
+        self.store = app.model_store(cfg)
+        self.info = build_info(cfg).event()
+        self.max_bytes = cfg.wyoming.max_payload_kb * 1024
+        self.connections: set[asyncio.Task[None]] = set()
+        # Home Assistant's conversation agent opens a connection per question and names the
+        # conversation in the transcript's context: its history is kept under that name (the
+        # most recent MAX_CONVERSATIONS), so follow-up questions are understood.
+        self._histories: OrderedDict[str, list[Exchange]] = OrderedDict()
+
+    def admit(self) -> bool:
+        return len(self.connections) <= self.cfg.wyoming.max_clients
+
+    def history(self, conversation_id: str) -> list[Exchange]:
+        """The history of a named conversation (only the event loop's thread calls this)."""
+        history = self._histories.pop(conversation_id, None)
+        self._histories[conversation_id] = history = history if history is not None else []
+        while len(self._histories) > MAX_CONVERSATIONS:
+            self._histories.popitem(last=False)
+        return history
+
+
+def load_service(cfg: Config, progress: app.Progress = lambda _m: None) -> WyomingService:
+    """Load every model once and warm it up, before the first client."""
+    engines = shared_engines.shared(app.load_engines(cfg, progress))
+    shared_engines.warm(engines, app.fallback_phrases(cfg))
+    return WyomingService(cfg, engines)
+
+
+def default_uri(cfg: Config) -> str:
+    return f"tcp://{cfg.wyoming.host}:{cfg.wyoming.port}"
+
+
+def check_uri(uri: str) -> None:
+    """Refuse what AsyncServer cannot serve, in words (a ValueError)."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "tcp":
+        try:
+            port = parsed.port
+        except ValueError:
+            port = None
+        if not parsed.hostname or port is None:
+            raise ValueError(f"{uri}: a tcp:// address needs a host and a port, e.g. tcp://127.0.0.1:10300")
+    elif parsed.scheme != "unix" or not parsed.path:
+        raise ValueError(f"{uri}: use tcp://HOST:PORT or unix:///path/to.socket")
+
+
+class ConnectionHandler(AsyncEventHandler):
+    def __init__(
+        self, service: WyomingService, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        super().__init__(reader, writer)
+        self.service = service
+        self.outbox = Outbox(asyncio.get_running_loop())
+        self.session = Session(service, self.outbox)
+
+    async def handle_event(self, event: Event) -> bool:
+        try:
+            await self.session.handle(event)
+        except ProtocolError as exc:
+            log.info("client error (%s): %s", exc.code, exc.text)
+            self.outbox.put(Error(exc.text, exc.code))
+            if exc.fatal:
+                return False
+            await self.session.abort()  # the request that got the bad input is over
+            self.session.discard_audio()
+        return True
+
+    async def run(self) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.service.connections.add(task)
+        writer = asyncio.create_task(self._write_loop())
+        try:
+            if not self.service.admit():
+                limit = self.service.cfg.wyoming.max_clients
+                self.outbox.put(Error(f"server busy: {limit} clients already connected", "busy"))
+                return
+            await self._read_loop()
+        except Exception:
+            log.exception("connection failed")
+            self.outbox.put(Error("internal server error", "internal-error"))
+        finally:
+            try:
+                await self.session.close()
+            finally:
+                self.outbox.close()
+                try:
+                    await asyncio.wait_for(writer, CLOSE_WAIT_S)
+                except (TimeoutError, asyncio.CancelledError):
+                    writer.cancel()
+                await self._linger()
+                self.writer.close()
+                self.service.connections.discard(task)
+
+    async def _read_loop(self) -> None:
+        timeout = self.service.cfg.wyoming.idle_timeout_s
+        while True:
+            if not await self._client_keeps_up(timeout):
+                log.info("client stopped reading its answers: closing")
+                return
+            try:
+                event = await asyncio.wait_for(read_event(self.reader, self.service.max_bytes), timeout)
+            except TimeoutError:
+                self.outbox.put(Error(f"no event for {timeout:.0f} s: closing", "idle-timeout"))
+                return
+            except ProtocolError as exc:
+                log.info("client error (%s): %s", exc.code, exc.text)
+                self.outbox.put(Error(exc.text, exc.code))
+                return
+            if event is None or not await self.handle_event(event):
+                return
+
+    async def _client_keeps_up(self, timeout: float) -> bool:
+        """Backpressure: a client that does not read its answers gets no new requests served, so
+        what waits for it stays bounded (one request's answer); ``timeout`` later it is dropped."""
+        end = time.monotonic() + timeout
+        while self.outbox.pending() > MAX_PENDING_EVENTS:
+            if time.monotonic() > end:
+                return False
+            await asyncio.sleep(0.02)
+        return True
+
+    async def _linger(self) -> None:
+        """Close our side first and let the client's unread bytes drain (bounded): closing a socket
+        with unread input resets it, and the client would lose the error event just sent."""
+        try:
+            if self.writer.can_write_eof():
+                self.writer.write_eof()
+            drained = 0
+            while drained < LINGER_BYTES:
+                data = await asyncio.wait_for(self.reader.read(65536), LINGER_S)
+                if not data:
+                    return
+                drained += len(data)
+        except (TimeoutError, ConnectionError, OSError, RuntimeError):
+            return
+
+    async def _write_loop(self) -> None:
+        alive = True
+        while True:
+            event = await self.outbox.get()
+            if event is None:
+                return
+            if not alive:
+                continue  # the client is gone: keep draining, so producers never block
+            try:
+                await async_write_event(event, self.writer)
+            except (ConnectionError, OSError, RuntimeError):
+                alive = False
+
+
+async def serve(
+    service: WyomingService,
+    uri: str,
+    stop: asyncio.Event | None = None,
+    on_ready: Callable[[], None] = lambda: None,
+) -> None:
+    """Serve until ``stop`` is set (or forever); then close every connection and its pipelines."""
+    check_uri(uri)
+    server = AsyncServer.from_uri(uri)
+    await server.start(partial(ConnectionHandler, service))
+    log.info("Wyoming server listening on %s", uri)
+    on_ready()
+    try:
+        await (stop or asyncio.Event()).wait()
+    finally:
+        await server.stop()
+        pending = list(service.connections)
+        if pending:
+            await asyncio.wait(pending, timeout=SHUTDOWN_WAIT_S)
+
+
+class ServerThread:
+    """The server on a thread of its own with its own event loop (tests, benchmarks)."""
+
+    def __init__(self, service: WyomingService, uri: str) -> None:
+        self.service = service
+        self.uri = uri
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name="wyoming-server", daemon=True)
+
+    def start(self, timeout: float = 10.0) -> ServerThread:
+        self._thread.start()
+        if not self._ready.wait(timeout) or self._error is not None:
+            raise RuntimeError(f"the Wyoming server did not start on {self.uri}: {self._error}")
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._loop is not None and self._stop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout)
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except BaseException as exc:  # noqa: BLE001 - handed to start(), which raises it
+            self._error = exc
+        finally:
+            self._ready.set()
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        await serve(self.service, self.uri, self._stop, self._ready.set)

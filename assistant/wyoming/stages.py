@@ -1,0 +1,262 @@
+"""The stages at the edges of a Wyoming request: one utterance in, Wyoming events out.
+
+Everything in between is the assistant's own stages. These only translate: the last stage of each
+request turns the pipeline's messages (transcripts, reply clauses, speech audio) into events in the
+connection's ``Outbox``; ``ConversationEvents`` does the same for what a whole conversation reports
+on its event bus (voice started/stopped, the transcript, the reply text).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+
+import numpy as np
+from wyoming.asr import Transcript as WyTranscript
+from wyoming.asr import TranscriptChunk, TranscriptStart, TranscriptStop
+from wyoming.audio import AudioChunk as WyAudioChunk
+from wyoming.audio import AudioStart, AudioStop
+from wyoming.handle import Handled, HandledChunk, HandledStart, HandledStop, NotHandled
+from wyoming.tts import SynthesizeStopped
+from wyoming.vad import VoiceStarted, VoiceStopped
+
+from assistant.audio.sinks import PlaybackStage
+from assistant.events import Event as BusEvent
+from assistant.messages import (
+    AudioChunk,
+    End,
+    Message,
+    ReplyText,
+    SpeechAudio,
+    SpeechEnded,
+    SpeechStarted,
+    Transcript,
+)
+from assistant.stage import Stage
+from assistant.wyoming.bridge import Outbox
+
+log = logging.getLogger(__name__)
+
+SAMPLES_PER_CHUNK = 1024  # audio-chunk size sent to clients (wyoming-piper's default)
+# Audio that arrives at more than this multiple of real time is a recording, not a person speaking:
+# its final transcript is moments away, so partial passes would only delay it.
+LIVE_PACE = 2.0
+FILLER_SOURCES = ("ack",)  # the deadline's "Hmm.": for ears only, not for text clients
+
+
+class UtteranceStage(Stage):
+    """Stands in for the VAD when the client did its own: a transcribe request is one voice command
+    (audio-start .. audio-stop), as Home Assistant sends it, so the whole stream is one turn."""
+
+    name = "utterance"
+    drops_stale = False
+
+    def __init__(self) -> None:
+        self._started: float | None = None  # arrival of the first chunk
+        self._end: tuple[float, float] | None = None  # (t_input, t_arrival) of the stream's end
+
+    def process(self, msg: Message) -> Iterator[Message]:
+        if isinstance(msg, AudioChunk):
+            if self._started is None:
+                self._started = msg.t_arrival
+                yield SpeechStarted(1, msg.t_input, msg.t_arrival)
+            end = msg.t_input + msg.duration
+            self._end = (end, msg.t_arrival)
+            live = end <= LIVE_PACE * (msg.t_arrival - self._started) + 0.5
+            # "voiced" is what lets AsrStage make partial transcripts (transcript chunks)
+            yield AudioChunk(1, msg.pcm, msg.sample_rate, msg.t_input, msg.t_arrival, voiced=live)
+        elif isinstance(msg, End) and self._end is not None:
+            yield SpeechEnded(1, self._end[0], self._end[1], time.monotonic())
+
+
+class TranscriptEvents(Stage):
+    """Transcripts -> transcript-start, transcript-chunk..., transcript, transcript-stop.
+
+    A chunk cannot be taken back, and Whisper may revise earlier words as it hears more; so a
+    partial only adds the words past those already sent, and only while it agrees with them. The
+    final ``transcript`` is the authoritative text (the protocol sends it for that reason).
+    """
+
+    name = "to-client"
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+        self._sent: list[str] = []
+        self._started = False
+        self._done = False
+
+    def process(self, msg: Message) -> Iterator[Message]:
+        if isinstance(msg, Transcript) and not self._done:
+            self._chunk(msg.text)
+            if msg.final:
+                self._finish(msg.text)
+        elif isinstance(msg, End) and not self._done:
+            self._finish("")  # no audio at all: an empty transcript, as the reference servers answer
+        yield from ()
+
+    def _chunk(self, text: str) -> None:
+        words = text.split()
+        if words[: len(self._sent)] != self._sent or len(words) == len(self._sent):
+            return
+        if not self._started:
+            self.outbox.put(TranscriptStart())
+            self._started = True
+        new = words[len(self._sent) :]
+        self.outbox.put(TranscriptChunk((" " if self._sent else "") + " ".join(new)))
+        self._sent = words
+
+    def _finish(self, text: str) -> None:
+        if not self._started:
+            self.outbox.put(TranscriptStart())
+        self.outbox.put(WyTranscript(text))
+        self.outbox.put(TranscriptStop())
+        self._done = True
+
+
+def audio_events(pcm: np.ndarray, rate: int) -> Iterator[WyAudioChunk]:
+    for start in range(0, len(pcm), SAMPLES_PER_CHUNK):
+        block = pcm[start : start + SAMPLES_PER_CHUNK]
+        yield WyAudioChunk(rate=rate, width=2, channels=1, audio=block.astype("<i2").tobytes())
+
+
+class SpeechEvents(Stage):
+    """Synthesised speech -> one audio-start, audio-chunk..., audio-stop cycle per turn.
+
+    A synthesize request is one turn; a streamed one makes each sentence a turn, so each sentence
+    is its own cycle as soon as it is ready (as wyoming-piper does), and the end of the stream is
+    ``synthesize-stopped``.
+    """
+
+    name = "to-client"
+
+    def __init__(self, outbox: Outbox, streaming: bool) -> None:
+        self.outbox = outbox
+        self.streaming = streaming
+        self._open: int | None = None
+
+    def process(self, msg: Message) -> Iterator[Message]:
+        if isinstance(msg, SpeechAudio):
+            if self._open != msg.turn:
+                self.outbox.put(AudioStart(rate=msg.sample_rate, width=2, channels=1))
+                self._open = msg.turn
+            for event in audio_events(msg.pcm, msg.sample_rate):
+                self.outbox.put(event)
+            if msg.final:
+                self.outbox.put(AudioStop())
+                self._open = None
+        elif isinstance(msg, End) and self.streaming:
+            self.outbox.put(SynthesizeStopped())
+        yield from ()
+
+
+class HandledEvents(Stage):
+    """Reply clauses -> handled-start, handled-chunk..., handled (the whole answer), handled-stop."""
+
+    name = "to-client"
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+        self._parts: list[str] = []
+        self._started = False
+
+    def process(self, msg: Message) -> Iterator[Message]:
+        if isinstance(msg, ReplyText) and msg.source not in FILLER_SOURCES:
+            if not self._started:
+                self.outbox.put(HandledStart())
+                self._started = True
+            if msg.text:
+                self._parts.append(msg.text)
+                self.outbox.put(HandledChunk(msg.text))
+            if msg.final:
+                self.outbox.put(Handled(" ".join(self._parts)))
+                self.outbox.put(HandledStop())
+                self._parts, self._started = [], False
+        yield from ()
+
+
+class ClientSpeaker:
+    """The client is the loudspeaker (an ``AudioSink``): reply audio goes out as audio events."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+        self._open = False
+
+    def write(self, pcm: np.ndarray, sample_rate: int, at_input_s: float) -> None:
+        if not self._open:
+            self.outbox.put(AudioStart(rate=sample_rate, width=2, channels=1))
+            self._open = True
+        for event in audio_events(pcm, sample_rate):
+            self.outbox.put(event)
+
+    def end_reply(self) -> None:
+        if self._open:
+            self.outbox.put(AudioStop())
+            self._open = False
+
+    def finish(self) -> None:
+        self.end_reply()
+
+
+class ClientPlayback(PlaybackStage):
+    """``PlaybackStage`` (first-audio timing, what was played) with the client as its speaker; it
+    also closes each reply's audio and reports the reply as delivered."""
+
+    def __init__(self, speaker: ClientSpeaker, on_reply_done: Callable[[int], None]) -> None:
+        super().__init__([speaker])
+        self.speaker = speaker
+        self.on_reply_done = on_reply_done
+
+    def process(self, msg: Message) -> Iterator[Message]:
+        yield from super().process(msg)
+        if isinstance(msg, SpeechAudio) and msg.final:
+            self.speaker.end_reply()
+            self.on_reply_done(msg.turn)
+
+
+class ConversationEvents:
+    """A conversation's event bus -> voice-started/stopped, transcript and the reply's text.
+
+    The text goes out as it is decided; the reply's audio follows from ``ClientPlayback``.
+    ``end_stage`` says where this pipeline run ends: after the transcript (asr), the reply text
+    (handle) or its audio (tts, reported by ClientPlayback); ``on_turn_done`` is told then.
+    """
+
+    def __init__(self, outbox: Outbox, end_stage: str, on_turn_done: Callable[[int], None]) -> None:
+        self.outbox = outbox
+        self.end_stage = end_stage
+        self.on_turn_done = on_turn_done
+        self.heard = 0  # turns the VAD found: none at all, and the client is told so
+        self._handled: set[int] = set()
+
+    def __call__(self, event: BusEvent) -> None:
+        kind, turn, data = event.kind, event.turn, event.data
+        if kind == "speech_started":
+            self.heard += 1
+            self.outbox.put(VoiceStarted(timestamp=_ms(data.get("t_input"))))
+        elif kind == "speech_ended":
+            self.outbox.put(VoiceStopped(timestamp=_ms(data.get("t_input"))))
+        elif kind == "transcript_final":
+            self.outbox.put(WyTranscript(str(data.get("text", ""))))
+            if self.end_stage == "asr":
+                self.on_turn_done(turn)
+        elif kind == "reply_clause" and data.get("source") not in FILLER_SOURCES:
+            if turn not in self._handled:
+                self._handled.add(turn)
+                self.outbox.put(HandledStart())
+            self.outbox.put(HandledChunk(str(data.get("text", ""))))
+        elif kind == "reply_done":
+            if turn not in self._handled:
+                self.outbox.put(HandledStart())
+            self._handled.discard(turn)
+            self.outbox.put(Handled(str(data.get("text", ""))))
+            self.outbox.put(HandledStop())
+            if self.end_stage == "handle":
+                self.on_turn_done(turn)
+        elif kind == "reply_skipped":
+            self.outbox.put(NotHandled(str(data.get("reason", ""))))
+            self.on_turn_done(turn)
+
+
+def _ms(seconds: object) -> int | None:
+    return int(seconds * 1000) if isinstance(seconds, int | float) else None

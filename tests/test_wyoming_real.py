@@ -1,0 +1,297 @@
+"""The Wyoming server with the real models, driven by real clients: the wyoming package's
+AsyncTcpClient, and wyoming-bench run as a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from wyoming.asr import Transcribe
+from wyoming.asr import Transcript as WyTranscript
+from wyoming.pipeline import PipelineStage, RunPipeline
+from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop
+
+from assistant import app
+from assistant.audio.convert import PIPELINE_RATE, resample
+from assistant.config import Config
+from assistant.replies import ChatMessage
+from assistant.wyoming import engines as shared_engines
+from assistant.wyoming.server import ServerThread, WyomingService
+from tests.speech.make_speech import get_case, normalise_text, render
+from tests.wyoming_client import (
+    client,
+    read_until,
+    send_audio,
+    start_server,
+    texts,
+    wait_for_no_pipeline_threads,
+    wav_pcm,
+)
+
+pytestmark = pytest.mark.real
+
+
+class PromptLog:
+    """Wraps the real LLM engine and keeps every prompt it is given (to check who saw what)."""
+
+    def __init__(self, inner) -> None:  # type: ignore[no-untyped-def]
+        self.inner = inner
+        self.prompts: list[list[ChatMessage]] = []
+
+    def stream(self, messages: list[ChatMessage], should_stop: Callable[[], bool] = lambda: False):  # type: ignore[no-untyped-def]
+        self.prompts.append([dict(m) for m in messages])
+        return self.inner.stream(messages, should_stop)
+
+    def warm_up(self) -> None:
+        self.inner.warm_up()
+
+
+@pytest.fixture(scope="module")
+def served(cfg: Config) -> Iterator[tuple[WyomingService, int, PromptLog]]:
+    # eight conversations share one LLM on 2 cores: answers queue for seconds, so the deadline's
+    # give-up time is raised here; what is tested is who gets which answer, not how fast
+    cfg = replace(cfg, deadline=replace(cfg.deadline, answer_ms=30000, reply_ms=60000))
+    engines = app.load_engines(cfg)
+    prompts = PromptLog(engines.llm)
+    engines = shared_engines.shared(replace(engines, llm=prompts))
+    shared_engines.warm(engines, app.fallback_phrases(cfg))
+    service = WyomingService(cfg, engines)
+    thread, port = start_server(service)
+    yield service, port, prompts
+    thread.stop()
+
+
+@pytest.fixture(scope="module")
+def speech(speech_dir: Path) -> Callable[[str, str], Path]:
+    return lambda case, variant="piper": render(case, variant, speech_dir)
+
+
+def words(text: str) -> str:
+    return normalise_text(text)
+
+
+def transcribe_back(service: WyomingService, pcm: bytes, rate: int) -> str:
+    audio = np.frombuffer(pcm, dtype="<i2")
+    audio16k = resample(audio.astype(np.float32) / 32768, rate, PIPELINE_RATE)
+    return service.engines.recognizer.transcribe((audio16k * 32767).astype(np.int16))  # type: ignore[union-attr]
+
+
+def reply_audio(events) -> tuple[bytes, int]:  # type: ignore[no-untyped-def]
+    starts = [e for e in events if e.type == "audio-start"]
+    pcm = b"".join(e.payload or b"" for e in events if e.type == "audio-chunk")
+    return pcm, int(starts[0].data["rate"]) if starts else 0
+
+
+def test_transcribes_recordings_in_any_format(served, speech) -> None:
+    _, port, _ = served
+
+    async def go() -> list[str]:
+        out = []
+        async with client(port) as c:
+            for variant in ("piper", "stereo_44k", "phone_8k"):  # 16 kHz, 44.1 kHz stereo, 8 kHz
+                await c.write_event(Transcribe(language="en").event())
+                await send_audio(c, *wav_pcm(speech("capital_france", variant)))
+                out += texts(await read_until(c, {"transcript-stop"}), "transcript")
+        return out
+
+    assert [words(t) for t in asyncio.run(go())] == ["what is the capital of france"] * 3
+
+
+def test_streams_transcript_chunks_while_the_client_speaks(served, speech) -> None:
+    _, port, _ = served
+
+    async def go() -> tuple[list[str], list[str], float, float]:
+        async with client(port) as c:
+            first_chunk: list[float] = []
+
+            async def reader() -> list:  # type: ignore[type-arg]
+                events = []
+                while (event := await c.read_event()) is not None:
+                    events.append(event)
+                    if event.type == "transcript-chunk" and not first_chunk:
+                        first_chunk.append(time.monotonic())
+                    if event.type == "transcript-stop":
+                        return events
+                return events
+
+            task = asyncio.create_task(reader())
+            await c.write_event(Transcribe().event())
+            await send_audio(c, *wav_pcm(speech("largest_planet")), pace=1.0)  # a person speaking
+            sent = time.monotonic()
+            events = await asyncio.wait_for(task, 30)
+        return texts(events, "transcript-chunk"), texts(events, "transcript"), first_chunk[0], sent
+
+    chunks, final, t_first_chunk, t_audio_stop = asyncio.run(go())
+    assert t_first_chunk < t_audio_stop  # a chunk arrived while the client was still speaking
+    assert words(final[0]) == "what is the largest planet in our solar system"
+    assert words(final[0]).startswith(words("".join(chunks)))
+
+
+def test_synthesizes_whole_texts_and_streams_sentence_by_sentence(served) -> None:
+    service, port, _ = served
+    text = "The kettle is on. Tea will be ready in five minutes."
+
+    async def go():  # type: ignore[no-untyped-def]
+        async with client(port) as c:
+            await c.write_event(Synthesize(text=text).event())
+            whole = await read_until(c, {"audio-stop"})
+            await c.write_event(SynthesizeStart().event())
+            await c.write_event(SynthesizeChunk("The kettle is on. Tea will").event())
+            first = await read_until(c, {"audio-stop"})  # the first sentence, before the rest is sent
+            await c.write_event(SynthesizeChunk(" be ready in five minutes. Enjoy it").event())
+            await c.write_event(Synthesize(text=text + " Enjoy it").event())  # compatibility copy: ignored
+            await c.write_event(SynthesizeStop().event())
+            rest = await read_until(c, {"synthesize-stopped"})
+        return whole, first, rest
+
+    whole, first, rest = asyncio.run(go())
+    assert [e.type for e in whole].count("audio-start") == 1
+    assert words(transcribe_back(service, *reply_audio(whole))) == words(text)
+    assert words(transcribe_back(service, *reply_audio(first))) == "the kettle is on"
+    assert [e.type for e in rest].count("audio-start") == 2  # one cycle per sentence
+    assert "ready in five minutes" in words(transcribe_back(service, *reply_audio(rest)))
+
+
+def test_a_spoken_conversation_hears_answers_and_speaks(served, speech) -> None:
+    service, port, _ = served
+
+    async def go():  # type: ignore[no-untyped-def]
+        async with client(port) as c:
+            await c.write_event(
+                RunPipeline(start_stage=PipelineStage.ASR, end_stage=PipelineStage.TTS).event()
+            )
+            await send_audio(c, *wav_pcm(speech("spider_legs")), stop=False)
+            return await read_until(c, {"audio-stop"})
+
+    events = asyncio.run(go())
+    kinds = [e.type for e in events]
+    assert kinds.index("voice-started") < kinds.index("voice-stopped") < kinds.index("transcript")
+    assert words(texts(events, "transcript")[0]) == "how many legs does a spider have"
+    assert re.search(r"\b(eight|8)\b", words(texts(events, "handled")[0]))
+    heard = words(transcribe_back(service, *reply_audio(events)))
+    assert re.search(r"\b(eight|8)\b", heard), heard  # the spoken reply says it too
+
+
+def test_concurrent_clients_never_hear_each_other(served, speech) -> None:
+    """Eight satellites talk at once; four ask about France, four about spiders."""
+    service, port, prompts = served
+    questions = {"capital_france": ("paris", "eight"), "spider_legs": ("eight", "paris")}
+
+    async def one(case: str):  # type: ignore[no-untyped-def]
+        async with client(port, timeout=120) as c:
+            await c.write_event(
+                RunPipeline(start_stage=PipelineStage.ASR, end_stage=PipelineStage.TTS).event()
+            )
+            await send_audio(c, *wav_pcm(speech(case)), stop=False)
+            spoken = await read_until(c, {"audio-stop"}, 120)
+            await c.write_event(WyTranscript("What did I just ask you?").event())
+            follow_up = await read_until(c, {"handled-stop"}, 120)
+            return case, spoken, follow_up
+
+    async def go():  # type: ignore[no-untyped-def]
+        return await asyncio.gather(*(one(case) for case in list(questions) * 4))
+
+    results = asyncio.run(go())
+    for case, spoken, _follow_up in results:
+        own, other = questions[case]
+        asked = words(texts(spoken, "transcript")[0])
+        assert asked == words(get_case(case).text)
+        answer = words(" ".join(texts(spoken, "handled")))
+        heard = words(transcribe_back(service, *reply_audio(spoken)))
+        for said in (answer, heard):
+            assert re.search(rf"\b{own}\b", said) and not re.search(rf"\b{other}\b", said), (case, said)
+    follow_ups = [p for p in prompts.prompts if p[-1]["content"] == "What did I just ask you?"]
+    assert len(follow_ups) == 8
+    for prompt in follow_ups:  # each follow-up carries its own question in the history, and only it
+        asked = [m["content"] for m in prompt[1:-1] if m["role"] == "user"]
+        assert len(asked) == 1 and asked[0].rstrip("?").lower() in (
+            "what is the capital of france",
+            "how many legs does a spider have",
+        ), asked
+    assert sum("france" in p[1]["content"].lower() for p in follow_ups if len(p) > 2) == 4
+    assert wait_for_no_pipeline_threads() == set()
+
+
+def bench_exe() -> Path:
+    exe = Path(sys.executable).parent / "wyoming-bench"
+    assert exe.exists(), "wyoming-bench is a dev dependency: scripts/setup.sh --dev installs it"
+    return exe
+
+
+def test_wyoming_bench_measures_our_stt_and_tts(served, speech, tmp_path: Path) -> None:
+    _, port, _ = served
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for case in ("capital_france", "opposite_black"):
+        wav = speech(case)
+        (corpus / wav.name).write_bytes(wav.read_bytes())
+        (corpus / wav.with_suffix(".txt").name).write_text(wav.with_suffix(".txt").read_text())
+    server = f"127.0.0.1:{port}"
+    common = ["--rounds", "1", "--warmup", "0", "--timeout", "60"]
+    stt = subprocess.run(
+        [bench_exe(), "stt", server, "--corpus", corpus, *common], capture_output=True, text=True, timeout=120
+    )
+    assert stt.returncode == 0, stt.stdout + stt.stderr
+    assert "[non_streaming] ok=2 fail=0" in stt.stdout and "[streaming] ok=2 fail=0" in stt.stdout
+    assert re.search(r"WER=0\.0%", stt.stdout), stt.stdout
+    tts = subprocess.run(
+        [bench_exe(), "tts", server, "--texts", "Hello there. The lights are now on.", *common],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert tts.returncode == 0, tts.stdout + tts.stderr
+    assert "[non_streaming] ok=1 fail=0" in tts.stdout and "[streaming] ok=1 fail=0" in tts.stdout
+
+
+def test_server_thread_refuses_a_taken_port(served) -> None:
+    service, port, _ = served
+    with pytest.raises(RuntimeError, match="did not start"):
+        ServerThread(service, f"tcp://127.0.0.1:{port}").start()
+
+
+def test_assistant_serve_command_serves_and_stops_on_ctrl_c() -> None:
+    """The CLI end to end: `assistant serve` on loopback, a client, then Ctrl-C mid-request."""
+    import signal
+
+    from tests.wyoming_client import free_port
+
+    exe = Path(sys.executable).parent / "assistant"
+    bad = subprocess.run([exe, "serve", "--wyoming", "http://x"], capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2 and "tcp://HOST:PORT" in bad.stderr  # refused before loading any model
+    port = free_port()
+    proc = subprocess.Popen(
+        [exe, "serve", "-q", "--wyoming", f"tcp://127.0.0.1:{port}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as from a terminal
+    )
+    try:
+        assert proc.stdout is not None
+        assert "Serving Wyoming on" in proc.stdout.readline()
+
+        async def go() -> float:
+            async with client(port) as c:
+                await c.write_event(Synthesize(text="One moment please. " * 8).event())
+                await read_until(c, {"audio-chunk"})  # mid-synthesis
+                start = time.monotonic()
+                proc.send_signal(signal.SIGINT)
+                while proc.poll() is None:
+                    await asyncio.sleep(0.02)
+                return time.monotonic() - start
+
+        assert asyncio.run(go()) < 1.0
+        assert proc.returncode == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
