@@ -304,7 +304,7 @@ def serve(cfg: Config, args: argparse.Namespace) -> int:
     host = uri.partition("://")[2].rpartition(":")[0].strip("[]")
     if uri.startswith("tcp://") and host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("listening on %s: anyone who can reach it can use the assistant (no authentication)", uri)
-    _say(args, f"Loading models ({cfg.asr.model}, {cfg.llm.model}, {cfg.tts.voice})...")
+    _say(args, f"Loading models ({cfg.asr.model}, {app.llm_label(cfg)}, {cfg.tts.voice})...")
     start = time.monotonic()
     service = load_service(cfg, progress=lambda m: _say(args, m))
     ready = f"Models ready in {time.monotonic() - start:.1f} s. Serving Wyoming on {uri} (Ctrl-C stops)"

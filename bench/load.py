@@ -1,0 +1,218 @@
+"""Many conversations at once through the Wyoming entry point: the local LLM vs a batching server.
+
+    .venv/bin/python bench/load.py [--ns 1,2,4,8,16] [--backends local,cb] [--threads 1]
+
+For each backend, `assistant serve` runs as its own process (the real CLI, shipped config):
+  local  the LLM in that process (int8 on CPU; one generation at a time, shared by all clients);
+  cb     ``llm.backend: openai`` against `transformers serve --continuous-batching` with the shipped
+         model, started by this bench (assistant/llm_server.py; fp32, the server's precision).
+At each level N, N Wyoming clients (the ``wyoming`` package's AsyncTcpClient) each run one spoken
+conversation at once (``run-pipeline`` asr -> tts), streaming a recorded question (piper voice,
+tests/speech/questions.yaml) at real-time pace. Measured per conversation, from the end of the
+user's speech (the server's ``voice-stopped`` timestamp placed on the client's send clock):
+  first audio   the first reply audio chunk received (the deadline's filler counts: it is sound);
+  answer text   the first ``handled-chunk`` that is the answer (the server knows it before it is
+                spoken; the filler is not sent as text);
+and the outcome: answered, fallback (the deadline apologised: no answer within deadline.answer_ms)
+or failed (an error event, no audio, or no end within 90 s).
+Both backends run on this machine's cores, beside the client; the shipped deadline config applies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[0] = str(REPO)  # not bench/: bench/wyoming.py would shadow the wyoming package
+
+from wyoming.audio import AudioChunk, AudioStart, AudioStop  # noqa: E402
+from wyoming.client import AsyncTcpClient  # noqa: E402
+from wyoming.pipeline import PipelineStage, RunPipeline  # noqa: E402
+
+from assistant import app  # noqa: E402
+from assistant.config import load_config  # noqa: E402
+from assistant.llm_server import TransformersServer, free_port  # noqa: E402
+from assistant.report import percentile  # noqa: E402
+from tests.speech.make_speech import load_questions, render  # noqa: E402
+
+CHUNK = 1024  # samples per audio-chunk, as Home Assistant's satellites send
+END_TIMEOUT_S = 90.0
+
+
+@dataclass
+class Result:
+    first_audio_ms: float | None = None
+    answer_ms: float | None = None
+    outcome: str = "failed"
+    detail: str = ""
+
+
+def wav(path: Path) -> tuple[bytes, int, int, int]:
+    with wave.open(str(path)) as w:
+        return w.readframes(w.getnframes()), w.getframerate(), w.getsampwidth(), w.getnchannels()
+
+
+async def conversation(port: int, recording: Path) -> Result:
+    pcm, rate, width, channels = wav(recording)
+    result = Result()
+    client = AsyncTcpClient("127.0.0.1", port, connect_timeout=10, read_timeout=END_TIMEOUT_S)
+    try:
+        async with client:
+            await client.write_event(
+                RunPipeline(start_stage=PipelineStage.ASR, end_stage=PipelineStage.TTS).event()
+            )
+            await client.write_event(AudioStart(rate=rate, width=width, channels=channels).event())
+            t0 = time.monotonic()
+            sender = asyncio.create_task(send(client, pcm, rate, width, channels, t0))
+            speech_end: float | None = None
+            deadline = time.monotonic() + END_TIMEOUT_S + len(pcm) / (rate * width * channels)
+            while time.monotonic() < deadline:
+                event = await asyncio.wait_for(client.read_event(), deadline - time.monotonic())
+                now = time.monotonic()
+                if event is None:
+                    result.detail = "connection closed"
+                    break
+                if event.type == "voice-stopped" and event.data.get("timestamp") is not None:
+                    speech_end = t0 + event.data["timestamp"] / 1000
+                elif event.type == "error":
+                    result.detail = str(event.data.get("text"))
+                    break
+                elif speech_end is not None and event.type == "audio-chunk" and result.first_audio_ms is None:
+                    result.first_audio_ms = (now - speech_end) * 1000
+                elif speech_end is not None and event.type == "handled-chunk" and result.answer_ms is None:
+                    result.answer_ms = (now - speech_end) * 1000
+                elif event.type == "handled":
+                    answered = bool(str(event.data.get("text", "")).strip())
+                    result.outcome = "answered" if answered else "fallback"
+                    if not answered:
+                        result.answer_ms = None  # the text it sent was the apology
+                elif event.type == "audio-stop":
+                    if result.first_audio_ms is None:
+                        result.outcome, result.detail = "failed", "no audio"
+                    break
+            else:
+                result.outcome, result.detail = "failed", "no end in time"
+            sender.cancel()
+    except (OSError, TimeoutError) as exc:
+        result.outcome, result.detail = "failed", f"{type(exc).__name__}: {exc}"
+    if result.outcome == "failed" and not result.detail:
+        result.detail = "no reply"
+    return result
+
+
+async def send(client: AsyncTcpClient, pcm: bytes, rate: int, width: int, channels: int, t0: float) -> None:
+    """Audio at real-time pace, each chunk sent when its last sample would have been spoken."""
+    step = CHUNK * width * channels
+    for i, start in enumerate(range(0, len(pcm), step)):
+        await asyncio.sleep(max(0.0, t0 + (i + 1) * CHUNK / rate - time.monotonic()))
+        chunk = AudioChunk(rate=rate, width=width, channels=channels, audio=pcm[start : start + step])
+        await client.write_event(chunk.event())
+    await client.write_event(AudioStop().event())
+
+
+async def level(port: int, recordings: list[Path], n: int) -> list[Result]:
+    return list(
+        await asyncio.gather(*(conversation(port, recordings[i % len(recordings)]) for i in range(n)))
+    )
+
+
+@contextlib.contextmanager
+def assistant_server(overrides: list[str], log_path: Path, threads: int):
+    port = free_port()
+    cmd = [sys.executable, "-m", "assistant", "serve", "--wyoming", f"tcp://127.0.0.1:{port}", "--quiet"]
+    for item in overrides:
+        cmd += ["--set", item]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, env=env, cwd=REPO)
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()  # "Models ready ... Serving Wyoming on ..." once it listens
+            if "Serving Wyoming" not in line:
+                raise RuntimeError(f"assistant serve did not start: {log_path.read_text()[-2000:]}")
+            yield port
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def summary(results: list[Result]) -> tuple[str, ...]:
+    first = [r.first_audio_ms for r in results if r.first_audio_ms is not None]
+    answer = [r.answer_ms for r in results if r.answer_ms is not None]
+
+    def fmt(values: list[float], q: float | None = None) -> str:
+        if not values:
+            return "-"
+        return f"{(statistics.median(values) if q is None else percentile(sorted(values), q)):.0f}"
+
+    count = {k: sum(r.outcome == k for r in results) for k in ("answered", "fallback", "failed")}
+    return (
+        fmt(first), fmt(first, 95), fmt(answer), fmt(answer, 95),
+        str(count["answered"]), str(count["fallback"]), str(count["failed"]),
+    )  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--ns", default="1,2,4,8,16", help="conversations at once, per level")
+    ap.add_argument("--backends", default="local,cb", help="local and/or cb")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads of the LLM server (cb)")
+    args = ap.parse_args(argv)
+    ns = [int(n) for n in args.ns.split(",")]
+    cfg = load_config(REPO / "config.yaml")
+    work = Path(tempfile.mkdtemp(prefix="bench-load-"))
+    cases = [c.id for c in load_questions() if not c.multi_turn]
+    recordings = [render(case, "piper", work / "speech") for case in cases]
+    rows: list[tuple[str, ...]] = []
+    failures: list[str] = []
+    for backend in args.backends.split(","):
+        with contextlib.ExitStack() as stack:
+            overrides: list[str] = []
+            if backend == "cb":
+                model_dir = app.model_store(cfg).llm_path(cfg.llm.model)
+                server = TransformersServer(
+                    model_dir, work / "llm-server.log", continuous_batching=True, threads=args.threads
+                )
+                print(
+                    f"starting transformers serve --continuous-batching ({args.threads} thread)...",
+                    file=sys.stderr,
+                )
+                stack.enter_context(server)
+                overrides = ["llm.backend=openai", f"llm.base_url={server.base_url}"]
+            print(f"starting assistant serve ({backend})...", file=sys.stderr)
+            port = stack.enter_context(assistant_server(overrides, work / f"serve-{backend}.log", 2))
+            asyncio.run(level(port, recordings[:1], 1))  # one unmeasured conversation: warm caches
+            for n in ns:
+                start = time.monotonic()
+                results = asyncio.run(level(port, recordings, n))
+                rows.append((backend, str(n), *summary(results)))
+                failures += [f"{backend} N={n}: {r.detail}" for r in results if r.outcome == "failed"]
+                print(f"  {backend} N={n}: {time.monotonic() - start:.0f} s", file=sys.stderr)
+    header = ("backend", "N", "1st audio p50", "p95", "answer p50", "p95", "answered", "fallback", "failed")
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    print(
+        f"\nEnd of speech -> first reply audio and -> answer text, ms ({os.cpu_count()} cores, shipped config)"
+    )
+    for line in (header, tuple("-" * w for w in widths), *rows):
+        print("  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)))
+    for f in failures[:20]:
+        print(f"failed: {f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
