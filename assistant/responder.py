@@ -50,6 +50,7 @@ class _OpenReply:
 
 class ResponderStage(Stage):
     name = "responder"
+    poll_s = POLL_S  # the deadline's acknowledgement is due to the tick
 
     def __init__(self, responder: Responder, system_prompt: str, speculative: bool = True) -> None:
         self.responder = responder

@@ -21,7 +21,8 @@ from assistant.turn import TurnScope
 
 log = logging.getLogger(__name__)
 
-POLL_S = 0.02  # how often an idle stage looks at the stop flag and ticks
+POLL_S = 0.02  # how often a stage with time-driven work (a deadline) ticks while idle
+IDLE_POLL_S = 0.1  # how often the others look at the stop flag: each wake-up costs CPU while idle
 
 
 @dataclass
@@ -35,6 +36,9 @@ class Stage:
     """Base class: override ``process``; ``setup``, ``tick`` and ``close`` are optional."""
 
     name: str = "stage"
+    # how long to wait for a message before ``tick`` (and a look at the stop flag); stages whose
+    # ``tick`` does time-driven work set POLL_S
+    poll_s: float = IDLE_POLL_S
     # False for stages that consume raw input (turn numbers are assigned downstream of them)
     drops_stale: bool = True
 
@@ -76,7 +80,7 @@ def run_stage(
     try:
         while not ctx.stop.is_set():
             try:
-                msg = inbox.get(timeout=POLL_S)
+                msg = inbox.get(timeout=stage.poll_s)
             except queue.Empty:
                 forward(stage.tick(time.monotonic()))
                 continue

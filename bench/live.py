@@ -12,7 +12,8 @@
 3. Echo: with the speaker looped back into the microphone (a loudspeaker next to the mic), for each
    echo mode: does it answer itself (turns it heard that nobody spoke), and can a user still
    interrupt it?
-4. Idle CPU of the whole `assistant listen` process (all threads) over --idle-s with no speech.
+4. Idle CPU of the whole `assistant listen` and `assistant agent` processes (all threads) over
+   --idle-s with no speech (--idle-only: just these).
 
 Recordings are made at 16 kHz; "sound" is a 10 ms frame above an RMS of 300 (about -41 dBFS).
 The two recorders' start offsets are unknown to a few tens of ms, which bounds the accuracy.
@@ -130,8 +131,8 @@ def echo_check(server: PulseServer, mode: str, long_q: Path, second: Path, work:
         server.echo(False)
 
 
-def idle_cpu(server: PulseServer, work: Path, seconds: float) -> float:
-    assistant = Assistant(server, work)
+def idle_cpu(server: PulseServer, work: Path, seconds: float, command: str = "listen") -> float:
+    assistant = Assistant(server, work, command=command)
     try:
         assistant.wait_for("ready", 120)
         time.sleep(2.0)
@@ -161,6 +162,7 @@ def main() -> int:
     ap.add_argument("--trials", type=int, default=3, help="barge-in trials")
     ap.add_argument("--idle-s", type=float, default=20.0)
     ap.add_argument("--modes", default="aec,gate,none", help="echo modes to check with the loopback")
+    ap.add_argument("--idle-only", action="store_true", help="only idle CPU (listen and agent)")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-live-"))
@@ -169,6 +171,11 @@ def main() -> int:
     long_q, second = render(LONG_ANSWER, "piper", speech), render(INTERRUPTER, "piper", speech)
     rows: list[tuple[str, str]] = []
     with PulseServer() as server:
+        if args.idle_only:
+            for command in ("listen", "agent"):
+                cpu = idle_cpu(server, work, args.idle_s, command)
+                print(f"idle CPU of `assistant {command}` over {args.idle_s:.0f} s: {cpu:.1f} % of one core")
+            return 0
         print("reply latency and barge-in (no echo path)...", file=sys.stderr)
         assistant = Assistant(server, work)
         try:
@@ -190,6 +197,8 @@ def main() -> int:
         print("idle CPU...", file=sys.stderr)
         cpu = idle_cpu(server, work, args.idle_s)
         rows.append((f"idle CPU of `assistant listen` over {args.idle_s:.0f} s", f"{cpu:.1f} % of one core"))
+        cpu = idle_cpu(server, work, args.idle_s, "agent")
+        rows.append((f"idle CPU of `assistant agent` over {args.idle_s:.0f} s", f"{cpu:.1f} % of one core"))
         for mode in [m for m in args.modes.split(",") if m]:
             print(f"echo loopback, mode {mode}...", file=sys.stderr)
             r = echo_check(server, mode, long_q, second, work)
