@@ -67,3 +67,8 @@ class FakeSynth:
 
     def synthesize_all(self, text: str) -> np.ndarray:
         return next(self.synthesize(text))
+
+
+def fail_the_test(stage: str, exc: BaseException) -> None:
+    """A stage error handler for tests that run a stage on its own thread: any failure fails the test."""
+    raise AssertionError(f"{stage} failed: {exc}")

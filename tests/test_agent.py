@@ -28,7 +28,7 @@ from assistant.llm_responder import LlmResponder
 from assistant.messages import End, Message, ReplyText, SpeechEnded, Transcript
 from assistant.stage import StageContext, run_stage
 from assistant.turn import TurnScope
-from tests.fakes import FakeLlm
+from tests.fakes import FakeLlm, fail_the_test
 
 
 class RecordingRunner:
@@ -263,7 +263,7 @@ class AgentHarness:
         self.inbox: queue.Queue[Message] = queue.Queue()
         self.outbox: queue.Queue[Message] = queue.Queue()
         self.thread = threading.Thread(
-            target=run_stage, args=(self.stage, self.inbox, self.outbox, self.ctx, _fail), daemon=True
+            target=run_stage, args=(self.stage, self.inbox, self.outbox, self.ctx, fail_the_test), daemon=True
         )
         self.thread.start()
         self.turn = 0
@@ -298,10 +298,6 @@ class AgentHarness:
     def close(self) -> None:
         self.inbox.put(End())
         self.thread.join(5)
-
-
-def _fail(stage: str, exc: BaseException) -> None:
-    raise AssertionError(f"{stage} failed: {exc}")
 
 
 def test_nothing_reaches_the_llm_without_the_wake_phrase(cfg: Config, tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ from assistant.openai_llm import OpenAiEngine
 from assistant.responder import ResponderStage
 from assistant.stage import StageContext, run_stage
 from assistant.turn import TurnScope
+from tests.fakes import fail_the_test
 from tests.speech.make_speech import render, reply_mentions
 
 pytestmark = pytest.mark.real
@@ -105,7 +106,7 @@ class Conversation:
         self.inbox: queue.Queue[Message] = queue.Queue()
         self.outbox: queue.Queue[Message] = queue.Queue()
         self.thread = threading.Thread(
-            target=run_stage, args=(self.stage, self.inbox, self.outbox, self.ctx, _fail), daemon=True
+            target=run_stage, args=(self.stage, self.inbox, self.outbox, self.ctx, fail_the_test), daemon=True
         )
         self.thread.start()
 
@@ -140,10 +141,6 @@ class Conversation:
     def close(self) -> None:
         self.inbox.put(End())
         self.thread.join(5)
-
-
-def _fail(stage: str, exc: BaseException) -> None:
-    raise AssertionError(f"{stage} failed: {exc}")
 
 
 def cpu_rate(server: TransformersServer, seconds: float) -> float:

@@ -20,7 +20,7 @@ from assistant.messages import End, Message, ReplyText, SpeechEnded, Transcript
 from assistant.responder import ResponderStage
 from assistant.stage import StageContext, run_stage
 from assistant.turn import TurnScope
-from tests.fakes import FakeLlm
+from tests.fakes import FakeLlm, fail_the_test
 
 
 class RaisingLlm(FakeLlm):
@@ -63,7 +63,7 @@ def run_turns(
     stage.setup(ctx)
     inbox: queue.Queue[Message] = queue.Queue()
     outbox: queue.Queue[Message] = queue.Queue()
-    thread = threading.Thread(target=run_stage, args=(stage, inbox, outbox, ctx, _fail), daemon=True)
+    thread = threading.Thread(target=run_stage, args=(stage, inbox, outbox, ctx, fail_the_test), daemon=True)
     thread.start()
     for turn, text in enumerate(questions, 1):
         now = time.monotonic()
@@ -80,10 +80,6 @@ def run_turns(
     thread.join(5)
     replies = [e for e in log.events if e.kind == "reply_clause"]
     return replies, log, stage  # type: ignore[return-value]
-
-
-def _fail(stage: str, exc: BaseException) -> None:
-    raise AssertionError(f"{stage} failed: {exc}")
 
 
 def since_end(log: EventLog, event_kind: str, turn: int, **match: str) -> float:
