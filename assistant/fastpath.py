@@ -32,37 +32,48 @@ def _date(now: dt.datetime) -> str:
     return f"Today is {now:%A}, {now:%B} {now.day}, {now.year}."
 
 
-INTENTS: list[tuple[re.Pattern[str], Callable[[dt.datetime], str]]] = [
+INTENTS: list[tuple[str, re.Pattern[str], Callable[[dt.datetime], str]]] = [
     (
+        "time",
         re.compile(
             r"\bwhat(?:'s| is)? (?:the )?(?:current )?time\b|\bwhat time is it\b|\btell me the time\b"
         ),
         _time,
     ),
     (
+        "date",
         re.compile(
             r"\bwhat(?:'s| is)? (?:the |today's )?date\b|\bwhat day is (?:it|today)\b|\bwhich day is today\b"
         ),
         _date,
     ),
     (
+        "capabilities",
         re.compile(r"\bwhat can you do\b|\bwhat are you able to do\b|\bhow can you help\b|^help\b"),
         lambda _now: CAPABILITIES,
     ),
     (
+        "identity",
         re.compile(r"\bwho are you\b|\bwhat(?:'s| is) your name\b"),
         lambda _now: "I'm your local voice assistant. Everything I hear stays on this computer.",
     ),
 ]
 
 
+def quick_intent(text: str, now: dt.datetime | None = None) -> tuple[str, str] | None:
+    """(which intent, its answer) for ``text``: "time", "date", "capabilities" or "identity"; None
+    when the LLM should answer."""
+    normalised = re.sub(r"[^\w' ]+", " ", text.lower()).strip()
+    for name, pattern, answer in INTENTS:
+        if pattern.search(normalised):
+            return name, answer(now or dt.datetime.now())
+    return None
+
+
 def quick_answer(text: str, now: dt.datetime | None = None) -> str | None:
     """The fast answer to ``text``, or None when the LLM should answer."""
-    normalised = re.sub(r"[^\w' ]+", " ", text.lower()).strip()
-    for pattern, answer in INTENTS:
-        if pattern.search(normalised):
-            return answer(now or dt.datetime.now())
-    return None
+    found = quick_intent(text, now)
+    return found[1] if found else None
 
 
 class FastPathResponder:

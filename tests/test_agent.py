@@ -113,6 +113,9 @@ def test_intents(text: str, name: str, slots: dict) -> None:
 def test_questions_are_not_commands() -> None:
     for text in ("What is the capital of France?", "How do I open a jar?", "Tell me a joke."):
         assert match(text) is None, text
+    # the fast path's other answers are for it to give, not actions under agent.actions' time/date
+    assert match("What can you do?") is None and match("Who are you?") is None
+    assert [match(t).name for t in ("What time is it?", "What's the date today?")] == ["time", "date"]  # type: ignore[union-attr]
     assert parse_duration("one minute and thirty seconds") == 90
     assert parse_duration("half an hour") == 1800
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from assistant.fastpath import quick_answer
+from assistant.fastpath import quick_intent
 
 UNITS = {"second": 1, "sec": 1, "minute": 60, "min": 60, "hour": 3600}
 NUMBERS = {
@@ -114,9 +114,9 @@ def match(text: str) -> Intent | None:
     for name, pattern in (("yes", YES), ("no", NO), ("stop", STOP)):
         if pattern.match(norm):
             return Intent(name)
-    answer = quick_answer(text)
-    if answer is not None:
-        return Intent("date" if "day" in answer[:12] else "time", {"answer": answer})
+    quick = quick_intent(text)
+    if quick is not None and quick[0] in ("time", "date"):  # the other quick answers are no actions
+        return Intent(quick[0], {"answer": quick[1]})
     for name, pattern in _PATTERNS:
         m = pattern.match(norm)
         if m:
