@@ -95,7 +95,7 @@ class Desktop:
 
     def media(self, command: str) -> None:
         if shutil.which("playerctl"):  # MPRIS: talks to the player itself, focus does not matter
-            self.runner.run(["playerctl", {"previous": "previous"}.get(command, command)])
+            self.runner.run(["playerctl", command])  # play, pause, next, previous: its own verbs
         else:  # the desktop's media keys
             self.runner.run(["xdotool", "key", MEDIA_KEYS[command]])
 

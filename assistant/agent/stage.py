@@ -156,8 +156,10 @@ class AgentStage(ResponderStage):
             with self._lock:
                 self._addressed[event.turn] = addressed
                 self._last_turn = max(self._last_turn, event.turn)
-                for old in [t for t in self._addressed if t < event.turn - 10]:
-                    del self._addressed[old]
+                for old in [
+                    t for t in {*self._addressed, *self._early, *self._barged} if t < event.turn - 10
+                ]:
+                    self._addressed.pop(old, None)
                     self._early.discard(old)
                     self._barged.discard(old)
             return
@@ -165,11 +167,15 @@ class AgentStage(ResponderStage):
             self._timeline = (float(event.data["t_input"]), event.t)
             if event.turn not in self._early:  # opened once the transcript shows it is addressed
                 return
-        cut = event.data.get("interrupted") is not None or float(event.data.get("dropped_s") or 0) > 0
-        if event.kind == "barge_in" and cut:  # it cut a reply short (or audio still queued)
+        if event.kind == "barge_in" and _cut_a_reply(event):
             self._barged.add(event.turn)
         if event.kind == "audio_out":
             with self._lock:
                 end = event.t + float(event.data.get("duration_s", 0.0))
                 self._window_until = max(self._window_until, end + self.followup_s)
         super()._on_event(event)
+
+
+def _cut_a_reply(barge_in: Event) -> bool:
+    """The barge-in interrupted a reply, or silenced audio still queued for the speaker."""
+    return barge_in.data.get("interrupted") is not None or float(barge_in.data.get("dropped_s") or 0) > 0
