@@ -116,10 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Live conversation through the microphone and the speaker. Speak over the reply "
         "to interrupt it. Ctrl-C stops. Any microphone rate and channel count is converted.",
     )
-    p.add_argument("--input-device", type=_device, help="microphone: name part or index (see `devices`)")
-    p.add_argument("--output-device", type=_device, help="speaker: name part or index (see `devices`)")
-    p.add_argument("--log-events", type=Path, metavar="PATH", help="append every event to PATH as JSONL")
-    p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    _live_options(p, log_help="append every event to PATH as JSONL")
 
     p = sub.add_parser(
         "agent",
@@ -145,10 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--linger", type=float, default=0.0, metavar="S", help="with --input: keep going S seconds after it"
     )
-    p.add_argument("--input-device", type=_device, help="microphone: name part or index (see `devices`)")
-    p.add_argument("--output-device", type=_device, help="speaker: name part or index (see `devices`)")
-    p.add_argument("--log-events", type=Path, metavar="PATH", help="event log (default: agent.event_log)")
-    p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    _live_options(p, log_help="event log (default: agent.event_log)")
 
     sub.add_parser("devices", parents=[common], help="list microphones and speakers")
 
@@ -190,6 +184,14 @@ def build_parser() -> argparse.ArgumentParser:
         "config, tcp://127.0.0.1:10300)",
     )
     return parser
+
+
+def _live_options(p: argparse.ArgumentParser, log_help: str) -> None:
+    """What the microphone-and-speaker commands (listen, agent) take."""
+    p.add_argument("--input-device", type=_device, help="microphone: name part or index (see `devices`)")
+    p.add_argument("--output-device", type=_device, help="speaker: name part or index (see `devices`)")
+    p.add_argument("--log-events", type=Path, metavar="PATH", help=log_help)
+    p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
 
 
 def _device(text: str) -> str | int:

@@ -30,7 +30,7 @@ def respond(cfg: Config, args: argparse.Namespace) -> int:
     speaker = _speaker(cfg, args)
     if speaker is not None:
         sinks.append(speaker)
-    _say(args, f"Loading models ({cfg.asr.model}, {app.llm_label(cfg)}, {cfg.tts.voice})...")
+    _say_loading(cfg, args)
     pipeline = app.conversation_pipeline(cfg, source, sinks, events, progress=lambda m: _say(args, m))
     mode = "fast" if args.fast else "realtime"
     _run(pipeline, args, f"Answering {path} ({source.duration_s:.1f} s, {mode})")
@@ -132,6 +132,10 @@ def _run(pipeline: Pipeline, args: argparse.Namespace, what: str) -> None:
         pipeline.stop()
 
 
+def _say_loading(cfg: Config, args: argparse.Namespace) -> None:
+    _say(args, f"Loading models ({cfg.asr.model}, {app.llm_label(cfg)}, {cfg.tts.voice})...")
+
+
 def _say(args: argparse.Namespace, message: str) -> None:
     if not args.quiet:
         print(message, file=sys.stderr, flush=True)
@@ -186,7 +190,7 @@ def listen(cfg: Config, args: argparse.Namespace) -> int:
     # SIGTERM (a service manager, a test harness) stops as cleanly as Ctrl-C
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        _say(args, f"Loading models ({cfg.asr.model}, {app.llm_label(cfg)}, {cfg.tts.voice})...")
+        _say_loading(cfg, args)
         run_listen(cfg, events, lambda m: _say(args, m), args.input_device, args.output_device, args.duration)
     except DeviceError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -212,7 +216,7 @@ def agent(cfg: Config, args: argparse.Namespace) -> int:
     events.subscribe(jsonl)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     progress = lambda m: _say(args, m)  # noqa: E731
-    _say(args, f"Loading models ({cfg.asr.model}, {app.llm_label(cfg)}, {cfg.tts.voice})...")
+    _say_loading(cfg, args)
     _say(args, f'Say "{cfg.agent.wake_phrase}" and then what you want. Event log: {log_path}')
     try:
         if args.input is not None:
@@ -259,7 +263,7 @@ def eval(cfg: Config, args: argparse.Namespace) -> int:  # the command's name; s
         print(f"error: {exc}", file=sys.stderr)
         return 2
     mode = "fast" if args.fast else "realtime"
-    _say(args, f"Loading models ({cfg.asr.model}, {app.llm_label(cfg)}, {cfg.tts.voice})...")
+    _say_loading(cfg, args)
     start = time.monotonic()
     engines = app.load_engines(cfg, progress=lambda m: _say(args, m))
     _say(args, f"Evaluating {len(items)} recordings from {args.corpus} ({mode})")
@@ -304,7 +308,7 @@ def serve(cfg: Config, args: argparse.Namespace) -> int:
     host = uri.partition("://")[2].rpartition(":")[0].strip("[]")
     if uri.startswith("tcp://") and host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("listening on %s: anyone who can reach it can use the assistant (no authentication)", uri)
-    _say(args, f"Loading models ({cfg.asr.model}, {app.llm_label(cfg)}, {cfg.tts.voice})...")
+    _say_loading(cfg, args)
     start = time.monotonic()
     service = load_service(cfg, progress=lambda m: _say(args, m))
     ready = f"Models ready in {time.monotonic() - start:.1f} s. Serving Wyoming on {uri} (Ctrl-C stops)"
