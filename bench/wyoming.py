@@ -34,17 +34,12 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[0] = str(REPO)  # not bench/: this file would shadow the wyoming package
 from assistant.app import model_store  # noqa: E402
 from assistant.config import load_config  # noqa: E402
+from assistant.llm_server import free_port  # noqa: E402
 from tests.speech.make_speech import load_questions, render  # noqa: E402
 
 BIN = Path(sys.executable).parent
 READY_TIMEOUT_S = 180.0
 SPEAKING_PACE_DELAY = 1024 / 16000  # wyoming-bench sends 1024-sample chunks; at 16 kHz that is 64 ms
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Servers:

@@ -263,7 +263,7 @@ def test_assistant_serve_command_serves_and_stops_on_ctrl_c() -> None:
     """The CLI end to end: `assistant serve` on loopback, a client, then Ctrl-C mid-request."""
     import signal
 
-    from tests.wyoming_client import free_port
+    from assistant.llm_server import free_port
 
     exe = Path(sys.executable).parent / "assistant"
     bad = subprocess.run([exe, "serve", "--wyoming", "http://x"], capture_output=True, text=True, timeout=30)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 import wave
@@ -14,15 +13,10 @@ from wyoming.client import AsyncTcpClient
 from wyoming.event import Event
 
 from assistant.config import Config
+from assistant.llm_server import free_port
 from assistant.wyoming.server import ServerThread, WyomingService
 
 PIPELINE_THREADS = {"source", "vad", "asr", "responder", "tts", "playback", "utterance", "to-client", "llm"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_server(service: WyomingService) -> tuple[ServerThread, int]:
