@@ -27,10 +27,12 @@ from typing import Any, Protocol
 import numpy as np
 
 from assistant.audio.convert import PIPELINE_RATE, StreamResampler, float_to_int16
+from assistant.audio.sinks import AudioSink
 from assistant.config import BargeInConfig, Config
 from assistant.events import Event, EventBus
 from assistant.messages import AudioChunk
 from assistant.pipeline import AudioSource, Pipeline
+from assistant.stage import Stage
 from assistant.turn import TurnScope
 
 log = logging.getLogger(__name__)
@@ -334,7 +336,7 @@ class BargeIn:
 
 
 # Builds the stages from the responder to the speaker, given the audio sinks.
-SpeakingStages = Callable[[list[Any]], list[Any]]
+SpeakingStages = Callable[[list[AudioSink]], list[Stage]]
 
 
 class Watchdog:
