@@ -272,7 +272,7 @@ class BargeIn:
         self._lock = threading.Lock()
         self._clauses: dict[int, list[_Clause]] = {}
         self._replying: set[int] = set()  # turns with a transcript whose reply is not done playing
-        self._done: set[int] = set()  # turns whose reply is fully generated
+        self._done: set[int] = set()  # turns whose reply audio is all queued for the speaker
         events.subscribe(self)
 
     def __call__(self, e: Event) -> None:
@@ -286,10 +286,13 @@ class BargeIn:
         elif e.kind == "transcript_final" and e.data.get("text", "").strip():
             with self._lock:
                 self._replying.add(e.turn)
-        elif e.kind in ("reply_done", "reply_skipped"):
+        elif e.kind in ("reply_audio_done", "reply_skipped"):
+            # not reply_done: that is the text, and its last clauses may still be in synthesis
             with self._lock:
                 self._done.add(e.turn)
-        elif e.kind == "playback_stopped":  # a reply is over once it is generated and has been heard
+                if self.speaker.pending_s() <= 0:  # already heard (or nothing to hear)
+                    self._replying -= self._done
+        elif e.kind == "playback_stopped":  # a reply is over once all its audio has been heard
             with self._lock:
                 self._replying -= self._done
 

@@ -234,6 +234,15 @@ class Assistant:
         lines = self.log.read_text(encoding="utf-8").splitlines()
         return [json.loads(line) for line in lines if line.strip().endswith("}")]
 
+    def timeline(self, after: float = 0.0) -> str:
+        """The events since ``after`` one per line (kind, turn, text): readable in a failure message."""
+        lines = []
+        for e in self.events():
+            if e["wall"] >= after and e["kind"] not in {"audio_out_chunk", "vad"}:
+                extra = e.get("text") or e.get("reason") or e.get("source") or ""
+                lines.append(f"{e['wall'] - after:7.2f} {e['kind']:<22} {e['turn']:>3} {extra}")
+        return "\n" + "\n".join(lines)
+
     def wait_for(
         self, kind: str, timeout_s: float, after: float = 0.0, where: Callable[[dict], bool] = lambda e: True
     ) -> dict | None:

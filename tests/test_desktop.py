@@ -168,10 +168,14 @@ def test_live_agent_answers_only_when_addressed_stops_and_announces(tmp_path: Pa
 
             t1 = time.time()
             room.say(addressed).wait()
-            assert agent.wait_for("first_audio", 30, after=t1), agent.events()
+            replying = agent.wait_for("first_audio", 30, after=t1)
+            assert replying, agent.timeline(t1)
             room.say(stop).wait()
-            assert agent.wait_for("barge_in", 10, after=t1), agent.events()
-            assert agent.wait_for("stopped", 30, after=t1), agent.events()
+            cut = agent.wait_for(
+                "barge_in", 10, after=t1, where=lambda e: e["interrupted"] == replying["turn"]
+            )
+            assert cut, agent.timeline(t1)
+            assert agent.wait_for("stopped", 30, after=t1), agent.timeline(t1)
 
             rec = room.record(tmp_path / "timer.wav")
             t2 = time.time()

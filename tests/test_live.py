@@ -224,6 +224,35 @@ def test_a_new_turn_while_idle_is_no_barge_in_and_disabled_does_nothing() -> Non
     assert speaker.cleared == 0 and scope2.floor == 0
 
 
+def test_a_reply_whose_answer_is_still_in_synthesis_is_cut_as_a_barge_in() -> None:
+    """The filler has played and the reply's text is done, but its audio is not: speech now is a
+    barge-in (it cancels that audio), and a skipped or fully heard reply is over at once."""
+    events, log, scope = EventBus(), EventLog(), TurnScope()
+    events.subscribe(log)
+    speaker = FakeSpeaker(0.0)
+    BargeIn(BargeInConfig(), scope, speaker, None, events)
+    events.emit("transcript_final", 1, text="who was the first president")
+    events.emit("audio_out", 1, t=time.monotonic(), text="Hmm.", duration_s=0.25)
+    events.emit("reply_done", 1, text="George Washington.")  # text done; synthesis still running
+    events.emit("playback_stopped", -1)  # the filler is over
+    events.emit("speech_started", 2, t_input=3.0)
+    barge = log.first("barge_in", 2)
+    assert barge is not None and barge.data["interrupted"] == 1
+
+    events.emit("transcript_final", 2, text="what is the capital of France")
+    events.emit("reply_skipped", 2, reason="not addressed to the assistant")
+    events.emit("speech_started", 3, t_input=6.0)
+    assert log.first("barge_in", 3) is None  # nothing was playing or coming
+
+    events.emit("transcript_final", 3, text="and of Spain")
+    speaker.pending = 0.5
+    events.emit("reply_audio_done", 3)
+    speaker.pending = 0.0
+    events.emit("playback_stopped", -1)
+    events.emit("speech_started", 4, t_input=9.0)
+    assert log.first("barge_in", 4) is None
+
+
 # -- the microphone ---------------------------------------------------------------------------------------
 
 

@@ -50,6 +50,9 @@ class PlaybackStage(Stage):
             for sink in self.sinks:
                 sink.finish()
             return
+        if isinstance(msg, SpeechAudio) and msg.final:
+            # every clause of the reply is on its way to the speaker (barge-in tracks replies by this)
+            self.ctx.events.emit("reply_audio_done", msg.turn)
         if not isinstance(msg, SpeechAudio) or len(msg.pcm) == 0:
             return
         start = max(time.monotonic(), self._busy_until)
