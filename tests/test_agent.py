@@ -380,6 +380,10 @@ def test_a_short_misheard_word_over_a_reply_counts_as_stop(cfg: Config, tmp_path
         h.events.emit("barge_in", h.turn + 1, interrupted=h.turn, spoken="Paris")
         assert h.say("Up.") == []  # "Stop." as tiny.en heard it over the reply
         assert h.log.first("stopped", h.turn) is not None
+        h.say("Hey assistant, what is the capital of Spain?")
+        h.events.emit("barge_in", h.turn + 1, interrupted=h.turn, spoken="")
+        assert h.say("") == []  # the echo guard kept its onset from recognition: nothing was heard
+        assert h.log.first("stopped", h.turn) is not None
         h.events.emit("barge_in", h.turn + 1, interrupted=h.turn - 1, spoken="")
         assert h.say("Hey assistant, volume up.") == ["Done."]  # a short command is kept
     finally:

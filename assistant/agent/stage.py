@@ -6,7 +6,9 @@ started inside the follow-up window: while the assistant is replying (a barge-in
 (speculative transcripts included). "Stop" or "cancel" silences the assistant: the barge-in has
 already cut its audio when the VAD heard the word; this also cancels any turn in flight, drops a
 proposed action and closes the follow-up window. A word or two spoken over a reply that is not a
-command counts as "stop" too (said over the assistant's voice, a lone "stop" is often misheard). The wake phrase alone gets a short "Yes?".
+command counts as "stop" too, and so does speech over a reply in which nothing was recognised (said
+over the assistant's voice, a lone "stop" is often misheard or lost). The wake phrase alone gets a
+short "Yes?".
 
 Unlike the conversation stage, a reply is opened from the VAD's end of speech only when the
 speculative transcript (made at the user's first pause) was addressed to the assistant: otherwise the
@@ -74,6 +76,11 @@ class AgentStage(ResponderStage):
             return  # opened once the transcript shows the turn is addressed (see the docstring)
         if isinstance(msg, SpeechResumed):
             self._early.discard(msg.turn)
+        if isinstance(msg, Transcript) and msg.final and not msg.text.strip() and msg.turn in self._barged:
+            # speech cut the reply but nothing recognisable was said: as good as "stop" (the user
+            # meant to silence it; the onset of a word said over the reply is often lost)
+            self._stop(msg.turn)
+            return
         if not isinstance(msg, Transcript) or not msg.text.strip():
             yield from super().process(msg)
             return
