@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from assistant.events import Event
 from assistant.messages import End, Message, ReplyText, SpeechEnded, SpeechResumed, Transcript
 from assistant.replies import ANSWER_SOURCES, ChatMessage, Clause, Reply, Responder
-from assistant.stage import Stage, StageContext
+from assistant.stage import IDLE_POLL_S, Stage, StageContext
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,6 @@ class _OpenReply:
 
 class ResponderStage(Stage):
     name = "responder"
-    poll_s = POLL_S  # the deadline's acknowledgement is due to the tick
 
     def __init__(self, responder: Responder, system_prompt: str, speculative: bool = True) -> None:
         self.responder = responder
@@ -59,9 +58,17 @@ class ResponderStage(Stage):
         self.history: list[Exchange] = []
         self._open: dict[int, _OpenReply] = {}
         self._open_lock = threading.Lock()  # the VAD's thread opens replies through the event bus
+        self._hearing = False  # the user is speaking: a reply (and its deadline) may open any moment
+
+    @property
+    def poll_s(self) -> float:  # type: ignore[override]
+        """Tick often only while a reply may need the deadline's acknowledgement; idle, each wake-up
+        is CPU spent on nothing (speech starts at least vad.min_speech_ms before a reply opens)."""
+        return POLL_S if self._hearing or self._open else IDLE_POLL_S
 
     def setup(self, ctx: StageContext) -> None:
         super().setup(ctx)
+        ctx.events.subscribe(self._on_hearing)
         ctx.events.subscribe(self._on_event)
         self.responder.setup()
 
@@ -173,6 +180,10 @@ class ResponderStage(Stage):
             return exchange.reply
         heard = exchange.heard if exchange.heard is not None else " ".join(exchange.played)
         return f"{heard} ..." if heard else "..."
+
+    def _on_hearing(self, event: Event) -> None:
+        if event.kind in ("speech_started", "speech_ended"):
+            self._hearing = event.kind == "speech_started"
 
     def _on_event(self, event: Event) -> None:
         if event.kind == "speech_ended":

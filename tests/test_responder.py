@@ -238,3 +238,18 @@ def test_prefix_cache_reuses_the_conversation_and_changes_nothing(cfg: Config) -
         reply = "".join(int8.stream([system, *history, {"role": "user", "content": text}]))
         history += [{"role": "user", "content": text}, {"role": "assistant", "content": reply}]
     assert int8.quantization == "int8" and int8.last_reused > reused[0]
+
+
+def test_the_responder_ticks_often_only_while_a_reply_may_need_its_deadline(cfg: Config) -> None:
+    from assistant.responder import POLL_S
+    from assistant.stage import IDLE_POLL_S
+
+    events = EventBus()
+    stage = ResponderStage(FastPathResponder(LlmResponder(cfg.llm, engine=FakeLlm())), "")
+    stage.setup(StageContext(TurnScope(), events, threading.Event()))
+    assert stage.poll_s == IDLE_POLL_S  # idle: every wake-up is CPU spent on nothing
+    events.emit("speech_started", 1, t_input=0.0)
+    assert stage.poll_s == POLL_S
+    now = time.monotonic()
+    events.emit("speech_ended", 1, t=now, t_input=1.0, t_decided=now)
+    assert stage.poll_s == POLL_S  # the reply is open: its acknowledgement is due to the tick
