@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
@@ -19,6 +20,10 @@ log = logging.getLogger(__name__)
 
 LEAD_KEEP_S = 0.01
 FILLER_TRAIL_KEEP_S = 0.05
+# short clauses said again ("Done.", "Timer set for 5 minutes.", a Home Assistant confirmation) are
+# replayed from memory instead of synthesised: a few KB each
+CACHE_PHRASES = 64
+CACHE_MAX_CHARS = 80
 
 
 class Synthesizer(Protocol):
@@ -66,6 +71,7 @@ class TtsStage(Stage):
         # at start-up, so speaking them costs no TTS time
         self.prepared_phrases = prepared
         self._prepared: dict[str, list[np.ndarray]] = {}
+        self._cache: OrderedDict[str, list[np.ndarray]] = OrderedDict()
 
     def setup(self, ctx: StageContext) -> None:
         super().setup(ctx)
@@ -86,8 +92,7 @@ class TtsStage(Stage):
         assert self.engine is not None
         rate = self.engine.sample_rate
         if msg.text:
-            pieces = self._prepared.get(msg.text) or self.engine.synthesize(msg.text)
-            for audio in pieces:
+            for audio in self._pieces(msg.text):
                 # piper starts every sentence with 30-60 ms of silence: the first sound is what counts
                 audio = trim_silence(audio, rate, LEAD_KEEP_S)
                 if self.ctx.scope.is_stale(msg.turn):
@@ -97,3 +102,22 @@ class TtsStage(Stage):
                 )
         if msg.final:
             yield SpeechAudio(msg.turn, np.zeros(0, np.int16), rate, "", True, msg.ended, time.monotonic())
+
+    def _pieces(self, text: str) -> Iterator[np.ndarray]:
+        """Prepared or cached audio at once; otherwise synthesised sentence by sentence (and kept
+        when short, for the next time it is said)."""
+        assert self.engine is not None
+        known = self._prepared.get(text) or self._cache.get(text)
+        if known is not None:
+            if text in self._cache:
+                self._cache.move_to_end(text)
+            yield from known
+            return
+        pieces: list[np.ndarray] = []
+        for audio in self.engine.synthesize(text):
+            pieces.append(audio)
+            yield audio
+        if len(text) <= CACHE_MAX_CHARS and pieces:  # (a cut-off synthesis never gets here)
+            self._cache[text] = pieces
+            while len(self._cache) > CACHE_PHRASES:
+                self._cache.popitem(last=False)

@@ -189,3 +189,31 @@ def test_a_ten_minute_recording_streams_in_bounded_memory(cfg: Config, tmp_path:
     assert len(build_turns(log.events)) == 4
     assert sf.info(tmp_path / "reply.wav").duration >= 600
     assert peak < 20e6, f"peak {peak / 1e6:.1f} MB of Python allocations for a 101 MB recording"
+
+
+def test_tts_replays_short_clauses_it_said_before_and_prepared_ones_from_memory(cfg: Config) -> None:
+    class CountingSynth(FakeSynth):
+        def __init__(self) -> None:
+            self.said: list[str] = []
+
+        def synthesize(self, text: str) -> Iterator[np.ndarray]:
+            self.said.append(text)
+            yield from super().synthesize(text)
+
+    synth = CountingSynth()
+    tts = TtsStage(cfg.tts, engine=synth, prepared=("Done.",))
+    tts.setup(StageContext(TurnScope(), EventBus(), threading.Event()))
+    synth.said.clear()  # the start-up work (warm-up, prepared phrases) is not what is measured
+    ended = SpeechEnded(1, 1.0, time.monotonic(), time.monotonic())
+    long = "A clause long enough that keeping it would only waste memory, since nobody repeats it."
+
+    def say(text: str) -> np.ndarray:
+        out = list(tts.process(ReplyText(1, text, False, ended, time.monotonic())))
+        return np.concatenate([m.pcm for m in out])
+
+    first = say("Timer set for 5 minutes.")
+    assert np.array_equal(say("Timer set for 5 minutes."), first)
+    say("Done.")
+    say(long)
+    say(long)
+    assert synth.said == ["Timer set for 5 minutes.", long, long]

@@ -31,6 +31,18 @@ MAX_TIMER_S = 24 * 3600
 CONFIRM_WINDOW_S = 30.0  # a "yes" later than this confirms nothing
 MAX_SPOKEN_CLIPBOARD = 300  # characters read out
 
+# replies whose words never depend on what was said: synthesised at start-up, so they sound at once
+OKAY = "Okay."
+WONT = "Okay, I won't."
+NOTHING_TO_CONFIRM = "There is nothing to confirm."
+NOT_ALLOWED = "Sorry, I'm not allowed to do that here."
+NO_TIMERS = "There are no timers."
+NOTED = "Noted."
+TYPED = "Typed."
+EMPTY_CLIPBOARD = "The clipboard is empty."
+DONE = "Done."
+FIXED_REPLIES = (OKAY, WONT, NOTHING_TO_CONFIRM, NOT_ALLOWED, NO_TIMERS, NOTED, TYPED, EMPTY_CLIPBOARD, DONE)
+
 
 class ActionResponder:
     def __init__(
@@ -93,14 +105,14 @@ class ActionResponder:
                 return self._execute(pending[0])
             self._record(pending[0], "declined" if intent and intent.name in ("no", "stop") else "dropped")
             if intent is not None and intent.name in ("no", "stop", "yes"):
-                return "Okay, I won't."
+                return WONT
         if intent is None:
             return None
         if intent.name in ("yes", "no", "stop"):
-            return "Okay." if intent.name != "yes" else "There is nothing to confirm."
+            return OKAY if intent.name != "yes" else NOTHING_TO_CONFIRM
         if intent.name != "cancel_timers" and intent.name not in self.cfg.actions:
             self._record(intent, "not allowed")
-            return "Sorry, I'm not allowed to do that here."
+            return NOT_ALLOWED
         refusal = self._check(intent)
         if refusal:
             self._record(intent, "refused", reason=refusal)
@@ -157,10 +169,10 @@ class ActionResponder:
             return f"Okay, I'll remind you to {s['what']}."
         if name == "cancel_timers":
             n = self.scheduler.clear()
-            return "There are no timers." if n == 0 else f"Cancelled {n} timer{'s' if n > 1 else ''}."
+            return NO_TIMERS if n == 0 else f"Cancelled {n} timer{'s' if n > 1 else ''}."
         if name == "note":
             self._append_note(str(s["what"]))
-            return "Noted."
+            return NOTED
         if name == "open_app":
             self.desktop.launch(shlex.split(self._apps[normalise(str(s["app"]))]))
             return f"Opening {s['app']}."
@@ -169,19 +181,19 @@ class ActionResponder:
             return f"Opening {s['url']}."
         if name == "type":
             self.desktop.type_text(str(s["what"]))
-            return "Typed."
+            return TYPED
         if name == "clipboard":
             text = " ".join(self.desktop.read_clipboard().split())
             if not text:
-                return "The clipboard is empty."
+                return EMPTY_CLIPBOARD
             return f"The clipboard says: {text[:MAX_SPOKEN_CLIPBOARD]}"
         if name == "media":
             self.desktop.media(str(s["command"]))
-            return "Done."
+            return DONE
         if name == "volume":
             level = float(s["level"]) if "level" in s else None
             self.desktop.volume(str(s["command"]), level)
-            return "Done."
+            return DONE
         raise DesktopError(f"no action called {name}")
 
     def _append_note(self, text: str) -> None:

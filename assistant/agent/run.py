@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from assistant import app
-from assistant.agent.actions import ActionResponder
+from assistant.agent.actions import FIXED_REPLIES, ActionResponder
 from assistant.agent.desktop import Desktop
 from assistant.agent.stage import WAKE_REPLY, AgentStage
 from assistant.agent.timers import Scheduler
@@ -50,7 +50,7 @@ def agent_speaking_stages(
         speculative=cfg.llm.speculative,
     )
     return app.speaking_stages(
-        cfg, store, sinks, progress, engines, responder_stage=stage, prepared=(WAKE_REPLY,)
+        cfg, store, sinks, progress, engines, responder_stage=stage, prepared=(WAKE_REPLY, *FIXED_REPLIES)
     )
 
 
