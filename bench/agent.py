@@ -63,13 +63,13 @@ def one_run(wav: Path, work: Path, prepared: bool) -> list[tuple[str, float]]:
         agent_run.agent_file_pipeline(cfg, wav, sinks, events, lambda _m: None, linger_s=1.0).run()
     finally:
         agent_run.FIXED_REPLIES, tts.CACHE_PHRASES = saved
-    ended = {e.turn: e.t - 0.0 for e in log.events if e.kind == "speech_ended"}
-    ended_input = {e.turn: e.data["t_input"] for e in log.events if e.kind == "speech_ended"}
+    # both on the input timeline: where the speech ended, and where the reply's first sound lies
+    ended = {e.turn: e.data["t_input"] for e in log.events if e.kind == "speech_ended"}
     out = []
     for e in log.events:
         if e.kind == "first_audio" and e.turn in ended:
             text = next(x.data["text"] for x in log.events if x.kind == "reply_clause" and x.turn == e.turn)
-            out.append((text, (e.data["at_input_s"] - ended_input[e.turn]) * 1000))
+            out.append((text, (e.data["at_input_s"] - ended[e.turn]) * 1000))
     return out
 
 
