@@ -76,12 +76,9 @@ class AgentStage(ResponderStage):
             return  # opened once the transcript shows the turn is addressed (see the docstring)
         if isinstance(msg, SpeechResumed):
             self._early.discard(msg.turn)
-        if isinstance(msg, Transcript) and msg.final and not msg.text.strip() and msg.turn in self._barged:
-            # speech cut the reply but nothing recognisable was said: as good as "stop" (the user
-            # meant to silence it; the onset of a word said over the reply is often lost)
-            self._stop(msg.turn)
-            return
-        if not isinstance(msg, Transcript) or not msg.text.strip():
+        # nothing recognised is judged too when the speech cut a reply: zero words is the shortest
+        # barge-in that is no command, so it stops (the onset of a word said over the reply is often lost)
+        if not isinstance(msg, Transcript) or (not msg.text.strip() and msg.turn not in self._barged):
             yield from super().process(msg)
             return
         verdict, text = self._verdict(msg)
