@@ -20,8 +20,8 @@ log = logging.getLogger(__name__)
 
 LEAD_KEEP_S = 0.01
 FILLER_TRAIL_KEEP_S = 0.05
-# short clauses said again ("Done.", "Timer set for 5 minutes.", a Home Assistant confirmation) are
-# replayed from memory instead of synthesised: a few KB each
+# short clauses said again in a conversation ("Timer set for 5 minutes.") are replayed from memory
+# instead of synthesised: a few KB each
 CACHE_PHRASES = 64
 CACHE_MAX_CHARS = 80
 
@@ -93,8 +93,6 @@ class TtsStage(Stage):
         rate = self.engine.sample_rate
         if msg.text:
             for audio in self._pieces(msg.text):
-                # piper starts every sentence with 30-60 ms of silence: the first sound is what counts
-                audio = trim_silence(audio, rate, LEAD_KEEP_S)
                 if self.ctx.scope.is_stale(msg.turn):
                     return
                 yield SpeechAudio(
@@ -104,17 +102,19 @@ class TtsStage(Stage):
             yield SpeechAudio(msg.turn, np.zeros(0, np.int16), rate, "", True, msg.ended, time.monotonic())
 
     def _pieces(self, text: str) -> Iterator[np.ndarray]:
-        """Prepared or cached audio at once; otherwise synthesised sentence by sentence (and kept
-        when short, for the next time it is said)."""
+        """Prepared or cached audio at once; otherwise synthesised sentence by sentence, its leading
+        silence trimmed (and kept when short, for the next time it is said)."""
         assert self.engine is not None
         known = self._prepared.get(text) or self._cache.get(text)
-        if known is not None:
+        if known is not None:  # (trimmed already)
             if text in self._cache:
                 self._cache.move_to_end(text)
             yield from known
             return
         pieces: list[np.ndarray] = []
         for audio in self.engine.synthesize(text):
+            # piper starts every sentence with 30-60 ms of silence: the first sound is what counts
+            audio = trim_silence(audio, self.engine.sample_rate, LEAD_KEEP_S)
             pieces.append(audio)
             yield audio
         if len(text) <= CACHE_MAX_CHARS and pieces:  # (a cut-off synthesis never gets here)
