@@ -22,16 +22,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from assistant import build
+from assistant.agent import run as agent_run
+from assistant.agent.actions import FIXED_REPLIES
+from assistant.audio.sinks import TimelineWavSink
+from assistant.config import load_config
+from assistant.core.events import EventBus, EventLog
+from assistant.stages import tts
+from tests.speech.make_speech import VARIANTS, Case, Turn, render_audio, write_wav
 
-from assistant import tts  # noqa: E402
-from assistant.agent import run as agent_run  # noqa: E402
-from assistant.agent.actions import FIXED_REPLIES  # noqa: E402
-from assistant.audio.sinks import TimelineWavSink  # noqa: E402
-from assistant.config import load_config  # noqa: E402
-from assistant.events import EventBus, EventLog  # noqa: E402
-from tests.speech.make_speech import VARIANTS, Case, Turn, render_audio, write_wav  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 SESSION = [
     "Hey assistant, set a timer for five minutes.",
@@ -48,7 +48,7 @@ SESSION = [
 ]
 
 
-def one_run(wav: Path, work: Path, prepared: bool) -> list[tuple[str, float]]:
+def one_run(engines: build.Engines, wav: Path, work: Path, prepared: bool) -> list[tuple[str, float]]:
     """(reply, ms from end of speech to its first sound) per answered turn."""
     cfg = load_config(
         None, [f"agent.notes_file={work / 'notes.txt'}", f"agent.event_log={work / 'events.jsonl'}"]
@@ -60,7 +60,7 @@ def one_run(wav: Path, work: Path, prepared: bool) -> list[tuple[str, float]]:
         events, log = EventBus(), EventLog()
         events.subscribe(log)
         sinks = [TimelineWavSink(work / "reply.wav")]
-        agent_run.agent_file_pipeline(cfg, wav, sinks, events, lambda _m: None, linger_s=1.0).run()
+        agent_run.agent_file_pipeline(cfg, engines, wav, sinks, events, linger_s=1.0).run()
     finally:
         agent_run.FIXED_REPLIES, tts.CACHE_PHRASES = saved
     # both on the input timeline: where the speech ended, and where the reply's first sound lies
@@ -94,11 +94,12 @@ def main() -> int:
     wav = work / "session.wav"
     write_wav(wav, audio, rate, " | ".join(SESSION))
     results: dict[str, dict[str, list[float]]] = {"synthesised": {}, "default": {}}
+    engines = build.load_engines(load_config(None, []))
     for run in range(args.runs):
         for variant in ("synthesised", "default"):
             print(f"run {run + 1}/{args.runs}: {variant}...", file=sys.stderr)
             seen: set[str] = set()
-            for text, ms in one_run(wav, work, prepared=variant == "default"):
+            for text, ms in one_run(engines, wav, work, prepared=variant == "default"):
                 results[variant].setdefault(kind_of(text, seen), []).append(ms)
                 results[variant].setdefault("all", []).append(ms)
                 seen.add(text)

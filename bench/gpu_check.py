@@ -19,8 +19,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from assistant.config import load_config
-from assistant.llm import LlmEngine
-from assistant.modelstore import ModelStore
+from assistant.engines.local_llm import LlmEngine
+from assistant.engines.store import ModelStore
 
 PROMPTS = [
     "What is the capital of France?",

@@ -27,39 +27,37 @@ from pathlib import Path
 
 import numpy as np
 
-from assistant import app
+from assistant import build
 from assistant.audio.sinks import ListSink
 from assistant.config import Config, load_config
-from assistant.events import EventBus, EventLog
-from assistant.messages import AudioChunk, SpeechEnded, SpeechStarted
-from assistant.report import build_turns, percentile
-from assistant.speakable import clean_for_speech
-from assistant.stage import StageContext
-from assistant.turn import TurnScope
-from assistant.vad import VadStage
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.speech.make_speech import load_questions, render  # noqa: E402
+from assistant.core.events import EventBus, EventLog
+from assistant.core.messages import AudioChunk, SpeechEnded, SpeechStarted
+from assistant.core.stage import StageContext
+from assistant.core.turn import TurnScope
+from assistant.eval.turns import build_turns, percentile
+from assistant.reply.clauses import clean_for_speech
+from assistant.stages.vad import VadStage
+from tests.speech.make_speech import load_questions, render
 
 STREAMING = ("asr_final", "llm_first_token", "first_clause", "first_audio", "answer_audio")
 SEQUENTIAL = ("asr_final", "llm_done", "tts_done", "first_audio", "answer_audio")
 
 
-def streaming(cfg: Config, engines: app.Engines, path: Path) -> list[dict[str, float]]:
+def streaming(cfg: Config, engines: build.Engines, path: Path) -> list[dict[str, float]]:
     events, log = EventBus(), EventLog()
     events.subscribe(log)
-    source = app.file_source(cfg, path, realtime=True)
-    app.conversation_pipeline(cfg, source, [ListSink()], events, lambda _m: None, engines).run()
+    source = build.file_source(cfg, path, realtime=True)
+    build.conversation_pipeline(cfg, engines, source, [ListSink()], events).run()
     return [t.latency_ms for t in build_turns(log.events)]
 
 
-def sequential(cfg: Config, engines: app.Engines, path: Path) -> list[dict[str, float]]:
+def sequential(cfg: Config, engines: build.Engines, path: Path) -> list[dict[str, float]]:
     """One thread does everything in turn; the file keeps arriving at real-time pace meanwhile (a
     microphone buffers), so the next turn's frames are not delayed by this one's work."""
     stop = threading.Event()
     vad = VadStage(cfg.vad, cfg.audio.frame_ms)
     vad.setup(StageContext(TurnScope(), EventBus(), stop))
-    source = app.file_source(cfg, path, realtime=True)
+    source = build.file_source(cfg, path, realtime=True)
     assert engines.recognizer and engines.llm and engines.synth
     turns, pcm = [], []
     for chunk in source.chunks(stop):
@@ -73,7 +71,7 @@ def sequential(cfg: Config, engines: app.Engines, path: Path) -> list[dict[str, 
     return turns
 
 
-def _answer(cfg: Config, engines: app.Engines, pcm: np.ndarray, t_end: float) -> dict[str, float]:
+def _answer(cfg: Config, engines: build.Engines, pcm: np.ndarray, t_end: float) -> dict[str, float]:
     text = engines.recognizer.transcribe(pcm)  # type: ignore[union-attr]
     t_asr = time.monotonic()
     messages = [{"role": "system", "content": cfg.llm.system_prompt}, {"role": "user", "content": text}]
@@ -110,7 +108,7 @@ def main() -> None:
     out = Path(tempfile.mkdtemp(prefix="bench-latency-"))
     recordings = [render(c, v, out) for v in args.variants.split(",") for c in cases]
     cfg = load_config(overrides=args.set)
-    engines = app.load_engines(cfg)
+    engines = build.load_engines(cfg)
     # the first call of each engine pays one-off costs: neither contender should
     engines.recognizer.warm_up()  # type: ignore[union-attr]
     engines.llm.warm_up()  # type: ignore[union-attr]

@@ -21,8 +21,8 @@ from pathlib import Path
 import yaml
 
 from assistant.config import load_config
-from assistant.llm import LlmEngine
-from assistant.modelstore import ModelStore
+from assistant.engines.local_llm import LlmEngine
+from assistant.engines.store import ModelStore
 
 HERE = Path(__file__).resolve().parent
 

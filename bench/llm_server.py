@@ -38,14 +38,14 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from assistant.config import Config, load_config  # noqa: E402
-from assistant.llm import LlmEngine, TextStreamer  # noqa: E402
-from assistant.llm_server import TransformersServer  # noqa: E402
-from assistant.modelstore import ModelStore  # noqa: E402
-from assistant.openai_llm import OpenAiEngine  # noqa: E402
-from assistant.report import percentile  # noqa: E402
-from tests.speech.make_speech import load_questions  # noqa: E402
+from assistant.config import Config, load_config
+from assistant.core.engines import TextStreamer
+from assistant.engines.local_llm import LlmEngine
+from assistant.engines.openai_llm import OpenAiEngine
+from assistant.engines.store import ModelStore
+from assistant.eval.turns import percentile
+from tests.llm_server import TransformersServer
+from tests.speech.make_speech import load_questions
 
 
 @dataclass

@@ -34,18 +34,17 @@ import wave
 from dataclasses import dataclass
 from pathlib import Path
 
+from wyoming.audio import AudioChunk, AudioStart, AudioStop
+from wyoming.client import AsyncTcpClient
+from wyoming.pipeline import PipelineStage, RunPipeline
+
+from assistant import build
+from assistant.config import load_config
+from assistant.eval.turns import percentile
+from tests.llm_server import TransformersServer, free_port
+from tests.speech.make_speech import load_questions, render
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path[0] = str(REPO)  # not bench/: bench/wyoming.py would shadow the wyoming package
-
-from wyoming.audio import AudioChunk, AudioStart, AudioStop  # noqa: E402
-from wyoming.client import AsyncTcpClient  # noqa: E402
-from wyoming.pipeline import PipelineStage, RunPipeline  # noqa: E402
-
-from assistant import app  # noqa: E402
-from assistant.config import load_config  # noqa: E402
-from assistant.llm_server import TransformersServer, free_port  # noqa: E402
-from assistant.report import percentile  # noqa: E402
-from tests.speech.make_speech import load_questions, render  # noqa: E402
 
 CHUNK = 1024  # samples per audio-chunk, as Home Assistant's satellites send
 END_TIMEOUT_S = 90.0
@@ -196,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.ExitStack() as stack:
             overrides: list[str] = []
             if backend == "cb":
-                model_dir = app.model_store(cfg).llm_path(cfg.llm.model)
+                model_dir = build.model_store(cfg).llm_path(cfg.llm.model)
                 server = TransformersServer(
                     model_dir, work / "llm-server.log", continuous_batching=True, threads=args.threads
                 )

@@ -19,14 +19,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from assistant import app
+from assistant import build
 from assistant.audio.sinks import ListSink
 from assistant.config import load_config
-from assistant.events import EventBus, EventLog
-from assistant.report import build_turns, percentile
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.speech.make_speech import load_questions, render  # noqa: E402
+from assistant.core.events import EventBus, EventLog
+from assistant.eval.turns import build_turns, percentile
+from tests.speech.make_speech import load_questions, render
 
 NO_DEADLINE = ["deadline.first_audio_ms=10000", "deadline.answer_ms=60000"]
 SETTINGS = {
@@ -37,11 +35,11 @@ SETTINGS = {
 METRICS = ["asr_final", "llm_first_token", "answer_audio", "first_audio"]
 
 
-def run_one(cfg, engines: app.Engines, path: Path, fast: bool):  # type: ignore[no-untyped-def]
+def run_one(cfg, engines: build.Engines, path: Path, fast: bool):  # type: ignore[no-untyped-def]
     events, log = EventBus(), EventLog()
     events.subscribe(log)
-    source = app.file_source(cfg, path, realtime=not fast)
-    app.conversation_pipeline(cfg, source, [ListSink()], events, lambda _m: None, engines).run()
+    source = build.file_source(cfg, path, realtime=not fast)
+    build.conversation_pipeline(cfg, engines, source, [ListSink()], events).run()
     return build_turns(log.events)
 
 
@@ -64,7 +62,7 @@ def main() -> None:
     recordings = [render(c, v, out) for v in args.variants.split(",") for c in cases]
     settings = args.settings.split(",")
     configs = {name: load_config(overrides=[*args.set, *SETTINGS[name]]) for name in settings}
-    engines = app.load_engines(configs[settings[0]])
+    engines = build.load_engines(configs[settings[0]])
     print(
         f"{len(recordings)} recordings ({args.variants}), {'fast' if args.fast else 'real-time'}",
         file=sys.stderr,

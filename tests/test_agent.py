@@ -21,13 +21,13 @@ from assistant.agent.stage import WAKE_REPLY, AgentStage
 from assistant.agent.timers import Scheduler
 from assistant.agent.wake import WakePhrase
 from assistant.config import Config
-from assistant.deadline import DeadlineResponder
-from assistant.events import EventBus, EventLog
-from assistant.fastpath import FastPathResponder
-from assistant.llm_responder import LlmResponder
-from assistant.messages import End, Message, ReplyText, SpeechEnded, Transcript
-from assistant.stage import StageContext, run_stage
-from assistant.turn import TurnScope
+from assistant.core.events import EventBus, EventLog
+from assistant.core.messages import End, Message, ReplyText, SpeechEnded, Transcript
+from assistant.core.stage import StageContext, run_stage
+from assistant.core.turn import TurnScope
+from assistant.reply.deadline import DeadlineResponder
+from assistant.reply.fastpath import FastPathResponder
+from assistant.reply.llm import LlmResponder
 from tests.fakes import FakeLlm, fail_the_test
 
 

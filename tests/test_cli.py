@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from assistant.cli import main
+from assistant.cli.main import main
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -126,7 +126,7 @@ def transcribe_tail(path: Path, seconds: float) -> str:
     from faster_whisper import WhisperModel
 
     from assistant.audio.convert import PIPELINE_RATE, resample
-    from assistant.modelstore import ModelStore, default_cache_dir
+    from assistant.engines.store import ModelStore, default_cache_dir
 
     audio, rate = sf.read(path, dtype="float32")
     audio = resample(audio[-int(seconds * rate) :], rate, PIPELINE_RATE)

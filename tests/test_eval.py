@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from assistant.app import Engines
-from assistant.cli import main
+from assistant.build import Engines
+from assistant.cli.main import main
 from assistant.config import Config
-from assistant.evalreport import Tolerance, build_report, compare, write_json
-from assistant.evaluate import CaseResult, CorpusError, CorpusItem, check_case, find_corpus, run_corpus
-from assistant.evalview import ProgressBar, markdown, summary_table
-from assistant.plots import write_plots
-from assistant.textnorm import normalise_text, reply_mentions, sentence_match, word_errors
+from assistant.eval.plots import write_plots
+from assistant.eval.run import CaseResult, CorpusError, CorpusItem, check_case, find_corpus, run_corpus
+from assistant.eval.summary import Tolerance, build_report, compare, write_json
+from assistant.eval.textnorm import normalise_text, reply_mentions, sentence_match, word_errors
+from assistant.eval.view import ProgressBar, markdown, summary_table
 from tests.corpus.make_corpus import make_corpus
 from tests.fakes import FakeLlm, FakeRecognizer, FakeSynth
 

@@ -14,16 +14,17 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from assistant.asr import AsrStage, WhisperEngine
 from assistant.audio.convert import PIPELINE_RATE, float_to_int16, resample, to_mono
 from assistant.audio.file_source import FileSource
-from assistant.cli import main
+from assistant.cli.main import main
 from assistant.config import Config
-from assistant.events import EventBus, EventLog
-from assistant.modelstore import ModelStore
-from assistant.pipeline import Pipeline
-from assistant.report import build_turns
-from assistant.vad import VadStage
+from assistant.core.events import EventBus, EventLog
+from assistant.core.pipeline import Pipeline
+from assistant.engines.store import ModelStore
+from assistant.engines.whisper import WhisperEngine
+from assistant.eval.turns import build_turns
+from assistant.stages.asr import AsrStage
+from assistant.stages.vad import VadStage
 from tests.speech.make_speech import load_questions, render, word_errors
 
 pytestmark = pytest.mark.real

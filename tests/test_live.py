@@ -17,13 +17,14 @@ import pytest
 
 from assistant.audio import devices
 from assistant.audio.devices import DeviceError, DeviceInfo
+from assistant.audio.echo import EchoGuard, FarEnd
 from assistant.audio.microphone import Microphone
 from assistant.config import BargeInConfig
-from assistant.events import EventBus, EventLog
-from assistant.live import BargeIn, EchoGuard, FarEnd
-from assistant.liveview import JsonlLog, LiveView, PlainLog
-from assistant.messages import AudioChunk
-from assistant.turn import TurnScope
+from assistant.core.events import EventBus, EventLog
+from assistant.core.messages import AudioChunk
+from assistant.core.turn import TurnScope
+from assistant.live.bargein import BargeIn
+from assistant.live.view import JsonlLog, LiveView, PlainLog
 from tests import pulse
 
 RATE = 16000
@@ -158,7 +159,7 @@ def test_aec_mode_holds_the_gate_while_the_canceller_has_not_converged() -> None
 
 
 def test_webrtc_canceller_removes_a_delayed_echo() -> None:
-    from assistant.live import webrtc_canceller
+    from assistant.audio.echo import webrtc_canceller
 
     rng = np.random.default_rng(0)
     far = (rng.standard_normal(RATE * 3) * 3000).astype(np.int16)
@@ -441,7 +442,7 @@ def wait_quiet(assistant: pulse.Assistant, since: float, timeout_s: float = 60.0
             raise AssertionError(
                 f"assistant exited ({assistant.proc.returncode}): {assistant.stderr()[-1500:]}"
             )
-        events = [e for e in assistant.events() if e["wall"] >= since]
+        events = [e for e in assistant.core.events() if e["wall"] >= since]
         kinds = [e["kind"] for e in events]
         done = "reply_done" in kinds and "playback_stopped" in kinds[kinds.index("reply_done") :]
         last_audio = max((i for i, k in enumerate(kinds) if k == "audio_out"), default=-1)
@@ -452,8 +453,8 @@ def wait_quiet(assistant: pulse.Assistant, since: float, timeout_s: float = 60.0
 
 
 def recognise(cfg, audio: np.ndarray) -> str:
-    from assistant.app import model_store
-    from assistant.asr import WhisperEngine
+    from assistant.build import model_store
+    from assistant.engines.whisper import WhisperEngine
 
     engine = WhisperEngine(model_store(cfg).asr_path(cfg.asr.model), replace(cfg.asr, cpu_threads=1))
     return engine.transcribe(audio)
@@ -492,7 +493,7 @@ def test_with_its_voice_coming_back_it_answers_once(room, rig) -> None:
         room.say(rig.questions["capital_france"]).wait()
         events = wait_quiet(assistant, t0)
         time.sleep(1.0)
-        events = [e for e in assistant.events() if e["wall"] >= t0]
+        events = [e for e in assistant.core.events() if e["wall"] >= t0]
     finally:
         room.echo(False)
     kinds = [e["kind"] for e in events]
@@ -514,7 +515,7 @@ def test_a_second_question_over_the_reply_interrupts_it(room, rig) -> None:
         t1 = time.time()
         room.say(rig.questions["spider_legs"]).wait()
         barge = assistant.wait_for("barge_in", 10, after=t1)
-        assert barge is not None, assistant.events()
+        assert barge is not None, assistant.core.events()
         # the machine may be busy: wait for the second answer itself, not a fixed time
         is_answer = lambda e: e["turn"] == barge["turn"] and e.get("source") in ("llm", "fastpath")  # noqa: E731
         assistant.wait_for("audio_out", 60, after=t1, where=is_answer)

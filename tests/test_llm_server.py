@@ -17,20 +17,20 @@ from pathlib import Path
 
 import pytest
 
-from assistant.cli import main
+from assistant.cli.main import main
 from assistant.config import Config
-from assistant.deadline import DeadlineResponder
-from assistant.events import EventBus
-from assistant.fastpath import FastPathResponder
-from assistant.llm_responder import LlmResponder
-from assistant.llm_server import TransformersServer
-from assistant.messages import End, Message, ReplyText, SpeechEnded, Transcript
-from assistant.modelstore import ModelStore
-from assistant.openai_llm import OpenAiEngine
-from assistant.responder import ResponderStage
-from assistant.stage import StageContext, run_stage
-from assistant.turn import TurnScope
+from assistant.core.events import EventBus
+from assistant.core.messages import End, Message, ReplyText, SpeechEnded, Transcript
+from assistant.core.stage import StageContext, run_stage
+from assistant.core.turn import TurnScope
+from assistant.engines.openai_llm import OpenAiEngine
+from assistant.engines.store import ModelStore
+from assistant.reply.deadline import DeadlineResponder
+from assistant.reply.fastpath import FastPathResponder
+from assistant.reply.llm import LlmResponder
+from assistant.stages.responder import ResponderStage
 from tests.fakes import fail_the_test
+from tests.llm_server import TransformersServer
 from tests.speech.make_speech import render, reply_mentions
 
 pytestmark = pytest.mark.real

@@ -1,4 +1,4 @@
-"""Tests for assistant.modelstore: a fake manifest over fake package folders, plus one real-model test."""
+"""Tests for assistant.engines.store: a fake manifest over fake package folders, plus one real-model test."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from assistant.modelstore import (
+from assistant.engines.store import (
     ModelError,
     ModelStore,
     default_cache_dir,

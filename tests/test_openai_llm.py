@@ -16,12 +16,12 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from assistant import app
+from assistant import build
 from assistant.config import Config, ConfigError, LlmConfig
-from assistant.llm_responder import LlmResponder
-from assistant.llm_server import free_port
-from assistant.modelstore import ModelStore
-from assistant.openai_llm import LlmServerError, LlmUnreachable, OpenAiEngine, trim_history
+from assistant.engines.openai_llm import LlmServerError, LlmUnreachable, OpenAiEngine, trim_history
+from assistant.engines.store import ModelStore
+from assistant.reply.llm import LlmResponder
+from tests.llm_server import free_port
 from tests.test_responder import run_turns
 
 QUESTION = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Capital of France?"}]
@@ -265,7 +265,7 @@ class NoLocalModels(ModelStore):
 def test_the_app_builds_the_server_engine_for_backend_openai(cfg: Config, tmp_path: Path) -> None:
     server_cfg = replace(cfg, llm=replace(cfg.llm, backend="openai", base_url="http://llm.test/v1"))
     store = NoLocalModels(tmp_path)
-    assert isinstance(app.llm_engine(server_cfg, store), OpenAiEngine)
-    chain = app.responder(server_cfg, store, progress=lambda _m: None)
+    assert isinstance(build.llm_engine(server_cfg, store), OpenAiEngine)
+    chain = build.responder_chain(server_cfg, build.llm_engine(server_cfg, store))
     llm_responder = chain.inner.inner  # type: ignore[attr-defined]  # deadline -> fast path -> LLM
     assert isinstance(llm_responder, LlmResponder) and isinstance(llm_responder.engine, OpenAiEngine)

@@ -12,22 +12,23 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from assistant.asr import AsrStage
 from assistant.audio.file_source import FileSource
-from assistant.audio.sinks import ListSink, PlaybackStage, TimelineWavSink
+from assistant.audio.sinks import ListSink, TimelineWavSink
 from assistant.config import Config
-from assistant.deadline import DeadlineResponder
-from assistant.events import EventBus, EventLog
-from assistant.fastpath import FastPathResponder
-from assistant.llm_responder import LlmResponder
-from assistant.messages import End, Message, ReplyText, SpeechEnded
-from assistant.pipeline import Pipeline, PipelineError
-from assistant.report import build_turns
-from assistant.responder import ResponderStage
-from assistant.stage import Stage, StageContext, run_stage
-from assistant.tts import TtsStage
-from assistant.turn import TurnScope
-from assistant.vad import VadStage
+from assistant.core.events import EventBus, EventLog
+from assistant.core.messages import End, Message, ReplyText, SpeechEnded
+from assistant.core.pipeline import Pipeline, PipelineError
+from assistant.core.stage import Stage, StageContext, run_stage
+from assistant.core.turn import TurnScope
+from assistant.eval.turns import build_turns
+from assistant.reply.deadline import DeadlineResponder
+from assistant.reply.fastpath import FastPathResponder
+from assistant.reply.llm import LlmResponder
+from assistant.stages.asr import AsrStage
+from assistant.stages.playback import PlaybackStage
+from assistant.stages.responder import ResponderStage
+from assistant.stages.tts import TtsStage
+from assistant.stages.vad import VadStage
 from tests.fakes import FakeLlm, FakeRecognizer, FakeSynth
 
 SAMPLES = Path(__file__).resolve().parent.parent / "assistant" / "samples"

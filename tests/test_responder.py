@@ -12,14 +12,14 @@ from dataclasses import replace
 import pytest
 
 from assistant.config import Config
-from assistant.deadline import DeadlineResponder
-from assistant.events import EventBus, EventLog
-from assistant.fastpath import FastPathResponder, quick_answer
-from assistant.llm_responder import LlmResponder
-from assistant.messages import End, Message, ReplyText, SpeechEnded, Transcript
-from assistant.responder import ResponderStage
-from assistant.stage import StageContext, run_stage
-from assistant.turn import TurnScope
+from assistant.core.events import EventBus, EventLog
+from assistant.core.messages import End, Message, ReplyText, SpeechEnded, Transcript
+from assistant.core.stage import StageContext, run_stage
+from assistant.core.turn import TurnScope
+from assistant.reply.deadline import DeadlineResponder
+from assistant.reply.fastpath import FastPathResponder, quick_answer
+from assistant.reply.llm import LlmResponder
+from assistant.stages.responder import ResponderStage
 from tests.fakes import FakeLlm, fail_the_test
 
 
@@ -197,8 +197,8 @@ def test_speculative_prefetch_is_adopted_when_the_user_has_finished(cfg: Config)
 
 @pytest.mark.real
 def test_real_model_knows_the_capital_of_france(cfg: Config) -> None:
-    from assistant.llm import LlmEngine
-    from assistant.modelstore import ModelStore
+    from assistant.engines.local_llm import LlmEngine
+    from assistant.engines.store import ModelStore
 
     engine = LlmEngine(ModelStore(cfg.models.cache_dir).llm_path(cfg.llm.model), cfg.llm)
     clauses, _, _ = run_turns(cfg, engine, ["What is the capital of France?"])  # type: ignore[arg-type]
@@ -208,8 +208,8 @@ def test_real_model_knows_the_capital_of_france(cfg: Config) -> None:
 
 @pytest.mark.real
 def test_prefix_cache_reuses_the_conversation_and_changes_nothing(cfg: Config) -> None:
-    from assistant.llm import LlmEngine
-    from assistant.modelstore import ModelStore
+    from assistant.engines.local_llm import LlmEngine
+    from assistant.engines.store import ModelStore
 
     model_dir = ModelStore(cfg.models.cache_dir).llm_path(cfg.llm.model)
     system = {"role": "system", "content": cfg.llm.system_prompt}
@@ -241,8 +241,8 @@ def test_prefix_cache_reuses_the_conversation_and_changes_nothing(cfg: Config) -
 
 
 def test_the_responder_ticks_often_only_while_a_reply_may_need_its_deadline(cfg: Config) -> None:
-    from assistant.responder import POLL_S
-    from assistant.stage import IDLE_POLL_S
+    from assistant.core.stage import IDLE_POLL_S
+    from assistant.stages.responder import POLL_S
 
     events = EventBus()
     stage = ResponderStage(FastPathResponder(LlmResponder(cfg.llm, engine=FakeLlm())), "")

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from assistant.speakable import ClauseSplitter, clean_for_speech
+from assistant.reply.clauses import ClauseSplitter, clean_for_speech
 
 
 def split(text: str, step: int = 3) -> list[str]:

@@ -23,10 +23,11 @@ from wyoming.info import Describe, Info
 from wyoming.pipeline import PipelineStage, RunPipeline
 from wyoming.tts import Synthesize
 
-from assistant.app import Engines
+from assistant.build import Engines
 from assistant.config import Config
 from assistant.wyoming.engines import shared
-from assistant.wyoming.server import ServerThread, WyomingService
+from assistant.wyoming.server import ServerThread
+from assistant.wyoming.service import WyomingService
 from assistant.wyoming.wire import PcmConverter, ProtocolError
 from tests.fakes import FakeLlm, FakeRecognizer, FakeSynth
 from tests.wyoming_client import (
@@ -36,8 +37,8 @@ from tests.wyoming_client import (
     send_audio,
     start_server,
     texts,
+    wait_for_new_threads,
     wait_for_no_pipeline_threads,
-    wait_for_thread_count,
     wyoming_cfg,
 )
 
@@ -50,8 +51,8 @@ def fake_service(cfg: Config, llm: FakeLlm | None = None, **limits: object) -> W
 
 
 @pytest.fixture()
-def server(cfg: Config) -> Iterator[tuple[ServerThread, int, int]]:
-    baseline = threading.active_count()
+def server(cfg: Config) -> Iterator[tuple[ServerThread, int, set[threading.Thread]]]:
+    baseline = set(threading.enumerate())
     thread, port = start_server(fake_service(cfg, max_payload_kb=64, max_audio_s=5))
     yield thread, port, baseline
     thread.stop()
@@ -181,7 +182,7 @@ def test_converts_any_rate_width_and_channel_count() -> None:
 
 
 def test_abrupt_disconnects_leave_no_threads_and_others_are_served(cfg: Config) -> None:
-    baseline = threading.active_count()
+    baseline = set(threading.enumerate())
     llm = FakeLlm("A long answer, one word at a time, so the reply is still running.", token_s=0.05)
     thread, port = start_server(fake_service(cfg, llm))
 
@@ -210,7 +211,7 @@ def test_abrupt_disconnects_leave_no_threads_and_others_are_served(cfg: Config) 
         assert wait_for_no_pipeline_threads() == set()
     finally:
         thread.stop()
-    assert wait_for_thread_count(baseline) == baseline
+    assert wait_for_new_threads(baseline) == set()
 
 
 def test_sixteen_clients_at_once_each_get_their_own_answers(cfg: Config) -> None:

@@ -19,12 +19,13 @@ from wyoming.asr import Transcript as WyTranscript
 from wyoming.pipeline import PipelineStage, RunPipeline
 from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop
 
-from assistant import app
+from assistant import build
 from assistant.audio.convert import PIPELINE_RATE, resample
 from assistant.config import Config
-from assistant.replies import ChatMessage
+from assistant.core.engines import ChatMessage
 from assistant.wyoming import engines as shared_engines
-from assistant.wyoming.server import ServerThread, WyomingService
+from assistant.wyoming.server import ServerThread
+from assistant.wyoming.service import WyomingService
 from tests.speech.make_speech import get_case, normalise_text, render, word_errors
 from tests.wyoming_client import (
     client,
@@ -59,10 +60,10 @@ def served(cfg: Config) -> Iterator[tuple[WyomingService, int, PromptLog]]:
     # eight conversations share one LLM on 2 cores: answers queue for seconds, so the deadline's
     # give-up time is raised here; what is tested is who gets which answer, not how fast
     cfg = replace(cfg, deadline=replace(cfg.deadline, answer_ms=30000, reply_ms=60000))
-    engines = app.load_engines(cfg)
+    engines = build.load_engines(cfg)
     prompts = PromptLog(engines.llm)
     engines = shared_engines.shared(replace(engines, llm=prompts))
-    shared_engines.warm(engines, app.fallback_phrases(cfg))
+    shared_engines.warm(engines, build.fallback_phrases(cfg))
     service = WyomingService(cfg, engines)
     thread, port = start_server(service)
     yield service, port, prompts
@@ -263,7 +264,7 @@ def test_assistant_serve_command_serves_and_stops_on_ctrl_c() -> None:
     """The CLI end to end: `assistant serve` on loopback, a client, then Ctrl-C mid-request."""
     import signal
 
-    from assistant.llm_server import free_port
+    from tests.llm_server import free_port
 
     exe = Path(sys.executable).parent / "assistant"
     bad = subprocess.run([exe, "serve", "--wyoming", "http://x"], capture_output=True, text=True, timeout=30)

@@ -13,8 +13,9 @@ from wyoming.client import AsyncTcpClient
 from wyoming.event import Event
 
 from assistant.config import Config
-from assistant.llm_server import free_port
-from assistant.wyoming.server import ServerThread, WyomingService
+from assistant.wyoming.server import ServerThread
+from assistant.wyoming.service import WyomingService
+from tests.llm_server import free_port
 
 PIPELINE_THREADS = {"source", "vad", "asr", "responder", "tts", "playback", "utterance", "to-client", "llm"}
 
@@ -80,11 +81,15 @@ def wait_for_no_pipeline_threads(timeout: float = 5.0) -> set[str]:
         time.sleep(0.05)
 
 
-def wait_for_thread_count(baseline: int, timeout: float = 8.0) -> int:
+def wait_for_new_threads(before: set[threading.Thread], timeout: float = 8.0) -> set[str]:
+    """The threads started since ``before`` that are still alive after ``timeout`` (by name).
+
+    Compared as sets, not counts: a thread of an earlier test (a hung fake LLM's worker) that ends
+    meanwhile must not hide a new one left behind."""
     end = time.monotonic() + timeout
-    while threading.active_count() > baseline and time.monotonic() < end:
+    while (new := set(threading.enumerate()) - before) and time.monotonic() < end:
         time.sleep(0.05)
-    return threading.active_count()
+    return {t.name for t in new}
 
 
 def wyoming_cfg(cfg: Config, **wyoming: object) -> Config:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from assistant.fastpath import quick_intent
+from assistant.reply.fastpath import quick_intent
 
 UNITS = {"second": 1, "sec": 1, "minute": 60, "min": 60, "hour": 3600}
 NUMBERS = {

@@ -3,10 +3,10 @@ actions, timers), TTS and the speaker; live from the microphone, or over a recor
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-from assistant import app
+from assistant import build
 from assistant.agent.actions import FIXED_REPLIES, ActionResponder
 from assistant.agent.desktop import Desktop
 from assistant.agent.stage import WAKE_REPLY, AgentStage
@@ -14,24 +14,19 @@ from assistant.agent.timers import Scheduler
 from assistant.agent.wake import WakePhrase
 from assistant.audio.sinks import AudioSink
 from assistant.config import Config
-from assistant.events import EventBus
-from assistant.pipeline import Pipeline
-from assistant.replies import Responder
-from assistant.stage import Stage
-
-Progress = Callable[[str], None]
+from assistant.core.events import EventBus
+from assistant.core.pipeline import Pipeline
+from assistant.core.stage import Stage
+from assistant.reply.base import Responder
 
 
 def agent_speaking_stages(
     cfg: Config,
+    engines: build.Engines,
     sinks: Sequence[AudioSink],
     events: EventBus,
-    progress: Progress,
-    engines: app.Engines | None = None,
     desktop: Desktop | None = None,
 ) -> list[Stage]:
-    store = app.model_store(cfg)
-    engines = engines or app.Engines()
     scheduler = Scheduler()
     actions: list[ActionResponder] = []
 
@@ -39,7 +34,7 @@ def agent_speaking_stages(
         actions.append(ActionResponder(inner, cfg.agent, desktop or Desktop(), scheduler, events))
         return actions[0]
 
-    responder = app.responder(cfg, store, progress, engines.llm, wrap=with_actions)
+    responder = build.responder_chain(cfg, engines.llm, wrap=with_actions)
     stage = AgentStage(
         responder,
         cfg.llm.system_prompt,
@@ -49,26 +44,23 @@ def agent_speaking_stages(
         on_stop=actions[0].drop_pending,
         speculative=cfg.llm.speculative,
     )
-    return app.speaking_stages(
-        cfg, store, sinks, progress, engines, responder_stage=stage, prepared=(WAKE_REPLY, *FIXED_REPLIES)
-    )
+    return build.speaking_stages(cfg, engines, sinks, responder=stage, prepared=(WAKE_REPLY, *FIXED_REPLIES))
 
 
 def agent_file_pipeline(
     cfg: Config,
+    engines: build.Engines,
     path: Path,
     sinks: Sequence[AudioSink],
     events: EventBus,
-    progress: Progress,
     linger_s: float = 0.0,
-    engines: app.Engines | None = None,
     desktop: Desktop | None = None,
 ) -> Pipeline:
     """The agent over a recording at real-time pace (timers need the clock), with ``linger_s`` of
     silence after it so that what is due by then is still announced."""
-    source = app.file_source(cfg, path, realtime=True)
+    source = build.file_source(cfg, path, realtime=True)
     source.tail_silence_s += linger_s
-    stages = app.listening_stages(cfg, app.model_store(cfg), engines) + agent_speaking_stages(
-        cfg, sinks, events, progress, engines, desktop
+    stages = build.listening_stages(cfg, engines) + agent_speaking_stages(
+        cfg, engines, sinks, events, desktop
     )
     return Pipeline(source, stages, events=events)

@@ -26,11 +26,11 @@ from collections.abc import Callable, Iterator
 from assistant.agent.intents import STOP, match, normalise
 from assistant.agent.timers import Scheduler
 from assistant.agent.wake import WakePhrase
-from assistant.events import Event
-from assistant.messages import Message, ReplyText, SpeechEnded, SpeechResumed, Transcript
-from assistant.replies import Responder
-from assistant.responder import ResponderStage
-from assistant.stage import StageContext
+from assistant.core.events import Event
+from assistant.core.messages import Message, ReplyText, SpeechEnded, SpeechResumed, Transcript
+from assistant.core.stage import StageContext
+from assistant.reply.base import Responder
+from assistant.stages.responder import ResponderStage
 
 WAKE_REPLY = "Yes?"
 SHORT_BARGE_IN_WORDS = 2

@@ -17,7 +17,7 @@ import numpy as np
 import soundfile as sf
 
 from assistant.audio.convert import PIPELINE_RATE, StreamResampler, float_to_int16, to_mono
-from assistant.messages import AudioChunk
+from assistant.core.messages import AudioChunk
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from assistant.audio.convert import PIPELINE_RATE, StreamResampler, float_to_int16, to_mono
 from assistant.audio.devices import DeviceError, explain, resolve
-from assistant.messages import AudioChunk
+from assistant.core.messages import AudioChunk
 
 log = logging.getLogger(__name__)
 

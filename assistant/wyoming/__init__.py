@@ -14,6 +14,7 @@ not a second implementation of the assistant: it is the same pipeline with a net
     stages.py    the stages at the edges: one utterance in, Wyoming events out
     requests.py  which stages serve which request
     session.py   one connection: which request is running, and the conversation history
+    service.py   what every connection shares: config, engines, named conversations
     server.py    the listener, the connection limit, a server thread for tests and benchmarks
     info.py      the answer to ``describe``
 """

@@ -19,7 +19,7 @@ import numpy as np
 from wyoming.event import Event, Eventable
 
 from assistant.audio.convert import PIPELINE_RATE
-from assistant.messages import AudioChunk, Message
+from assistant.core.messages import AudioChunk, Message
 from assistant.wyoming.wire import ProtocolError
 
 log = logging.getLogger(__name__)

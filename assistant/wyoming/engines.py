@@ -20,11 +20,8 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from assistant.app import Engines
-from assistant.asr import Recognizer
-from assistant.llm import TextStreamer
-from assistant.replies import ChatMessage
-from assistant.tts import Synthesizer
+from assistant.build import Engines
+from assistant.core.engines import ChatMessage, Recognizer, Synthesizer, TextStreamer
 
 MEMO_LIMIT = 32  # phrases synthesised whole (start-up and fallback phrases): a handful in practice
 

@@ -11,7 +11,6 @@ import asyncio
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from functools import partial
 from urllib.parse import urlparse
@@ -20,58 +19,20 @@ from wyoming.error import Error
 from wyoming.event import Event, async_write_event
 from wyoming.server import AsyncEventHandler, AsyncServer
 
-from assistant import app
 from assistant.config import Config
-from assistant.responder import Exchange
-from assistant.wyoming import engines as shared_engines
 from assistant.wyoming.bridge import Outbox
-from assistant.wyoming.info import build_info
+from assistant.wyoming.service import WyomingService
 from assistant.wyoming.session import Session
 from assistant.wyoming.wire import ProtocolError, read_event
 
 log = logging.getLogger(__name__)
 
-MAX_CONVERSATIONS = 256  # named conversations whose history is kept (each at most 50 exchanges)
 CLOSE_WAIT_S = 3.0  # how long a closing connection waits for its last events to be written
 SHUTDOWN_WAIT_S = (
     0.5  # server stop (Ctrl-C): connections get this long; their pipelines are told to stop first
 )
 MAX_PENDING_EVENTS = 2000  # unsent events before reading pauses: ~90 s of 22 kHz speech in 1024-sample chunks
 LINGER_S, LINGER_BYTES = 1.0, 1 << 20  # closing: how long / how much of the client's input to drain
-
-
-class WyomingService:
-    """What every connection shares: the config, the loaded engines, the answer to describe."""
-
-    def __init__(self, cfg: Config, engines: app.Engines) -> None:
-        self.cfg = cfg
-        self.engines = engines  # already wrapped by engines.shared()
-        self.store = app.model_store(cfg)
-        self.info = build_info(cfg).event()
-        self.max_bytes = cfg.wyoming.max_payload_kb * 1024
-        self.connections: set[asyncio.Task[None]] = set()
-        # Home Assistant's conversation agent opens a connection per question and names the
-        # conversation in the transcript's context: its history is kept under that name (the
-        # most recent MAX_CONVERSATIONS), so follow-up questions are understood.
-        self._histories: OrderedDict[str, list[Exchange]] = OrderedDict()
-
-    def admit(self) -> bool:
-        return len(self.connections) <= self.cfg.wyoming.max_clients
-
-    def history(self, conversation_id: str) -> list[Exchange]:
-        """The history of a named conversation (only the event loop's thread calls this)."""
-        history = self._histories.pop(conversation_id, None)
-        self._histories[conversation_id] = history = history if history is not None else []
-        while len(self._histories) > MAX_CONVERSATIONS:
-            self._histories.popitem(last=False)
-        return history
-
-
-def load_service(cfg: Config, progress: app.Progress = lambda _m: None) -> WyomingService:
-    """Load every model once and warm it up, before the first client."""
-    engines = shared_engines.shared(app.load_engines(cfg, progress))
-    shared_engines.warm(engines, app.fallback_phrases(cfg))
-    return WyomingService(cfg, engines)
 
 
 def default_uri(cfg: Config) -> str:

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from wyoming.asr import Transcribe
 from wyoming.asr import Transcript as WyTranscript
@@ -30,21 +30,19 @@ from wyoming.ping import Ping, Pong
 from wyoming.pipeline import RunPipeline
 from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop
 
-from assistant.events import EventBus
-from assistant.messages import ReplyText, SpeechEnded, Transcript
-from assistant.pipeline import Pipeline, PipelineError
-from assistant.responder import Exchange
-from assistant.speakable import ClauseSplitter
-from assistant.stage import Stage
+from assistant.core.events import EventBus
+from assistant.core.messages import ReplyText, SpeechEnded, Transcript
+from assistant.core.pipeline import Pipeline, PipelineError
+from assistant.core.stage import Stage
+from assistant.reply.clauses import ClauseSplitter
+from assistant.stages.responder import Exchange
 from assistant.wyoming import requests
 from assistant.wyoming.bridge import AudioFeed, Feed, Outbox
+from assistant.wyoming.service import WyomingService
 from assistant.wyoming.stages import (
     ConversationEvents,
 )
 from assistant.wyoming.wire import PcmConverter, ProtocolError
-
-if TYPE_CHECKING:
-    from assistant.wyoming.server import WyomingService
 
 log = logging.getLogger(__name__)
 
@@ -238,9 +236,7 @@ class Session:
         listener = ConversationEvents(self.outbox, end, turn_done)
         events.subscribe(listener)
         service = self.service
-        stages = requests.conversation(
-            self.cfg, service.store, service.engines, self.outbox, self.history, end, turn_done
-        )
+        stages = requests.conversation(self.cfg, service.engines, self.outbox, self.history, end, turn_done)
         self._start("pipeline", feed, stages, events, audio=True).conversation = listener
 
     # -- text to speech ----------------------------------------------------------------------------
@@ -301,7 +297,7 @@ class Session:
         named = context.get("conversation_id") if isinstance(context, dict) else None
         if isinstance(named, str) and named:
             history = service.history(named)
-        stages = requests.text_conversation(self.cfg, service.store, service.engines, self.outbox, history)
+        stages = requests.text_conversation(self.cfg, service.engines, self.outbox, history)
         req = self._start("handle", Feed(), stages)
         now = time.monotonic()
         req.feed.put(Transcript(1, text, True, SpeechEnded(1, 0.0, now, now), now))

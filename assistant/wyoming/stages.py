@@ -21,9 +21,8 @@ from wyoming.handle import Handled, HandledChunk, HandledStart, HandledStop, Not
 from wyoming.tts import SynthesizeStopped
 from wyoming.vad import VoiceStarted, VoiceStopped
 
-from assistant.audio.sinks import PlaybackStage
-from assistant.events import Event as BusEvent
-from assistant.messages import (
+from assistant.core.events import Event as BusEvent
+from assistant.core.messages import (
     AudioChunk,
     End,
     Message,
@@ -33,7 +32,8 @@ from assistant.messages import (
     SpeechStarted,
     Transcript,
 )
-from assistant.stage import Stage
+from assistant.core.stage import Stage
+from assistant.stages.playback import PlaybackStage
 from assistant.wyoming.bridge import Outbox
 
 log = logging.getLogger(__name__)

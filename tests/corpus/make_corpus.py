@@ -24,9 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-if not __package__:  # run as a script: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.speech.make_speech import VARIANTS, Case, Turn, render_audio, write_wav  # noqa: E402
+from tests.speech.make_speech import VARIANTS, Case, Turn, render_audio, write_wav
 
 TIME_WORDS = ("morning", "afternoon", "evening")  # the fast path: "It's 7 oh 5 in the morning."
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")

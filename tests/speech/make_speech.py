@@ -58,9 +58,9 @@ import soundfile as sf
 import yaml
 
 # the normaliser lives in the package (assistant eval uses it); re-exported for the tests
-from assistant.textnorm import normalise_text as normalise_text
-from assistant.textnorm import reply_mentions as reply_mentions
-from assistant.textnorm import word_errors
+from assistant.eval.textnorm import normalise_text as normalise_text
+from assistant.eval.textnorm import reply_mentions as reply_mentions
+from assistant.eval.textnorm import word_errors
 
 HERE = Path(__file__).resolve().parent
 QUESTIONS_FILE = HERE / "questions.yaml"

@@ -1,0 +1,41 @@
+"""What the stages and responders need of a model: the engine interfaces, and nothing that loads one.
+
+The real engines (``assistant.engines``) and the scripted fakes in the tests both satisfy these, so a
+stage never knows which it was handed. ``ANSWER_SOURCES`` lives here too: playback, the views and the
+reports all need to tell the answer itself from a fallback without importing the responders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Protocol
+
+import numpy as np
+
+ChatMessage = dict[str, str]
+
+# Clause sources that are the answer itself ("action": the agent did what was asked); the others
+# are fallbacks ("ack", "timeout", "error") or the agent's own announcements ("announcement").
+ANSWER_SOURCES = ("llm", "fastpath", "action")
+
+
+class Recognizer(Protocol):
+    def transcribe(self, pcm: np.ndarray) -> str: ...
+
+    def warm_up(self) -> None: ...
+
+
+class Synthesizer(Protocol):
+    sample_rate: int
+
+    def synthesize(self, text: str) -> Iterator[np.ndarray]: ...
+
+    def synthesize_all(self, text: str) -> np.ndarray: ...
+
+
+class TextStreamer(Protocol):
+    """What the responder needs of a language model (the real engine, or a scripted fake)."""
+
+    def stream(self, messages: list[ChatMessage], should_stop: Callable[[], bool] = ...) -> Iterator[str]: ...
+
+    def warm_up(self) -> None: ...

@@ -1,0 +1,102 @@
+"""The one stage interface and the generic thread loop that runs it.
+
+A stage turns each input message into zero or more output messages. The loop around it owns the
+threading concerns: taking from the inbox, dropping messages of cancelled turns, forwarding outputs,
+calling ``tick`` when nothing arrives (for time-driven work such as a deadline), reporting errors on
+the control channel instead of swallowing them, and exiting on ``End`` or on stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from assistant.core.events import EventBus
+from assistant.core.messages import End, Message
+from assistant.core.turn import TurnScope
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.02  # how often a stage with time-driven work (a deadline) ticks while idle
+IDLE_POLL_S = 0.1  # how often the others look at the stop flag: each wake-up costs CPU while idle
+
+
+@dataclass
+class StageContext:
+    scope: TurnScope
+    events: EventBus
+    stop: threading.Event
+
+
+class Stage:
+    """Base class: override ``process``; ``setup``, ``tick`` and ``close`` are optional."""
+
+    name: str = "stage"
+    # how long to wait for a message before ``tick`` (and a look at the stop flag); stages whose
+    # ``tick`` does time-driven work set POLL_S
+    poll_s: float = IDLE_POLL_S
+    # False for stages that consume raw input (turn numbers are assigned downstream of them)
+    drops_stale: bool = True
+
+    def setup(self, ctx: StageContext) -> None:
+        self.ctx = ctx
+
+    def process(self, msg: Message) -> Iterator[Message]:
+        raise NotImplementedError
+
+    def tick(self, now: float) -> Iterator[Message]:
+        """Called when no message arrived for a poll interval; time-driven stages yield here."""
+        return iter(())
+
+    def close(self) -> None:
+        pass
+
+
+ErrorHandler = Callable[[str, BaseException], None]
+
+
+def run_stage(
+    stage: Stage,
+    inbox: queue.Queue[Message],
+    outbox: queue.Queue[Message] | None,
+    ctx: StageContext,
+    on_error: ErrorHandler,
+) -> None:
+    """Thread body: run ``stage`` until ``End`` passes through it or ``ctx.stop`` is set."""
+
+    def forward(outputs: Iterator[Message]) -> None:
+        for out in outputs:
+            if ctx.stop.is_set():
+                return
+            if not isinstance(out, End) and ctx.scope.is_stale(out.turn):
+                continue
+            if outbox is not None:
+                outbox.put(out)
+
+    try:
+        while not ctx.stop.is_set():
+            try:
+                msg = inbox.get(timeout=stage.poll_s)
+            except queue.Empty:
+                forward(stage.tick(time.monotonic()))
+                continue
+            if isinstance(msg, End):
+                forward(stage.process(msg))
+                if outbox is not None:
+                    outbox.put(msg)
+                return
+            if stage.drops_stale and ctx.scope.is_stale(msg.turn):
+                continue
+            forward(stage.process(msg))
+    except BaseException as exc:  # noqa: BLE001 - reported on the control channel, not swallowed
+        log.debug("stage %s failed", stage.name, exc_info=True)
+        on_error(stage.name, exc)
+    finally:
+        try:
+            stage.close()
+        except Exception:  # closing must not hide the original failure
+            log.exception("closing stage %s failed", stage.name)

@@ -1,0 +1,180 @@
+"""The language model: a Hugging Face causal LM on transformers + torch, streamed token by token.
+
+Generation is a plain greedy (or sampled) loop over the KV cache rather than ``model.generate``:
+per-token control (stop the moment a turn is cancelled or a deadline passes), and the cache of the
+previous prompt is kept, so a new prompt that starts the same way (system prompt, history) only
+feeds its new tokens: turn 5 does not re-read turns 1-4.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from assistant.config import LlmConfig
+from assistant.core.engines import ChatMessage
+
+log = logging.getLogger(__name__)
+
+
+class LlmEngine:
+    def __init__(self, model_dir: Path, cfg: LlmConfig) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        self.cfg = cfg
+        self.device = pick_device(cfg.device)
+        if self.device == "cpu" and cfg.threads > 0:
+            torch.set_num_threads(cfg.threads)
+        self.quantization = pick_quantization(cfg.quantization, self.device)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.quantization, torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype)
+        if self.device != "cpu" and self.quantization in ("int8", "int4"):
+            model = _weight_only_quantize(model.to(self.device), self.quantization)
+        elif self.quantization == "int8":
+            with warnings.catch_warnings():  # torch marks its quantised tensor types deprecated; they work
+                warnings.simplefilter("ignore", UserWarning)
+                warnings.simplefilter("ignore", DeprecationWarning)
+                model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        self.model = model.to(self.device).eval()
+        self._eos = {self.tokenizer.eos_token_id}
+        im_end = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
+        if isinstance(im_end, int) and im_end >= 0:
+            self._eos.add(im_end)
+        # one generation at a time; the prefix cache belongs to whoever holds the lock
+        self._lock = threading.Lock()
+        self._cache = None
+        self._cached_ids: list[int] = []
+        self.last_reused = 0  # prompt tokens taken from the cache by the latest generation
+        log.info("LLM %s on %s (%s)", model_dir.name, self.device, self.quantization)
+
+    def prompt_ids(self, messages: list[ChatMessage]) -> list[int]:
+        """The chat-templated prompt, with the oldest exchanges dropped to fit ``history_tokens``."""
+        system, history, question = messages[:1], messages[1:-1], messages[-1:]
+        if messages[0]["role"] != "system":
+            system, history = [], messages[:-1]
+        while True:
+            ids = self._template(system + history + question)
+            history_len = len(ids) - len(self._template(system + question))
+            if history_len <= self.cfg.history_tokens or not history:
+                return ids
+            history = history[2:]  # one user/assistant exchange
+
+    def stream(
+        self, messages: list[ChatMessage], should_stop: Callable[[], bool] = lambda: False
+    ) -> Iterator[str]:
+        """Yield the reply as text increments; stops at EOS, ``max_new_tokens`` or ``should_stop``."""
+        import torch
+
+        with self._lock, torch.inference_mode():
+            ids = self.prompt_ids(messages)
+            feed = self._reuse_prefix(ids)
+            generated: list[int] = []
+            text_so_far = ""
+            for _ in range(self.cfg.max_new_tokens):
+                if should_stop():
+                    return
+                step = torch.tensor([feed], device=self.device)
+                logits = self.model(input_ids=step, cache=self._cache, use_cache=True).logits[0, -1]
+                self._cached_ids += feed
+                token = self._choose(self._penalise_repeats(logits, generated))
+                if token in self._eos:
+                    return
+                generated.append(token)
+                feed = [token]
+                text = self.tokenizer.decode(generated, skip_special_tokens=True)
+                if text.endswith("\ufffd"):  # half of a multi-byte character: wait for the rest
+                    continue
+                yield text[len(text_so_far) :]
+                text_so_far = text
+
+    def warm_up(self) -> None:
+        """Pay the first call's costs now, and leave the system prompt in the prefix cache."""
+        start = time.monotonic()
+        messages = [{"role": "system", "content": self.cfg.system_prompt}, {"role": "user", "content": "Hi"}]
+        for _ in self.stream(messages):
+            pass
+        log.debug("LLM warm-up took %.2f s", time.monotonic() - start)
+
+    def _reuse_prefix(self, ids: list[int]) -> list[int]:
+        """Crop the cache to the longest prefix it shares with ``ids``; return the tokens left to feed."""
+        from transformers import DynamicCache
+
+        keep = 0
+        if self.cfg.prefix_cache and self._cache is not None:
+            limit = min(len(ids) - 1, len(self._cached_ids))  # feed at least one token: we need logits
+            while keep < limit and ids[keep] == self._cached_ids[keep]:
+                keep += 1
+        if keep == 0:
+            self._cache, self._cached_ids = DynamicCache(), []
+        elif keep < len(self._cached_ids):
+            self._cache.crop(keep - len(self._cached_ids))  # type: ignore[union-attr]
+            self._cached_ids = self._cached_ids[:keep]
+        self.last_reused = keep
+        return ids[keep:]
+
+    def _template(self, messages: list[ChatMessage]) -> list[int]:
+        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        if isinstance(ids, dict) or hasattr(ids, "keys"):  # some versions return a BatchEncoding
+            ids = ids["input_ids"]
+        return list(ids)
+
+    def _penalise_repeats(self, logits, generated: list[int]):  # type: ignore[no-untyped-def]
+        """CTRL-style repetition penalty: small models otherwise loop ("I'm sorry. I'm sorry. ...")."""
+        penalty = self.cfg.repetition_penalty
+        if penalty == 1.0 or not generated:
+            return logits
+        import torch
+
+        index = torch.tensor(sorted(set(generated)), device=logits.device)
+        seen = logits[index]
+        logits = logits.clone()
+        logits[index] = torch.where(seen > 0, seen / penalty, seen * penalty)
+        return logits
+
+    def _choose(self, logits) -> int:  # type: ignore[no-untyped-def]
+        import torch
+
+        if self.cfg.temperature <= 0:
+            return int(torch.argmax(logits))
+        probs = torch.softmax(logits.float() / self.cfg.temperature, dim=-1)
+        return int(torch.multinomial(probs, 1))
+
+
+def pick_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def pick_quantization(quantization: str, device: str) -> str:
+    if quantization == "auto":
+        return "int8" if device == "cpu" else "bf16"
+    if quantization == "int4" and device == "cpu":
+        log.warning("int4 weight-only quantisation needs a GPU; using int8 on the CPU")
+        return "int8"
+    return quantization
+
+
+def _weight_only_quantize(model, quantization: str):  # type: ignore[no-untyped-def]
+    """int8/int4 weight-only on a GPU through torchao (bf16 activations)."""
+    import torch
+
+    try:
+        from torchao.quantization import Int4WeightOnlyConfig, Int8WeightOnlyConfig, quantize_
+    except ImportError as exc:
+        raise RuntimeError(
+            f"llm.quantization={quantization} on a GPU needs torchao: pip install torchao (or use bf16/fp16)"
+        ) from exc
+    model = model.to(torch.bfloat16)
+    quantize_(model, Int8WeightOnlyConfig() if quantization == "int8" else Int4WeightOnlyConfig())
+    return model

@@ -1,0 +1,86 @@
+"""The LLM as a Responder: generation on a worker thread, tokens grouped into speakable clauses.
+
+``prefetch`` starts generating on a speculative transcript while the VAD's hangover is still
+deciding whether the user has finished; asking the reply with the same conversation adopts that
+work, so the first clause may be ready the moment the turn ends. Any other conversation cancels it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from assistant.config import LlmConfig
+from assistant.core.engines import ChatMessage, TextStreamer
+from assistant.reply.base import Clause, DeferredReply, ReplyStream, produce
+from assistant.reply.clauses import ClauseSplitter
+
+log = logging.getLogger(__name__)
+
+
+class LlmResponder:
+    def __init__(self, cfg: LlmConfig, engine: TextStreamer) -> None:
+        self.cfg = cfg
+        self.engine = engine
+        self._lock = threading.Lock()
+        self._prefetched: tuple[tuple[tuple[str, str], ...], ReplyStream] | None = None
+
+    def setup(self) -> None:
+        self.engine.warm_up()
+
+    def prefetch(self, messages: list[ChatMessage] | None) -> None:
+        with self._lock:
+            key = _key(messages) if messages else None
+            if self._prefetched and self._prefetched[0] == key:
+                return
+            self._drop_prefetch()
+            if messages:
+                self._prefetched = (key, self._generate(messages))  # type: ignore[assignment]
+
+    def open(self, t_speech_end: float) -> DeferredReply:
+        return DeferredReply(self._start)
+
+    def _start(self, messages: list[ChatMessage]) -> ReplyStream:
+        with self._lock:
+            if self._prefetched and self._prefetched[0] == _key(messages):
+                stream = self._prefetched[1]
+                self._prefetched = None
+                return stream
+            self._drop_prefetch()
+            return self._generate(messages)
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop_prefetch()
+
+    def _drop_prefetch(self) -> None:
+        if self._prefetched:
+            self._prefetched[1].cancel()
+            self._prefetched = None
+
+    def _generate(self, messages: list[ChatMessage]) -> ReplyStream:
+        engine = self.engine
+        assert engine is not None
+
+        def work(stream: ReplyStream) -> None:
+            splitter = ClauseSplitter()
+            said: set[str] = set()
+            for piece in engine.stream(messages, should_stop=stream.cancelled.is_set):
+                stream.first_token()
+                last_piece = "\n\n" in piece  # a second paragraph: small models start rambling there
+                for clause in splitter.feed(piece.split("\n\n")[0]):
+                    if clause.lower() in said:  # a loop ("I'm sorry. I'm sorry."): end the reply here
+                        return
+                    said.add(clause.lower())
+                    stream.put(Clause(clause))
+                if last_piece:
+                    break
+            rest = splitter.flush()
+            if rest and rest.lower() not in said and not stream.cancelled.is_set():
+                stream.put(Clause(rest))
+
+        return produce(ReplyStream(), work, "llm")
+
+
+def _key(messages: list[ChatMessage]) -> tuple[tuple[str, str], ...]:
+    return tuple((m["role"], m["content"]) for m in messages)

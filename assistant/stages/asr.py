@@ -1,0 +1,148 @@
+"""Speech recognition with faster-whisper, working while the user speaks.
+
+Three moments per turn:
+- while speaking, a partial transcript every ``partial_interval_ms`` of new audio (for the live view);
+- at the first pause, a speculative transcript of the audio so far: if the user does not go on, it
+  *is* the final transcript, ready the moment the VAD's hangover ends instead of ~0.5 s later;
+- at the end of speech, the final transcript (reusing the speculation when no speech followed it).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from assistant.audio.convert import PIPELINE_RATE
+from assistant.config import AsrConfig
+from assistant.core.engines import Recognizer
+from assistant.core.messages import (
+    AudioChunk,
+    End,
+    Message,
+    SpeechEnded,
+    SpeechPaused,
+    SpeechResumed,
+    SpeechStarted,
+    Transcript,
+)
+from assistant.core.stage import Stage, StageContext
+from assistant.stages.vad import PAUSE_MS
+
+log = logging.getLogger(__name__)
+
+# The final and the speculative pass hear exactly the same input: the audio up to PAUSE_MS after the
+# last voiced frame (all the speculative pass can have), then TAIL_ZEROS_S of digital silence. So a
+# reused speculation is what the final pass would have said, and recognition does not depend on
+# timing. Measured on the golden corpus: this cut matched raw faster-whisper on the whole file (10
+# word errors in 328 both); 0.1 s of audio without the zeros made 13, 0.2 s made 10, 0.3 s 16.
+END_PAD_S = PAUSE_MS / 1000
+TAIL_ZEROS_S = 0.1
+# Partial and speculative passes only pay off when the stage keeps up with the audio; when input is
+# queued (a fast file replay, or a busy machine) they would only delay the final transcript.
+CAUGHT_UP_S = 0.15
+SPECULATE_WITHIN_S = 0.3  # a pause seen later than this is likely already past the hangover
+# A partial pass takes a few hundred ms; one running when the user pauses delays the speculative
+# pass (and so the reply). Start one only in the middle of a voiced run, when a pause is unlikely.
+PARTIAL_AFTER_VOICED_S = 0.3
+
+
+@dataclass
+class _Turn:
+    number: int
+    chunks: list[np.ndarray]
+    samples: int = 0
+    t_input_start: float = 0.0
+    partial_at: int = 0  # samples covered by the last partial
+    voiced_run: int = 0  # samples of the current run of voiced frames
+    spec_text: str | None = None
+    spec_until: float = -1.0  # input time up to which the speculation heard speech
+
+
+class AsrStage(Stage):
+    name = "asr"
+
+    def __init__(self, cfg: AsrConfig, engine: Recognizer) -> None:
+        self.cfg = cfg
+        self.engine = engine
+        self._turn: _Turn | None = None
+
+    def setup(self, ctx: StageContext) -> None:
+        super().setup(ctx)
+        self.engine.warm_up()
+
+    def process(self, msg: Message) -> Iterator[Message]:
+        if isinstance(msg, SpeechStarted):
+            self._turn = _Turn(msg.turn, [], t_input_start=msg.t_input)
+        elif isinstance(msg, AudioChunk) and self._turn is not None and msg.turn == self._turn.number:
+            self._turn.chunks.append(msg.pcm)
+            self._turn.samples += len(msg.pcm)
+            self._turn.voiced_run = self._turn.voiced_run + len(msg.pcm) if msg.voiced else 0
+            if _caught_up(msg):
+                yield from self._maybe_partial()
+        elif (
+            isinstance(msg, SpeechPaused)
+            and self._turn is not None
+            and self.cfg.speculative
+            and _caught_up(msg, SPECULATE_WITHIN_S)
+        ):
+            turn = self._turn
+            turn.spec_text = self._transcribe(self._samples_until(turn, msg.t_input))
+            turn.spec_until = msg.t_input
+            self.ctx.events.emit("transcript_speculative", turn.number, text=turn.spec_text)
+            # downstream may start answering; a SpeechResumed or a different final text voids it
+            yield Transcript(turn.number, turn.spec_text, False, None, time.monotonic(), speculative=True)
+        elif isinstance(msg, SpeechResumed):
+            yield msg
+        elif isinstance(msg, SpeechEnded) and self._turn is not None:
+            yield msg  # first: the responder opens the reply (and its deadlines) now
+            yield self._final(msg)
+        elif isinstance(msg, End):
+            self._turn = None
+
+    def _maybe_partial(self) -> Iterator[Message]:
+        turn = self._turn
+        interval = self.cfg.partial_interval_ms * PIPELINE_RATE // 1000
+        if turn is None or interval <= 0 or turn.samples - turn.partial_at < interval:
+            return
+        if turn.voiced_run < PARTIAL_AFTER_VOICED_S * PIPELINE_RATE:
+            return
+        turn.partial_at = turn.samples
+        text = self._transcribe(turn.samples)
+        self.ctx.events.emit("transcript_partial", turn.number, text=text)
+        yield Transcript(turn.number, text, final=False, ended=None, t=time.monotonic())
+
+    def _final(self, ended: SpeechEnded) -> Transcript:
+        turn = self._turn
+        assert turn is not None
+        self._turn = None
+        # the speculation stands if it already covered the last voiced frame
+        reused = turn.spec_text is not None and turn.spec_until >= ended.t_input
+        if reused:
+            text = turn.spec_text or ""
+        else:
+            text = self._transcribe(self._samples_until(turn, ended.t_input + END_PAD_S), turn)
+        now = time.monotonic()
+        self.ctx.events.emit("transcript_final", turn.number, t=now, text=text, speculative=reused)
+        return Transcript(turn.number, text, final=True, ended=ended, t=now)
+
+    @staticmethod
+    def _samples_until(turn: _Turn, t_input: float) -> int:
+        return max(0, min(turn.samples, round((t_input - turn.t_input_start) * PIPELINE_RATE)))
+
+    def _transcribe(self, samples: int, turn: _Turn | None = None) -> str:
+        turn = turn or self._turn
+        assert self.engine is not None and turn is not None
+        audio = np.concatenate(turn.chunks)[:samples] if turn.chunks else np.zeros(0, np.int16)
+        if len(audio) == 0:
+            return ""
+        return self.engine.transcribe(
+            np.concatenate([audio, np.zeros(int(TAIL_ZEROS_S * PIPELINE_RATE), np.int16)])
+        )
+
+
+def _caught_up(msg: AudioChunk | SpeechPaused, within_s: float = CAUGHT_UP_S) -> bool:
+    return time.monotonic() - msg.t_arrival < within_s
