@@ -34,7 +34,8 @@ from assistant.core.events import EventBus, EventLog
 from assistant.core.messages import AudioChunk, SpeechEnded, SpeechStarted
 from assistant.core.stage import StageContext
 from assistant.core.turn import TurnScope
-from assistant.eval.turns import build_turns, percentile
+from assistant.eval.stats import percentile
+from assistant.eval.turns import build_turns
 from assistant.reply.clauses import clean_for_speech
 from assistant.stages.vad import VadStage
 from tests.speech.make_speech import load_questions, render

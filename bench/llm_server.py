@@ -43,7 +43,7 @@ from assistant.core.engines import TextStreamer
 from assistant.engines.local_llm import LlmEngine
 from assistant.engines.openai_llm import OpenAiEngine
 from assistant.engines.store import ModelStore
-from assistant.eval.turns import percentile
+from assistant.eval.stats import percentile
 from tests.llm_server import TransformersServer
 from tests.speech.make_speech import load_questions
 

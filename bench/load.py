@@ -40,7 +40,7 @@ from wyoming.pipeline import PipelineStage, RunPipeline
 
 from assistant import build
 from assistant.config import load_config
-from assistant.eval.turns import percentile
+from assistant.eval.stats import percentile
 from tests.llm_server import TransformersServer, free_port
 from tests.speech.make_speech import load_questions, render
 

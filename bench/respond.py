@@ -23,7 +23,8 @@ from assistant import build
 from assistant.audio.sinks import ListSink
 from assistant.config import load_config
 from assistant.core.events import EventBus, EventLog
-from assistant.eval.turns import build_turns, percentile
+from assistant.eval.stats import percentile
+from assistant.eval.turns import build_turns
 from tests.speech.make_speech import load_questions, render
 
 NO_DEADLINE = ["deadline.first_audio_ms=10000", "deadline.answer_ms=60000"]

@@ -119,3 +119,89 @@ def test_ctrl_c_ends_within_a_second(tmp_path: Path) -> None:
     code = proc.wait(timeout=10)
     assert time.monotonic() - sent < 1.0
     assert code == 130
+
+
+def test_global_options_count_before_and_after_the_subcommand(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a --set before the subcommand used to be dropped (the subcommand's default replaced it)
+    assert main(["--set", "vad.hangover=3", "transcribe", "x.wav"]) == 2
+    assert "vad.hangover" in capsys.readouterr().err
+    # both positions accumulate: the bad key is found wherever it stands
+    for argv in (
+        ["--set", "vad.hangover=3", "transcribe", "x.wav", "--set", "llm.max_new_tokens=64"],
+        ["--set", "llm.max_new_tokens=64", "transcribe", "x.wav", "--set", "vad.hangover=3"],
+    ):
+        assert main(argv) == 2
+        assert "vad.hangover" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("llm:\n  max_new_tokens: many\n")
+    assert main(["--config", str(bad), "-q", "transcribe", "x.wav"]) == 2
+    assert str(bad) in capsys.readouterr().err
+
+    from assistant.cli.main import parse_args
+
+    args = parse_args(["-q", "--set", "a.b=1", "respond", "--set", "c.d=2", "-v", "--config", "x.yaml"])
+    assert (args.quiet, args.verbose, args.overrides) == (True, True, ["a.b=1", "c.d=2"])
+    assert args.config == Path("x.yaml")
+    args = parse_args(["--config", "before.yaml", "-v", "models"])
+    assert (args.config, args.verbose, args.quiet, args.overrides) == (Path("before.yaml"), True, False, [])
+
+
+def _wav(path: Path, seconds: float = 1.0) -> Path:
+    sf.write(path, np.zeros(int(16000 * seconds), dtype=np.int16), 16000)
+    return path
+
+
+def _one_clean_line(err: str, *words: str) -> None:
+    lines = err.strip().splitlines()
+    assert "Traceback" not in err and len(lines) == 1, err
+    assert lines[0].startswith("error: ") and all(w in lines[0] for w in words), err
+
+
+def test_play_always_with_no_speaker_is_a_clean_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wav = _wav(tmp_path / "q.wav")
+    argv = ["respond", str(wav), "--play", "--out", str(tmp_path / "r.wav"), "-q"]
+    assert main([*argv, "--set", "audio.output_device=no such speaker"]) == 2
+    _one_clean_line(capsys.readouterr().err, "cannot play", "no such speaker", "--no-play")
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_any_model_loads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wav = _wav(tmp_path / "q.wav")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    _wav(corpus / "a.wav")
+    (corpus / "a.txt").write_text("hello")
+    cases = [
+        (["say", "hi", "--out", str(tmp_path)], [str(tmp_path), "is a folder"]),
+        (["say", "hi", "--out", str(a_file / "x.wav")], [str(a_file / "x.wav"), "cannot write"]),
+        (["say", "hi", "--out", str(tmp_path / "x.txt")], ["x.txt", "audio file name"]),
+        (["say", "  ", "--out", str(tmp_path / "x.wav")], ["nothing to say"]),
+        (["respond", str(wav), "--out", str(tmp_path)], [str(tmp_path), "is a folder"]),
+        (
+            ["respond", str(wav), "--out", str(tmp_path / "r.wav"), "--report", str(a_file / "r.json")],
+            ["r.json", "cannot write"],
+        ),
+        (["eval", str(corpus), "--report-dir", str(a_file)], [str(a_file), "needs a folder"]),
+    ]
+    for argv, words in cases:
+        assert main([*argv, "-q"]) == 2, argv
+        _one_clean_line(capsys.readouterr().err, *words)
+    assert not (tmp_path / "x.wav").exists() and not (tmp_path / "r.wav").exists()
+
+
+def test_agent_refuses_a_bad_recording_before_loading_models(tmp_path: Path) -> None:
+    bad = tmp_path / "cmds.wav"
+    bad.write_bytes(b"")
+    log = tmp_path / "events.jsonl"
+    result = run_cli("agent", "--input", str(bad), "--log-events", str(log), "--out", str(tmp_path / "r.wav"))
+    assert result.returncode == 2
+    _one_clean_line(result.stderr, str(bad), "not a readable audio file")
+    result = run_cli("agent", "--linger", "-5")
+    assert result.returncode == 2 and "Traceback" not in result.stderr and "--linger" in result.stderr

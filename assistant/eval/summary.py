@@ -7,11 +7,12 @@ Only light imports here: the CLI imports this module to show the tolerance in ``
 from __future__ import annotations
 
 import json
-import statistics
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from assistant.eval.stats import latency_summary
 
 if TYPE_CHECKING:
     from assistant.eval.run import CaseResult
@@ -42,25 +43,9 @@ TOLERANCE_HELP = (
 # -- aggregates -----------------------------------------------------------------------------------
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * q / 100
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
-
 def latency_stats(turns: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    stats = {}
-    for stage in STAGES:
-        values = [t["latency_ms"][stage] for t in turns if stage in t["latency_ms"]]
-        if values:
-            stats[stage] = {
-                "median": round(statistics.median(values), 1),
-                "p95": round(percentile(values, 95), 1),
-                "max": round(max(values), 1),
-                "n": len(values),
-            }
-    return stats
+    """The latency summary of turn dicts (report.json's), stages in pipeline order."""
+    return latency_summary((t["latency_ms"] for t in turns), STAGES)
 
 
 def aggregate(results: list[CaseResult]) -> dict[str, Any]:

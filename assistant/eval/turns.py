@@ -6,7 +6,6 @@ the VAD's hangover is counted honestly.
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -66,29 +65,6 @@ def build_turns(events: list[Event]) -> list[TurnRecord]:
         if e.kind in LATENCY_EVENTS and e.turn in speech_end:
             record.latency_ms.setdefault(LATENCY_EVENTS[e.kind], _ms(e.t - speech_end[e.turn]))
     return [turns[k] for k in sorted(turns)]
-
-
-def summarize(turns: list[TurnRecord]) -> dict[str, dict[str, float]]:
-    """Median / p95 / max of each latency over the turns."""
-    names = sorted({name for t in turns for name in t.latency_ms})
-    summary = {}
-    for name in names:
-        values = sorted(t.latency_ms[name] for t in turns if name in t.latency_ms)
-        summary[name] = {
-            "median": round(statistics.median(values), 1),
-            "p95": round(percentile(values, 95), 1),
-            "max": round(values[-1], 1),
-            "n": len(values),
-        }
-    return summary
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    k = (len(sorted_values) - 1) * q / 100
-    lo, hi = int(k), min(int(k) + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
 
 
 def turns_as_dicts(turns: list[TurnRecord]) -> list[dict[str, Any]]:

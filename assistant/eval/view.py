@@ -28,7 +28,11 @@ STAGE_TEXT = {
 
 
 class ProgressBar:
-    """A one-line bar redrawn in place on a terminal; one plain line per case otherwise (CI logs)."""
+    """A one-line bar redrawn in place on a terminal; one plain line per case otherwise (CI logs).
+
+    Hand-written on purpose (25 lines): rich.progress redraws from a thread of its own and takes
+    over stderr (its Live display) for a bar that changes once per case; the one-line form
+    redrawn with "\\r" is what the tests pin."""
 
     def __init__(self, total: int, stream: TextIO, enabled: bool = True, width: int = 24) -> None:
         self.total, self.stream, self.enabled, self.width = total, stream, enabled, width
@@ -68,24 +72,42 @@ class ProgressBar:
         self.stream.flush()
 
 
-def summary_table(report: dict[str, Any]) -> str:
+def summary_table(report: dict[str, Any], width: int = 120) -> str:
+    """The end-of-run summary as plain text (tables by rich, no colour): verdict line, latency per
+    stage, per folder, then one line per failure and per regression."""
+    from rich import box
+    from rich.table import Table
+
     agg = report["aggregate"]
-    lines = [
+    head = (
         f"{agg['passed']}/{agg['cases']} recordings passed, {agg['turns']} turns, "
         f"WER {agg['wer']:.1%}, sentence accuracy {agg['sentence_accuracy']:.0%}, "
-        f"fallback rate {agg['fallback_rate']:.0%} ({report['mode']})",
-        "",
-        f"{'stage (ms from end of speech)':<32}{'median':>8}{'p95':>8}{'max':>8}{'n':>5}",
-    ]
+        f"fallback rate {agg['fallback_rate']:.0%} ({report['mode']})"
+    )
+    stages = Table("stage (ms from end of speech)", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    for name in ("median", "p95", "max", "n"):
+        stages.add_column(name, justify="right")
     for stage, s in agg["latency_ms"].items():
-        lines.append(f"{stage:<32}{s['median']:>8.0f}{s['p95']:>8.0f}{s['max']:>8.0f}{s['n']:>5}")
+        stages.add_row(stage, f"{s['median']:.0f}", f"{s['p95']:.0f}", f"{s['max']:.0f}", str(s["n"]))
+    tables = [stages]
     if agg["by_group"]:
-        lines += ["", f"{'group':<20}{'cases':>6}{'passed':>7}{'WER':>8}{'sent.':>7}{'1st audio':>11}"]
+        groups = Table("group", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+        for name in ("cases", "passed", "WER", "sent.", "1st audio"):
+            groups.add_column(name, justify="right")
         for name, g in agg["by_group"].items():
             first = "-" if g["first_audio_median_ms"] is None else f"{g['first_audio_median_ms']:.0f}"
-            lines.append(
-                f"{name:<20}{g['cases']:>6}{g['passed']:>7}{g['wer']:>8.1%}{g['sentence_accuracy']:>7.0%}{first:>11}"
+            groups.add_row(
+                name,
+                str(g["cases"]),
+                str(g["passed"]),
+                f"{g['wer']:.1%}",
+                f"{g['sentence_accuracy']:.0%}",
+                first,
             )
+        tables.append(groups)
+    lines = [head]
+    for table in tables:
+        lines += ["", plain_text(table, width)]
     for case in report["cases"]:
         for problem in failures(case):
             lines.append(f"FAIL {case['name']}: {problem}")
@@ -95,6 +117,22 @@ def summary_table(report: dict[str, Any]) -> str:
                 f"REGRESSION {row['metric']}: {row['baseline']} -> {row['current']} (limit {row['limit']})"
             )
     return "\n".join(lines)
+
+
+def plain_text(renderable: Any, width: int = 200) -> str:
+    """A rich renderable as plain text for a file, a pipe or a test: no colour codes, no markup
+    (names and transcripts are text), lines up to ``width`` never wrapped, no trailing spaces, and
+    ASCII rules ("-") so any encoding and any grep take it."""
+    import io
+
+    from rich.console import Console
+
+    out = io.StringIO()
+    console = Console(
+        file=out, width=width, force_terminal=False, no_color=True, markup=False, highlight=False, emoji=False
+    )
+    console.print(renderable, crop=False)
+    return "\n".join(line.rstrip().replace("\u2500", "-") for line in out.getvalue().splitlines())
 
 
 def failures(case: dict[str, Any]) -> list[str]:
