@@ -205,3 +205,39 @@ def test_agent_refuses_a_bad_recording_before_loading_models(tmp_path: Path) -> 
     _one_clean_line(result.stderr, str(bad), "not a readable audio file")
     result = run_cli("agent", "--linger", "-5")
     assert result.returncode == 2 and "Traceback" not in result.stderr and "--linger" in result.stderr
+
+
+def test_turn_table_is_plain_text_off_a_terminal() -> None:
+    import io
+
+    from assistant.cli.common import show
+    from assistant.cli.respond import turn_table
+    from assistant.eval.turns import TurnRecord
+
+    long = "What is the weather going to be like tomorrow morning in the north of Scotland?"
+    turns = [
+        TurnRecord(
+            1, 0.5, 2.25, long, "It will rain.", latency_ms={"asr_final": 210.4, "first_audio": 812.0}
+        ),
+        TurnRecord(2, 4.0, 5.0, "Hi [laughs]", "One moment.", fallback=True, fallback_kind="ack"),
+    ]
+    out = io.StringIO()
+    show(turn_table(turns), out)
+    lines = out.getvalue().splitlines()
+    assert "\033" not in out.getvalue() and all(line == line.rstrip() for line in lines)
+    assert len(lines) == 4  # head, rule, one line per turn: nothing wrapped
+    assert lines[0].split() == [
+        "turn",
+        "speech",
+        "heard",
+        "answered",
+        "asr",
+        "1st",
+        "token",
+        "1st",
+        "sound",
+        "answer",
+    ]
+    assert "0.50-2.25s" in lines[2] and "What is the weather going to be like tomorrow m…" in lines[2]
+    assert "210 ms" in lines[2] and "812 ms" in lines[2]
+    assert "Hi [laughs]" in lines[3] and "One moment. [ack]" in lines[3]  # brackets are text, not markup

@@ -15,6 +15,7 @@ from assistant.cli.main import main
 from assistant.config import Config
 from assistant.eval.plots import write_plots
 from assistant.eval.run import CaseResult, CorpusError, CorpusItem, check_case, find_corpus, run_corpus
+from assistant.eval.stats import latency_summary, percentile
 from assistant.eval.summary import Tolerance, build_report, compare, write_json
 from assistant.eval.textnorm import normalise_text, reply_mentions, sentence_match, word_errors
 from assistant.eval.view import ProgressBar, markdown, summary_table
@@ -140,6 +141,21 @@ def test_baseline_tolerance() -> None:
     assert [r["regression"] for r in compare(_report(0, 190), _report(0, 100), tol)][-1] is False
     # another pace: latencies are not comparable
     assert flagged(_report(0.05, 5000, mode="fast")) == []
+
+
+def test_one_percentile_and_one_latency_summary() -> None:
+    assert percentile([4.0, 1.0, 3.0, 2.0], 50) == 2.5  # any order, linear between ranks
+    assert percentile([10.0, 20.0], 95) == pytest.approx(19.5)
+    assert percentile([], 95) != percentile([], 95)  # nan: nothing measured
+    turns = [{"asr_final": 100.0, "first_audio": 900.0}, {"asr_final": 300.0}, {"asr_final": 200.0}]
+    every = latency_summary(turns)
+    assert list(every) == ["asr_final", "first_audio"]
+    assert every["asr_final"] == {"median": 200.0, "p95": 290.0, "max": 300.0, "n": 3}
+    assert every["first_audio"]["n"] == 1
+    assert list(latency_summary(turns, ["first_audio", "first_clause", "asr_final"])) == [
+        "first_audio",
+        "asr_final",
+    ]
 
 
 def test_eval_with_fake_engines_writes_the_report(cfg: Config, tmp_path: Path) -> None:
