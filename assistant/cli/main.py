@@ -68,6 +68,7 @@ def _global_options(parser: argparse.ArgumentParser, prefix: str) -> None:
         "--config",
         dest=prefix + "config",
         type=Path,
+        metavar="PATH",
         help="config file (default: config.yaml in the repo, or $ASSISTANT_CONFIG)",
     )
     parser.add_argument(
