@@ -160,7 +160,11 @@ class ActionResponder:
             return f"Open {s['url']} in the browser"
         if intent.name == "type":
             return f"Type: {s['what']}"
-        return f"Do {intent.name}"
+        if intent.name == "timer":
+            return f"Set a timer for {describe_duration(float(s['seconds']))}"
+        if intent.name in ("note", "reminder"):
+            return f"{'Note' if intent.name == 'note' else 'Remind you'}: {s['what']}"
+        return f"Do {intent.name}" + (f" {s['command']}" if "command" in s else "")
 
     def _execute(self, intent: Intent) -> str:
         try:

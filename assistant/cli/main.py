@@ -8,6 +8,7 @@ assistant listen [--input-device D] [--output-device D]
 assistant agent [--input WAV --out REPLY.wav --linger S]
 assistant eval CORPUS [--report-dir DIR] [--fast] [--baseline OLD.json]
 assistant serve [--wyoming tcp://127.0.0.1:10300]
+assistant ask "TEXT" [--agent] [--dry-run] [--json]
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from assistant import __version__
 from assistant.audio.file_source import AudioFileError
+from assistant.cli import ask
 from assistant.config import Config, ConfigError, load_config
 from assistant.core.pipeline import PipelineError
 from assistant.engines.store import ModelError
@@ -183,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="where to listen: tcp://HOST:PORT or unix:///PATH (default: wyoming.host/port from the "
         "config, tcp://127.0.0.1:10300)",
     )
+    ask.add_parser(sub, common)
     return parser
 
 
@@ -210,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger().setLevel(logging.DEBUG if args.verbose else _level(cfg, args))
         from assistant.cli import commands
 
-        return getattr(commands, args.command)(cfg, args)
+        return (getattr(args, "handler", None) or getattr(commands, args.command))(cfg, args)
     except (ConfigError, AudioFileError, ModelError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
