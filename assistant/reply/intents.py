@@ -144,6 +144,8 @@ def _intent(result: RecognizeResult, original: str, renames: dict) -> Intent | N
         slots["seconds"] = float(sum(float(found[k]) * f for k, f in _DURATION_PARTS.items() if k in found))
     if "what" in found:
         slots["what"] = recognised_text(original, str(found["what"]))
+        if _asks(original, str(slots["what"])):
+            return None
     if "url" in found:
         url = str(found["url"])
         if not _URL.match(url):
@@ -164,6 +166,13 @@ def _intent(result: RecognizeResult, original: str, renames: dict) -> Intent | N
         slots["command"] = "down" if down else "up"
     sentence = result.intent_sentence.text if result.intent_sentence is not None else ""
     return Intent(name, slots, sentence)
+
+
+def _asks(original: str, free_text: str) -> bool:
+    """Free text that holds a question ("note to self, how do I say that in French?"): the sentence
+    is one for the LLM (hassil sees no punctuation, so this is ours)."""
+    clauses = [c.split() for c in re.split(r"[,;:]", free_text.lower())]
+    return original.rstrip().endswith("?") and any(c and c[0] in _QUESTION_WORDS for c in clauses)
 
 
 def recognised_text(original: str, words: str) -> str:
