@@ -25,6 +25,7 @@ from assistant.config import AgentConfig
 from assistant.core.engines import ChatMessage
 from assistant.core.events import EventBus
 from assistant.reply.base import Clause, DeferredReply, Reply, Responder, ready_answer
+from assistant.reply.fastpath import spoken_answer
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,11 @@ TYPED = "Typed."
 EMPTY_CLIPBOARD = "The clipboard is empty."
 DONE = "Done."
 FIXED_REPLIES = (OKAY, WONT, NOTHING_TO_CONFIRM, NOT_ALLOWED, NO_TIMERS, NOTED, TYPED, EMPTY_CLIPBOARD, DONE)
+# intents that belong to an action of `agent.actions` under its name (cancelling is always allowed)
+ACTION_OF = {
+    name: "timer" for name in ("timer_status", "timer_pause", "timer_resume", "timer_add", "timer_subtract")
+}
+ALWAYS_ALLOWED = ("cancel_timers",)
 
 
 class ActionResponder:
@@ -69,7 +75,7 @@ class ActionResponder:
         self.inner.setup()
 
     def prefetch(self, messages: list[ChatMessage] | None) -> None:
-        if messages is None or match(messages[-1]["content"]) is None:
+        if messages is None or self.match(messages[-1]["content"]) is None:
             self.inner.prefetch(messages)  # a question for the LLM: let it start early
         else:
             self.inner.prefetch(None)
@@ -96,9 +102,13 @@ class ActionResponder:
             self._record(self._pending[0], "dropped")
         self._pending = None
 
+    def match(self, text: str) -> Intent | None:
+        """The command in ``text`` (app names from the allowlist), or None."""
+        return match(text, self.cfg.apps)
+
     def handle(self, text: str) -> str | None:
         """What to say after acting on ``text``; None when it is not a command (the LLM answers)."""
-        intent = match(text)
+        intent = self.match(text)
         pending, self._pending = self._pending, None
         if pending is not None:
             fresh = time.monotonic() - pending[1] <= CONFIRM_WINDOW_S
@@ -111,7 +121,8 @@ class ActionResponder:
             return None
         if intent.name in ("yes", "no", "stop"):
             return OKAY if intent.name != "yes" else NOTHING_TO_CONFIRM
-        if intent.name != "cancel_timers" and intent.name not in self.cfg.actions:
+        action = ACTION_OF.get(intent.name, intent.name)
+        if action not in ALWAYS_ALLOWED and action not in self.cfg.actions:
             self._record(intent, "not allowed")
             return NOT_ALLOWED
         refusal = self._check(intent)
@@ -127,7 +138,10 @@ class ActionResponder:
     def _check(self, intent: Intent) -> str | None:
         """A spoken refusal when the slots cannot be acted on, before anything is proposed."""
         s = intent.slots
-        if intent.name in ("timer", "reminder") and not 0 < float(s.get("seconds", 0)) <= MAX_TIMER_S:
+        if (
+            intent.name in ("timer", "reminder", "timer_add", "timer_subtract")
+            and not 0 < float(s.get("seconds", 0)) <= MAX_TIMER_S
+        ):
             return "Sorry, I can set timers from one second to one day."
         if intent.name == "open_app" and normalise(str(s["app"])) not in self._apps:
             known = ", ".join(sorted(self.cfg.apps)) or "nothing"
@@ -146,7 +160,11 @@ class ActionResponder:
             return f"Open {s['url']} in the browser"
         if intent.name == "type":
             return f"Type: {s['what']}"
-        return f"Do {intent.name}"
+        if intent.name == "timer":
+            return f"Set a timer for {describe_duration(float(s['seconds']))}"
+        if intent.name in ("note", "reminder"):
+            return f"{'Note' if intent.name == 'note' else 'Remind you'}: {s['what']}"
+        return f"Do {intent.name}" + (f" {s['command']}" if "command" in s else "")
 
     def _execute(self, intent: Intent) -> str:
         try:
@@ -160,7 +178,9 @@ class ActionResponder:
     def _do(self, intent: Intent) -> str:
         s, name = intent.slots, intent.name
         if name in ("time", "date"):
-            return str(s["answer"])
+            return spoken_answer(name, self.clock())
+        if name.startswith("timer_"):
+            return self._timer(name, float(s.get("seconds", 0)))
         if name == "timer":
             what = describe_duration(float(s["seconds"]))
             self.scheduler.add(float(s["seconds"]), f"Your timer for {what} is done.")
@@ -196,6 +216,22 @@ class ActionResponder:
             self.desktop.volume(str(s["command"]), level)
             return DONE
         raise DesktopError(f"no action called {name}")
+
+    def _timer(self, name: str, seconds: float) -> str:
+        """The timer due next: how long it has left, pause, resume, longer or shorter."""
+        now, sched = time.monotonic(), self.scheduler
+        if name == "timer_resume":
+            return "Resumed." if sched.resume(now) else "No timer is paused."
+        left = sched.left(now)
+        if left is None:
+            return NO_TIMERS
+        if name == "timer_status":
+            return f"{describe_duration(left)} left."
+        if name == "timer_pause":
+            sched.pause(now)
+            return f"Paused, with {describe_duration(left)} left."
+        sched.shift(seconds if name == "timer_add" else -seconds, now)
+        return f"{describe_duration(sched.left(now) or 0)} left now."
 
     def _append_note(self, text: str) -> None:
         path = Path(self.cfg.notes_file)

@@ -21,6 +21,7 @@ class Scheduler:
         self._heap: list[Due] = []
         self._lock = threading.Lock()
         self._seq = itertools.count()
+        self._paused: list[Due] = []  # `at` holds the time left, not a time on the clock
 
     def add(self, after_s: float, text: str, now: float | None = None) -> Due:
         item = Due((time.monotonic() if now is None else now) + after_s, next(self._seq), text)
@@ -38,13 +39,45 @@ class Scheduler:
 
     def clear(self) -> int:
         with self._lock:
-            n = len(self._heap)
+            n = len(self._heap) + len(self._paused)
             self._heap.clear()
+            self._paused.clear()
         return n
 
     def pending(self) -> int:
         with self._lock:
             return len(self._heap)
+
+    # "how long is left", "pause", "resume", "add 5 minutes": they act on the timer due next
+    def left(self, now: float) -> float | None:
+        with self._lock:
+            return max(0.0, self._heap[0].at - now) if self._heap else None
+
+    def shift(self, seconds: float, now: float) -> bool:
+        with self._lock:
+            if not self._heap:
+                return False
+            self._heap[0].at = max(now, self._heap[0].at + seconds)
+            heapq.heapify(self._heap)
+            return True
+
+    def pause(self, now: float) -> bool:
+        with self._lock:
+            if not self._heap:
+                return False
+            item = heapq.heappop(self._heap)
+            item.at -= now
+            self._paused.append(item)
+            return True
+
+    def resume(self, now: float) -> bool:
+        with self._lock:
+            if not self._paused:
+                return False
+            item = self._paused.pop()
+            item.at += now
+            heapq.heappush(self._heap, item)
+            return True
 
 
 def describe_duration(seconds: float) -> str:

@@ -8,6 +8,7 @@ assistant listen [--input-device D] [--output-device D]
 assistant agent [--input WAV --out REPLY.wav --linger S]
 assistant eval CORPUS [--report-dir DIR] [--fast] [--baseline OLD.json]
 assistant serve [--wyoming tcp://127.0.0.1:10300]
+assistant ask "TEXT" [--agent] [--dry-run] [--json]
 
 Each subcommand's module registers its parser and its handler (``set_defaults(handler=...)``);
 nothing but ``assistant.__main__`` imports this module. The global options (--config, --set, -v,
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from assistant import __version__
-from assistant.cli import evaluate, live, models, respond, serve
+from assistant.cli import ask, evaluate, live, models, respond, serve
 from assistant.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, UsageError
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     _global_options(parser, prefix=BEFORE)
     parser.add_argument("--version", action="version", version=f"assistant {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for command in (respond, models, live, evaluate, serve):
+    for command in (respond, models, live, evaluate, serve, ask):
         command.register(sub, [after])
     return parser
 

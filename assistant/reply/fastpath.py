@@ -1,18 +1,19 @@
 """Answers that need no LLM: the time, the date, what the assistant can do.
 
 They are instant and always right, so they go before the LLM (a small model gets the time wrong),
-and the deadline wrapper can fall back on them too. Matching is deliberately narrow: a question that
-only mentions "time" in passing ("how much time does an egg take") goes to the LLM.
+and the deadline wrapper can fall back on them too. The intent matcher (intents.py) matches whole
+sentences: a question that only mentions "time" in passing ("how much time does an egg take", "what
+time does the bank open") goes to the LLM.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Callable
 
 from assistant.core.engines import ChatMessage
 from assistant.reply.base import Clause, DeferredReply, Reply, Responder, ready_answer
+from assistant.reply.intents import default_matcher, load
 
 CAPABILITIES = (
     "I can answer short questions, tell you the time and the date, and chat. "
@@ -33,42 +34,27 @@ def _date(now: dt.datetime) -> str:
     return f"Today is {now:%A}, {now:%B} {now.day}, {now.year}."
 
 
-INTENTS: list[tuple[str, re.Pattern[str], Callable[[dt.datetime], str]]] = [
-    (
-        "time",
-        re.compile(
-            r"\bwhat(?:'s| is)? (?:the )?(?:current )?time\b|\bwhat time is it\b|\btell me the time\b"
-        ),
-        _time,
-    ),
-    (
-        "date",
-        re.compile(
-            r"\bwhat(?:'s| is)? (?:the |today's )?date\b|\bwhat day is (?:it|today)\b|\bwhich day is today\b"
-        ),
-        _date,
-    ),
-    (
-        "capabilities",
-        re.compile(r"\bwhat can you do\b|\bwhat are you able to do\b|\bhow can you help\b|^help\b"),
-        lambda _now: CAPABILITIES,
-    ),
-    (
-        "identity",
-        re.compile(r"\bwho are you\b|\bwhat(?:'s| is) your name\b"),
-        lambda _now: "I'm your local voice assistant. Everything I hear stays on this computer.",
-    ),
-]
+IDENTITY = "I'm your local voice assistant. Everything I hear stays on this computer."
+ANSWERS: dict[str, Callable[[dt.datetime], str]] = {
+    "time": _time,
+    "date": _date,
+    "capabilities": lambda _now: CAPABILITIES,
+    "identity": lambda _now: IDENTITY,
+}
+
+
+def spoken_answer(intent: str, now: dt.datetime) -> str:
+    """What the fast path says for ``intent`` (one of ``ANSWERS``) at ``now``."""
+    return ANSWERS[intent](now)
 
 
 def quick_intent(text: str, now: dt.datetime | None = None) -> tuple[str, str] | None:
     """(which intent, its answer) for ``text``: "time", "date", "capabilities" or "identity"; None
     when the LLM should answer."""
-    normalised = re.sub(r"[^\w' ]+", " ", text.lower()).strip()
-    for name, pattern, answer in INTENTS:
-        if pattern.search(normalised):
-            return name, answer(now or dt.datetime.now())
-    return None
+    found = default_matcher().match(text)
+    if found is None or found.name not in ANSWERS:
+        return None
+    return found.name, spoken_answer(found.name, now or dt.datetime.now())
 
 
 def quick_answer(text: str, now: dt.datetime | None = None) -> str | None:
@@ -85,6 +71,7 @@ class FastPathResponder:
         self.clock = clock
 
     def setup(self) -> None:
+        load()  # the sentence templates, parsed before the first turn rather than during it
         self.inner.setup()
 
     def prefetch(self, messages: list[ChatMessage] | None) -> None:
