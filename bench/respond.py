@@ -27,7 +27,7 @@ from assistant.eval.stats import percentile
 from assistant.eval.turns import build_turns
 from tests.speech.make_speech import load_questions, render
 
-NO_DEADLINE = ["deadline.first_audio_ms=10000", "deadline.answer_ms=60000"]
+NO_DEADLINE = ["deadline.first_audio_ms=10000", "deadline.answer_ms=60000", "deadline.reply_ms=60000"]
 SETTINGS = {
     "plain": ["asr.speculative=false", "llm.speculative=false", *NO_DEADLINE],
     "speculative": NO_DEADLINE,

@@ -242,3 +242,63 @@ def test_missing_implicit_default_means_defaults(monkeypatch: pytest.MonkeyPatch
     cfg = load_config(None, ("vad.onset_ms=40",))
     assert cfg.source is None and cfg.vad.onset_ms == 40
     assert cfg.models.cache_dir == tmp_path / "models" / "cache"
+
+
+# -- cross-checks between related values: each error names both keys and where they were set ---------
+
+
+@pytest.mark.parametrize(
+    ("text", "lower", "upper"),
+    [
+        ("deadline:\n  answer_ms: 12000\n", "deadline.answer_ms (12000)", "deadline.reply_ms (10000)"),
+        (
+            "deadline:\n  first_audio_ms: 5000\n",
+            "deadline.first_audio_ms (5000)",
+            "deadline.answer_ms (4000)",
+        ),
+        ("vad:\n  pre_roll_ms: 40\n", "vad.onset_ms (60)", "vad.pre_roll_ms (40)"),
+        ("vad:\n  hangover_ms: 450\n", "vad.hangover_ms (450)", "deadline.first_audio_ms (450)"),
+    ],
+)
+def test_contradicting_values_name_both_keys_and_the_file(
+    tmp_path: Path, text: str, lower: str, upper: str
+) -> None:
+    path = write(tmp_path, text)
+    msg = error_of(path)
+    assert msg.startswith(f"{path}: {lower} must be") and upper in msg
+
+
+def test_answer_ms_above_reply_ms_is_refused_whichever_side_sets_it(tmp_path: Path) -> None:
+    path = write(tmp_path, "deadline:\n  reply_ms: 3000\n")
+    msg = error_of(path, ("deadline.answer_ms=5000",))
+    assert "deadline.answer_ms (5000) must be at most deadline.reply_ms (3000)" in msg
+    assert msg.startswith(f"--set, {path}: ") and "silence" in msg  # both origins, and why it matters
+    empty = write(tmp_path, "", "empty.yaml")  # a default on one side: only the --set is to blame
+    assert error_of(empty, ("deadline.reply_ms=3000",)).startswith("--set: deadline.answer_ms (4000)")
+
+
+def test_related_values_may_meet_where_the_order_allows_it(tmp_path: Path) -> None:
+    sets = ("deadline.first_audio_ms=2000", "deadline.answer_ms=2000", "deadline.reply_ms=2000")
+    cfg = load_config(write(tmp_path, "vad:\n  pre_roll_ms: 60\n  hangover_ms: 1900\n"), sets)
+    assert cfg.deadline.answer_ms == cfg.deadline.reply_ms == 2000 and cfg.vad.pre_roll_ms == 60
+    # the hangover may not reach first_audio_ms: the acknowledgement could only ever come late
+    assert "must be below deadline.first_audio_ms" in error_of(
+        write(tmp_path, "", "empty.yaml"), ("vad.hangover_ms=450",)
+    )
+
+
+def test_cross_checks_hold_for_replace_too() -> None:
+    """Code that derives a config (tests, the Wyoming server) gets the same checks as a file."""
+    with pytest.raises(ValueError, match="deadline.answer_ms .* must be at most deadline.reply_ms"):
+        dataclasses.replace(Config().deadline, reply_ms=1000)
+    with pytest.raises(ValueError, match="vad.hangover_ms"):
+        dataclasses.replace(Config(), vad=dataclasses.replace(Config().vad, hangover_ms=500))
+
+
+def test_type_errors_come_one_per_key_with_every_allowed_form(tmp_path: Path) -> None:
+    path = write(tmp_path, "audio:\n  output_device: 5000\n")
+    msg = error_of(path)
+    assert msg == (
+        f"{path}: audio.output_device: invalid value 5000; "
+        "allowed: a string or an integer in range 0..4096 or null"
+    )

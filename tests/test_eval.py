@@ -26,6 +26,7 @@ SAMPLES = Path(__file__).resolve().parent.parent / "assistant" / "samples"
 # generous: these tests are about behaviour, and the machine is shared (test_responder.py covers the
 # deadlines); so no filler may speak, and a "fallback" would mean the LLM failed
 NO_DEADLINE = ["--set", "deadline.first_audio_ms=10000", "--set", "deadline.answer_ms=60000"]
+NO_DEADLINE += ["--set", "deadline.reply_ms=60000"]  # answer_ms may not exceed reply_ms
 
 
 # -- the normaliser -------------------------------------------------------------------------------

@@ -97,7 +97,8 @@ def test_respond_answers_out_loud_and_the_reply_is_intelligible(
         str(report_path),
         "-q",
     ]
-    code = main([*args, "--set", "deadline.first_audio_ms=10000", "--set", "deadline.answer_ms=60000"])
+    no_deadline = ["--set", "deadline.first_audio_ms=10000", "--set", "deadline.answer_ms=60000"]
+    code = main([*args, *no_deadline, "--set", "deadline.reply_ms=60000"])
     assert code == 0
     report = json.loads(report_path.read_text())
     assert report["mode"] == "realtime" and report["config"]["llm"]["model"]

@@ -78,7 +78,7 @@ def test_the_assistant_answers_a_recorded_conversation_through_the_server(
     wav, report = render("multi_france_spider", "piper", speech_dir), tmp_path / "report.json"
     sets = ["llm.backend=openai", f"llm.base_url={live.base_url}", "deadline.answer_ms=60000"]
     # generous deadlines: on 2 busy cores this is about answers, not latency (bench/llm_server.py)
-    sets += ["deadline.first_audio_ms=10000"]
+    sets += ["deadline.first_audio_ms=10000", "deadline.reply_ms=60000"]
     args = ["respond", str(wav), "--fast", "--out", str(tmp_path / "r.wav"), "--report", str(report), "-q"]
     requests_before = live.log_text().count("POST /v1/chat/completions")
     assert main(args + [a for s in sets for a in ("--set", s)]) == 0

@@ -130,7 +130,7 @@ def test_a_hanging_llm_gives_up_with_an_apology_at_answer_ms(cfg: Config) -> Non
 
 def test_reply_ms_ends_a_long_reply_at_a_clause_boundary(cfg: Config) -> None:
     slow = FakeLlm(reply="One two three. " * 50, token_s=0.05)
-    clauses, log, _ = run_turns(cfg, slow, ["Count for me."], reply_ms=1000)
+    clauses, log, _ = run_turns(cfg, slow, ["Count for me."], answer_ms=1000, reply_ms=1000)
     assert all(c.data["text"] == "One two three." for c in clauses)
     assert 0 < len(clauses) < 20
     assert since_end(log, "reply_done", 1) < 1.5

@@ -1,0 +1,226 @@
+"""Every knob, as a field of a frozen pydantic dataclass: its type is all the validation it gets.
+
+``Literal`` lists the choices, ``_in(default, lo, hi)`` the range; ``strict`` keeps YAML's ``yes`` from
+being true and 1 from being a bool (``--set`` values are parsed as YAML first); ints are still taken
+as floats, and path and list fields take strings and lists. Related knobs are cross-checked in the
+``_cross_checks`` validators, each error naming both keys. They remain stdlib dataclasses, so
+``dataclasses.replace`` works (and re-validates).
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import field
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import ConfigDict, Field, model_validator
+from pydantic.dataclasses import dataclass
+from pydantic_core import PydanticCustomError
+
+# Short on purpose: bench/llm.py measured longer, more detailed speech instructions making the 135M
+# model answer worse (even in French); formatting is cleaned for speech after generation instead.
+DEFAULT_SYSTEM_PROMPT = "You are a helpful voice assistant. Answer in one short sentence."
+_STRICT = ConfigDict(strict=True, extra="forbid")
+
+
+def _in(default: Any, lo: float, hi: float) -> Any:
+    """A numeric field allowed only in ``lo..hi`` (NaN is outside every range)."""
+    return Field(default, ge=lo, le=hi)
+
+
+def _lax(default: Any) -> Any:
+    """A path or list field: YAML gives a string or a list, which strict mode would refuse."""
+    return Field(default, strict=False)
+
+
+def _state_file(*parts: str) -> Any:
+    """A path field defaulting to ``~/.local/<parts>`` (the user's home, looked up when it is needed)."""
+    return Field(default_factory=lambda: Path.home().joinpath(".local", *parts), strict=False)
+
+
+def _in_order(cfg: Any, section: str, lower: str, upper: str, why: str, strict: bool = False) -> None:
+    """Reject ``lower`` > ``upper`` (or ==, when ``strict``); both are dotted names below ``cfg``."""
+    lo, hi = operator.attrgetter(lower)(cfg), operator.attrgetter(upper)(cfg)
+    if lo > hi or (strict and lo == hi):
+        word = "below" if strict else "at most"
+        ctx = {
+            "lower": section + lower,
+            "upper": section + upper,
+            "lo": lo,
+            "hi": hi,
+            "word": word,
+            "why": why,
+        }
+        raise PydanticCustomError("cross_check", "{lower} ({lo}) must be {word} {upper} ({hi}): {why}", ctx)
+
+
+Device = str | Annotated[int, Field(ge=0, le=4096)] | None  # a name substring or an index
+PartialMs = Literal[0] | Annotated[int, Field(ge=200, le=10000)]  # 0 = off
+
+
+@dataclass(frozen=True, config=_STRICT)
+class AudioConfig:
+    frame_ms: Literal[10, 20, 30] = 20
+    input_device: Device = None
+    output_device: Device = None
+    input_rate: int | None = _in(None, 8000, 192000)
+    play: Literal["auto", "always", "never"] = "auto"
+
+
+@dataclass(frozen=True, config=_STRICT)
+class VadConfig:
+    aggressiveness: int = _in(2, 0, 3)
+    hangover_ms: int = _in(400, 100, 3000)
+    min_speech_ms: int = _in(250, 0, 5000)
+    pre_roll_ms: int = _in(300, 0, 2000)
+    onset_ms: int = _in(60, 10, 1000)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> VadConfig:
+        why = "the pre-roll must hold the onset run, or every turn loses its first syllable"
+        _in_order(self, "vad.", "onset_ms", "pre_roll_ms", why)
+        return self
+
+
+@dataclass(frozen=True, config=_STRICT)
+class AsrConfig:
+    model: str = "tiny.en"
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    compute_type: Literal[
+        "int8", "int8_float16", "int8_float32", "float16", "bfloat16", "float32", "default"
+    ] = "int8"
+    beam_size: int = _in(1, 1, 10)
+    language: str | None = "en"
+    cpu_threads: int = _in(2, 0, 64)
+    partial_interval_ms: PartialMs = 0
+    speculative: bool = True
+
+
+@dataclass(frozen=True, config=_STRICT)
+class LlmConfig:
+    model: str = "smollm2-135m-instruct"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    quantization: Literal["auto", "none", "int8", "int4", "bf16", "fp16"] = "auto"
+    max_new_tokens: int = _in(60, 1, 2048)
+    temperature: float = _in(0.0, 0, 2)
+    repetition_penalty: float = _in(1.0, 1.0, 2.0)
+    threads: int = _in(2, 0, 64)
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    history_tokens: int = _in(512, 0, 32768)
+    prefix_cache: bool = True
+    speculative: bool = True
+    # backend "openai": stream from an OpenAI-compatible server instead of loading `model` here
+    backend: Literal["local", "openai"] = "local"
+    base_url: str = "http://127.0.0.1:8000/v1"
+    api_model: str | None = None  # None: the one model the server lists
+    api_key_env: str | None = None  # the NAME of the variable holding the key; never the key itself
+    connect_timeout_ms: int = _in(2000, 100, 60000)
+    read_timeout_ms: int = _in(10000, 100, 600000)
+
+
+@dataclass(frozen=True, config=_STRICT)
+class DeadlineConfig:
+    first_audio_ms: int = _in(450, 100, 10000)
+    answer_ms: int = _in(4000, 200, 60000)
+    reply_ms: int = _in(10000, 500, 120000)
+    acknowledgement: str = "Hmm."
+    apology_timeout: str = "Sorry, I could not come up with an answer in time."
+    apology_error: str = "Sorry, something went wrong on my side. Please ask again."
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> DeadlineConfig:
+        why = "the acknowledgement would come after the apology for no answer"
+        _in_order(self, "deadline.", "first_audio_ms", "answer_ms", why)
+        why = "the reply would be cut off before the answer deadline, and end in silence"
+        _in_order(self, "deadline.", "answer_ms", "reply_ms", why)
+        return self
+
+
+@dataclass(frozen=True, config=_STRICT)
+class BargeInConfig:
+    enabled: bool = True
+    echo: Literal["aec", "gate", "none"] = "aec"
+    gate_margin_db: float = _in(6.0, -60, 40)
+    residual_margin_db: float = _in(-24.0, -60, 40)
+    echo_tail_ms: int = _in(300, 0, 3000)
+    aec_delay_ms: int = _in(0, 0, 1000)
+
+
+@dataclass(frozen=True, config=_STRICT)
+class TtsConfig:
+    voice: str = "en_US-joe-medium"
+    length_scale: float = _in(1.0, 0.5, 2.0)
+    sentence_silence_s: float = _in(0.0, 0, 2)
+
+
+# Every desktop action the agent knows (assistant/agent/intents.py); `agent.actions` allows a subset.
+AgentAction = Literal[
+    "time", "date", "timer", "reminder", "note", "open_url", "open_app", "type", "clipboard", "media", "volume",
+]  # fmt: skip
+AGENT_ACTIONS: tuple[str, ...] = get_args(AgentAction)
+
+
+@dataclass(frozen=True, config=_STRICT)
+class AgentConfig:
+    wake_phrase: str = "hey assistant"
+    wake_similarity: float = _in(0.82, 0.5, 1.0)
+    followup_s: float = _in(6.0, 0, 120)
+    actions: tuple[AgentAction, ...] = _lax(AGENT_ACTIONS)
+    confirm: tuple[AgentAction, ...] = _lax(("open_url", "open_app", "type"))
+    apps: dict[str, str] = field(
+        default_factory=lambda: {
+            "text editor": "gnome-text-editor",
+            "calculator": "gnome-calculator",
+            "files": "nautilus",
+            "browser": "firefox",
+        }
+    )
+    notes_file: Path = _state_file("share", "assistant", "notes.txt")
+    event_log: Path = _state_file("state", "assistant", "agent.jsonl")
+
+
+@dataclass(frozen=True, config=_STRICT)
+class WyomingConfig:
+    """`assistant serve --wyoming`: where it listens and what one client may send."""
+
+    host: str = "127.0.0.1"
+    port: int = _in(10300, 1, 65535)
+    max_clients: int = _in(16, 1, 1024)
+    max_payload_kb: int = _in(1024, 1, 65536)
+    max_audio_s: float = _in(60.0, 1, 3600)
+    max_text_chars: int = _in(5000, 1, 1_000_000)
+    idle_timeout_s: float = _in(300.0, 1, 86400)
+    partial_interval_ms: PartialMs = 1000
+
+
+@dataclass(frozen=True, config=_STRICT)
+class ModelsConfig:
+    cache_dir: Path = _lax(Path("models/cache"))
+
+
+@dataclass(frozen=True, config=_STRICT)
+class LoggingConfig:
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+@dataclass(frozen=True, config=_STRICT)
+class Config:
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    vad: VadConfig = field(default_factory=VadConfig)
+    asr: AsrConfig = field(default_factory=AsrConfig)
+    llm: LlmConfig = field(default_factory=LlmConfig)
+    deadline: DeadlineConfig = field(default_factory=DeadlineConfig)
+    barge_in: BargeInConfig = field(default_factory=BargeInConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    tts: TtsConfig = field(default_factory=TtsConfig)
+    wyoming: WyomingConfig = field(default_factory=WyomingConfig)
+    models: ModelsConfig = field(default_factory=ModelsConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    source: Path | None = None
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Config:
+        why = "the turn only ends after the hangover, so the acknowledgement would always be late"
+        _in_order(self, "", "vad.hangover_ms", "deadline.first_audio_ms", why, strict=True)
+        return self
