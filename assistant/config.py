@@ -173,7 +173,8 @@ class AgentConfig:
         }
     )
     notes_file: Path = field(default_factory=lambda: _state_dir("share", "assistant", "notes.txt"))
-    event_log: Path = field(default_factory=lambda: _state_dir("state", "assistant", "agent.jsonl"))
+    # None (an empty value): no event log
+    event_log: Path | None = field(default_factory=lambda: _state_dir("state", "assistant", "agent.jsonl"))
 
 
 @dataclass(frozen=True)
@@ -198,6 +199,8 @@ class ModelsConfig:
 @dataclass(frozen=True)
 class LoggingConfig:
     level: str = _knob("info", choices=("debug", "info", "warning", "error"))
+    event_log_max_kb: int = _knob(5120, lo=0, hi=10_000_000)  # 0: never rotated
+    event_log_backups: int = _knob(1, lo=1, hi=100)
 
 
 @dataclass(frozen=True)
@@ -263,6 +266,8 @@ def _coerce(value: Any, hint: Any) -> tuple[bool, Any]:
 
 def _check(key: str, value: Any, hint: Any, rule: _Rule | None) -> tuple[str | None, Any]:
     """(problem or None, value converted to the field type)."""
+    if isinstance(value, str) and not value.strip() and type(None) in _type_args(hint):
+        value = None  # an optional key left empty: off
     if isinstance(value, str) and not value.strip() and key not in _EMPTY_OK:
         return "must not be empty", value
     ok, converted = _coerce(value, hint)

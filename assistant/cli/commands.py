@@ -190,13 +190,11 @@ def listen(cfg: Config, args: argparse.Namespace) -> int:
 
     from assistant.audio.devices import DeviceError
     from assistant.live.run import run_listen
-    from assistant.live.view import JsonlLog, LiveView, PlainLog
+    from assistant.live.view import LiveView, PlainLog, event_log
 
     events = EventBus()
     events.subscribe(PlainLog() if args.quiet else LiveView())
-    jsonl = JsonlLog(args.log_events) if args.log_events else None
-    if jsonl is not None:
-        events.subscribe(jsonl)
+    jsonl = event_log(args.log_events, cfg.logging, events)
     # SIGTERM (a service manager, a test harness) stops as cleanly as Ctrl-C
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
@@ -217,17 +215,16 @@ def agent(cfg: Config, args: argparse.Namespace) -> int:
     from assistant.agent.run import agent_file_pipeline, agent_speaking_stages
     from assistant.audio.devices import DeviceError
     from assistant.live.run import run_listen
-    from assistant.live.view import JsonlLog, LiveView, PlainLog
+    from assistant.live.view import LiveView, PlainLog, event_log
 
     events = EventBus()
     events.subscribe(PlainLog() if args.quiet or args.input else LiveView())
     log_path = args.log_events or cfg.agent.event_log
-    jsonl = JsonlLog(log_path)
-    events.subscribe(jsonl)
+    jsonl = event_log(log_path, cfg.logging, events)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     progress = lambda m: _say(args, m)  # noqa: E731
     _say_loading(cfg, args)
-    _say(args, f'Say "{cfg.agent.wake_phrase}" and then what you want. Event log: {log_path}')
+    _say(args, f'Say "{cfg.agent.wake_phrase}" and then what you want. Event log: {log_path or "off"}')
     try:
         if args.input is not None:
             sinks: list[AudioSink] = [TimelineWavSink(args.out)]
@@ -249,7 +246,8 @@ def agent(cfg: Config, args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:
-        jsonl.close()
+        if jsonl is not None:
+            jsonl.close()
     return 0
 
 
