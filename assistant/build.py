@@ -26,6 +26,7 @@ from assistant.reply.fastpath import FastPathResponder
 from assistant.reply.llm import LlmResponder
 from assistant.stages.asr import AsrStage
 from assistant.stages.playback import PlaybackStage
+from assistant.stages.policy import TurnPolicy
 from assistant.stages.responder import ResponderStage
 from assistant.stages.tts import TtsStage
 from assistant.stages.vad import VadStage
@@ -112,11 +113,17 @@ def responder_chain(
     return DeadlineResponder(wrap(FastPathResponder(LlmResponder(cfg.llm, llm))), cfg.deadline)
 
 
-def responder_stage(cfg: Config, responder: Responder, speculative: bool | None = None) -> ResponderStage:
-    """The conversation's responder stage; ``speculative`` overrides ``llm.speculative`` (a server
-    answering text has no pauses to speculate on)."""
+def responder_stage(
+    cfg: Config, responder: Responder, policy: TurnPolicy | None = None, speculative: bool | None = None
+) -> ResponderStage:
+    """The responder stage; ``policy`` decides which turns it answers (default: every one, the
+    conversation); ``speculative`` overrides ``llm.speculative`` (a server answering text has no
+    pauses to speculate on)."""
     return ResponderStage(
-        responder, cfg.llm.system_prompt, cfg.llm.speculative if speculative is None else speculative
+        responder,
+        cfg.llm.system_prompt,
+        cfg.llm.speculative if speculative is None else speculative,
+        policy,
     )
 
 

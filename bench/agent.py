@@ -27,7 +27,7 @@ from assistant.agent import run as agent_run
 from assistant.agent.actions import FIXED_REPLIES
 from assistant.audio.sinks import TimelineWavSink
 from assistant.config import load_config
-from assistant.core.events import EventBus, EventLog
+from assistant.core.events import EventBus, EventLog, FirstAudio, ReplyClause, SpeechEnded
 from assistant.stages import tts
 from tests.speech.make_speech import VARIANTS, Case, Turn, render_audio, write_wav
 
@@ -64,12 +64,12 @@ def one_run(engines: build.Engines, wav: Path, work: Path, prepared: bool) -> li
     finally:
         agent_run.FIXED_REPLIES, tts.CACHE_PHRASES = saved
     # both on the input timeline: where the speech ended, and where the reply's first sound lies
-    ended = {e.turn: e.data["t_input"] for e in log.events if e.kind == "speech_ended"}
+    ended = {e.turn: e.t_input for e in log.of(SpeechEnded)}
     out = []
     for e in log.events:
-        if e.kind == "first_audio" and e.turn in ended:
-            text = next(x.data["text"] for x in log.events if x.kind == "reply_clause" and x.turn == e.turn)
-            out.append((text, (e.data["at_input_s"] - ended[e.turn]) * 1000))
+        if isinstance(e, FirstAudio) and e.turn in ended:
+            text = log.of(ReplyClause, e.turn)[0].text
+            out.append((text, (e.at_input_s - ended[e.turn]) * 1000))
     return out
 
 

@@ -17,17 +17,27 @@ import pytest
 from assistant.agent.actions import ActionResponder
 from assistant.agent.desktop import Desktop, DesktopError, safe_url
 from assistant.agent.intents import match, parse_duration
-from assistant.agent.stage import WAKE_REPLY, AgentStage
+from assistant.agent.policy import WAKE_REPLY, WakePolicy
 from assistant.agent.timers import Scheduler
 from assistant.agent.wake import WakePhrase
 from assistant.config import Config
-from assistant.core.events import EventBus, EventLog
+from assistant.core.events import (
+    AudioOut,
+    BargeIn,
+    EventBus,
+    EventLog,
+    ReplySkipped,
+    SpeechStarted,
+    Stopped,
+    WakeIgnored,
+)
 from assistant.core.messages import End, Message, ReplyText, SpeechEnded, Transcript
 from assistant.core.stage import StageContext, run_stage
 from assistant.core.turn import TurnScope
 from assistant.reply.deadline import DeadlineResponder
 from assistant.reply.fastpath import FastPathResponder
 from assistant.reply.llm import LlmResponder
+from assistant.stages.responder import ResponderStage
 from tests.fakes import FakeLlm, fail_the_test
 
 
@@ -242,7 +252,7 @@ def test_commands_never_reach_the_llm_even_speculatively(tmp_path: Path, cfg: Co
 
 
 class AgentHarness:
-    """An AgentStage on its own thread, fed turns the way the VAD and recogniser feed it."""
+    """The agent's responder stage on its own thread, fed turns the way the VAD and recogniser feed it."""
 
     def __init__(self, cfg: Config, tmp_path: Path, followup_s: float = 0.5) -> None:
         self.llm = FakeLlm("Paris.")
@@ -261,7 +271,8 @@ class AgentHarness:
             self.events,
         )
         deadline = replace(cfg.deadline, first_audio_ms=3000)
-        self.stage = AgentStage(DeadlineResponder(act, deadline), "sys", WAKE, followup_s, self.scheduler)
+        self.policy = WakePolicy(WAKE, followup_s, self.scheduler)
+        self.stage = ResponderStage(DeadlineResponder(act, deadline), "sys", policy=self.policy)
         self.stage.setup(self.ctx)
         self.inbox: queue.Queue[Message] = queue.Queue()
         self.outbox: queue.Queue[Message] = queue.Queue()
@@ -275,9 +286,9 @@ class AgentHarness:
         """One user turn; returns the reply's clauses (empty when it was not answered)."""
         self.turn += 1
         now = time.monotonic()
-        self.events.emit("speech_started", self.turn, t=now - 0.05, t_input=0.0)
-        ended = SpeechEnded(self.turn, float(self.turn), now, now)
-        self.events.emit("speech_ended", self.turn, t=now, t_input=float(self.turn), t_decided=now)
+        self.events.emit(SpeechStarted(self.turn, 0.0, t=now - 0.05))
+        ended = SpeechEnded(self.turn, float(self.turn), t_decided=now, t=now)
+        self.events.emit(ended)
         self.inbox.put(ended)
         self.inbox.put(Transcript(self.turn, text, True, ended, time.monotonic()))
         clauses: list[str] = []
@@ -286,7 +297,7 @@ class AgentHarness:
             try:
                 msg = self.outbox.get(timeout=0.3)
             except queue.Empty:
-                skipped = self.log.first("reply_skipped", self.turn)
+                skipped = self.log.first(ReplySkipped, self.turn)
                 if skipped is not None:
                     return clauses
                 continue
@@ -295,7 +306,7 @@ class AgentHarness:
             if isinstance(msg, ReplyText):
                 clauses.append(msg.text)
                 # playback: the follow-up window runs from the end of the reply's audio
-                self.events.emit("audio_out", self.turn, text=msg.text, duration_s=0.1, source=msg.source)
+                self.events.emit(AudioOut(self.turn, msg.text, 0.1, msg.source))
         raise AssertionError(f"no end of reply for {text!r}")
 
     def close(self) -> None:
@@ -309,7 +320,7 @@ def test_nothing_reaches_the_llm_without_the_wake_phrase(cfg: Config, tmp_path: 
         assert h.say("What is the capital of France?") == []
         assert h.say("Type hello world.") == []
         assert h.llm.prompts == [] and h.runner.ran == []
-        assert [e.data["text"] for e in h.log.events if e.kind == "wake_ignored"] == [
+        assert [e.text for e in h.log.of(WakeIgnored)] == [
             "What is the capital of France?",
             "Type hello world.",
         ]
@@ -338,7 +349,7 @@ def test_stop_silences_and_drops_a_proposed_action(cfg: Config, tmp_path: Path) 
     try:
         h.say("Hey assistant, open the calculator.")
         assert h.say("Stop.") == []
-        assert h.log.first("stopped", h.turn) is not None
+        assert h.log.first(Stopped, h.turn) is not None
         assert h.scope.is_stale(h.turn - 1)  # whatever was still playing is cancelled
         assert h.say("Yes.") == []  # the stop closed the window too
         assert h.runner.spawned == []
@@ -377,14 +388,14 @@ def test_a_short_misheard_word_over_a_reply_counts_as_stop(cfg: Config, tmp_path
     h = AgentHarness(cfg, tmp_path, followup_s=5.0)
     try:
         h.say("Hey assistant, what is the capital of France?")
-        h.events.emit("barge_in", h.turn + 1, interrupted=h.turn, spoken="Paris")
+        h.events.emit(BargeIn(h.turn + 1, interrupted=h.turn, spoken="Paris"))
         assert h.say("Up.") == []  # "Stop." as tiny.en heard it over the reply
-        assert h.log.first("stopped", h.turn) is not None
+        assert h.log.first(Stopped, h.turn) is not None
         h.say("Hey assistant, what is the capital of Spain?")
-        h.events.emit("barge_in", h.turn + 1, interrupted=h.turn, spoken="")
+        h.events.emit(BargeIn(h.turn + 1, interrupted=h.turn, spoken=""))
         assert h.say("") == []  # the echo guard kept its onset from recognition: nothing was heard
-        assert h.log.first("stopped", h.turn) is not None
-        h.events.emit("barge_in", h.turn + 1, interrupted=h.turn - 1, spoken="")
+        assert h.log.first(Stopped, h.turn) is not None
+        h.events.emit(BargeIn(h.turn + 1, interrupted=h.turn - 1, spoken=""))
         assert h.say("Hey assistant, volume up.") == ["Done."]  # a short command is kept
     finally:
         h.close()

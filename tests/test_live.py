@@ -20,6 +20,7 @@ from assistant.audio.devices import DeviceError, DeviceInfo
 from assistant.audio.echo import EchoGuard, FarEnd
 from assistant.audio.microphone import Microphone
 from assistant.config import BargeInConfig
+from assistant.core import events as ev
 from assistant.core.events import EventBus, EventLog
 from assistant.core.messages import AudioChunk
 from assistant.core.turn import TurnScope
@@ -199,29 +200,29 @@ def test_speech_over_the_reply_cancels_it_and_reports_what_was_heard() -> None:
     events.subscribe(log)
     speaker, playback = FakeSpeaker(pending=2.0), FakePlayback()
     BargeIn(BargeInConfig(), scope, speaker, playback, events)
-    events.emit("transcript_final", 1, text="tell me a story")
+    events.emit(ev.TranscriptFinal(1, "tell me a story"))
     now = time.monotonic()
-    events.emit("audio_out", 1, t=now - 1.0, text="Once upon a time", duration_s=0.8)
-    events.emit("audio_out", 1, t=now - 0.2, text="there was a small dragon", duration_s=0.4)
-    events.emit("speech_started", 2, t_input=5.0)
+    events.emit(ev.AudioOut(1, "Once upon a time", 0.8, t=now - 1.0))
+    events.emit(ev.AudioOut(1, "there was a small dragon", 0.4, t=now - 0.2))
+    events.emit(ev.SpeechStarted(2, 5.0))
     assert scope.is_stale(1) and not scope.is_stale(2)
     assert speaker.cleared == 1 and playback.interrupted == 1
-    barge = log.first("barge_in", 2)
-    assert barge is not None and barge.data["interrupted"] == 1
-    assert barge.data["spoken"].startswith("Once upon a time there was")
-    assert not barge.data["spoken"].endswith("dragon")  # cut midway
-    assert barge.data["reaction_ms"] < 50
+    barge = log.first(ev.BargeIn, 2)
+    assert barge is not None and barge.interrupted == 1
+    assert barge.spoken.startswith("Once upon a time there was")
+    assert not barge.spoken.endswith("dragon")  # cut midway
+    assert barge.reaction_ms < 50
 
 
 def test_a_new_turn_while_idle_is_no_barge_in_and_disabled_does_nothing() -> None:
     events, log, scope = EventBus(), EventLog(), TurnScope()
     events.subscribe(log)
     BargeIn(BargeInConfig(), scope, FakeSpeaker(0.0), None, events)
-    events.emit("speech_started", 1, t_input=0.0)
-    assert log.first("barge_in", 1) is None
+    events.emit(ev.SpeechStarted(1, 0.0))
+    assert log.first(ev.BargeIn, 1) is None
     scope2, speaker = TurnScope(), FakeSpeaker(3.0)
     BargeIn(BargeInConfig(enabled=False), scope2, speaker, None, events)
-    events.emit("speech_started", 2, t_input=1.0)
+    events.emit(ev.SpeechStarted(2, 1.0))
     assert speaker.cleared == 0 and scope2.floor == 0
 
 
@@ -232,26 +233,26 @@ def test_a_reply_whose_answer_is_still_in_synthesis_is_cut_as_a_barge_in() -> No
     events.subscribe(log)
     speaker = FakeSpeaker(0.0)
     BargeIn(BargeInConfig(), scope, speaker, None, events)
-    events.emit("transcript_final", 1, text="who was the first president")
-    events.emit("audio_out", 1, t=time.monotonic(), text="Hmm.", duration_s=0.25)
-    events.emit("reply_done", 1, text="George Washington.")  # text done; synthesis still running
-    events.emit("playback_stopped", -1)  # the filler is over
-    events.emit("speech_started", 2, t_input=3.0)
-    barge = log.first("barge_in", 2)
-    assert barge is not None and barge.data["interrupted"] == 1
+    events.emit(ev.TranscriptFinal(1, "who was the first president"))
+    events.emit(ev.AudioOut(1, "Hmm.", 0.25, t=time.monotonic()))
+    events.emit(ev.ReplyDone(1, "George Washington."))  # text done; synthesis still running
+    events.emit(ev.PlaybackStopped(-1))  # the filler is over
+    events.emit(ev.SpeechStarted(2, 3.0))
+    barge = log.first(ev.BargeIn, 2)
+    assert barge is not None and barge.interrupted == 1
 
-    events.emit("transcript_final", 2, text="what is the capital of France")
-    events.emit("reply_skipped", 2, reason="not addressed to the assistant")
-    events.emit("speech_started", 3, t_input=6.0)
-    assert log.first("barge_in", 3) is None  # nothing was playing or coming
+    events.emit(ev.TranscriptFinal(2, "what is the capital of France"))
+    events.emit(ev.ReplySkipped(2, "not addressed to the assistant"))
+    events.emit(ev.SpeechStarted(3, 6.0))
+    assert log.first(ev.BargeIn, 3) is None  # nothing was playing or coming
 
-    events.emit("transcript_final", 3, text="and of Spain")
+    events.emit(ev.TranscriptFinal(3, "and of Spain"))
     speaker.pending = 0.5
-    events.emit("reply_audio_done", 3)
+    events.emit(ev.ReplyAudioDone(3))
     speaker.pending = 0.0
-    events.emit("playback_stopped", -1)
-    events.emit("speech_started", 4, t_input=9.0)
-    assert log.first("barge_in", 4) is None
+    events.emit(ev.PlaybackStopped(-1))
+    events.emit(ev.SpeechStarted(4, 9.0))
+    assert log.first(ev.BargeIn, 4) is None
 
 
 # -- the microphone ---------------------------------------------------------------------------------------
@@ -364,15 +365,15 @@ def test_portaudio_errors_become_words(error: str, words: str) -> None:
 
 
 def script(events: EventBus) -> None:
-    events.emit("ready", -1, echo="aec")
-    events.emit("speech_started", 1, t_input=0.5)
-    events.emit("input_level", -1, dbfs=-20.0, gated=False)
-    events.emit("transcript_partial", 1, text="what is")
-    events.emit("speech_ended", 1, t_input=2.0)
-    events.emit("transcript_final", 1, text="what is the capital of France")
-    events.emit("first_audio", 1)
-    events.emit("audio_out", 1, text="Paris.", duration_s=0.5, source="llm")
-    events.emit("barge_in", 2, interrupted=1, spoken="Paris", dropped_s=0.1, reaction_ms=0.2)
+    events.emit(ev.Ready(-1, "aec"))
+    events.emit(ev.SpeechStarted(1, 0.5))
+    events.emit(ev.InputLevel(-1, -20.0, gated=False))
+    events.emit(ev.TranscriptPartial(1, "what is"))
+    events.emit(ev.SpeechEnded(1, 2.0, t_decided=time.monotonic()))
+    events.emit(ev.TranscriptFinal(1, "what is the capital of France"))
+    events.emit(ev.FirstAudio(1, 2.5))
+    events.emit(ev.AudioOut(1, "Paris.", 0.5, "llm"))
+    events.emit(ev.BargeIn(2, interrupted=1, spoken="Paris", dropped_s=0.1, reaction_ms=0.2))
 
 
 def test_live_view_plain_log_and_jsonl(tmp_path: Path) -> None:
@@ -442,7 +443,7 @@ def wait_quiet(assistant: pulse.Assistant, since: float, timeout_s: float = 60.0
             raise AssertionError(
                 f"assistant exited ({assistant.proc.returncode}): {assistant.stderr()[-1500:]}"
             )
-        events = [e for e in assistant.core.events() if e["wall"] >= since]
+        events = [e for e in assistant.events() if e["wall"] >= since]
         kinds = [e["kind"] for e in events]
         done = "reply_done" in kinds and "playback_stopped" in kinds[kinds.index("reply_done") :]
         last_audio = max((i for i, k in enumerate(kinds) if k == "audio_out"), default=-1)
@@ -493,7 +494,7 @@ def test_with_its_voice_coming_back_it_answers_once(room, rig) -> None:
         room.say(rig.questions["capital_france"]).wait()
         events = wait_quiet(assistant, t0)
         time.sleep(1.0)
-        events = [e for e in assistant.core.events() if e["wall"] >= t0]
+        events = [e for e in assistant.events() if e["wall"] >= t0]
     finally:
         room.echo(False)
     kinds = [e["kind"] for e in events]
@@ -515,7 +516,7 @@ def test_a_second_question_over_the_reply_interrupts_it(room, rig) -> None:
         t1 = time.time()
         room.say(rig.questions["spider_legs"]).wait()
         barge = assistant.wait_for("barge_in", 10, after=t1)
-        assert barge is not None, assistant.core.events()
+        assert barge is not None, assistant.events()
         # the machine may be busy: wait for the second answer itself, not a fixed time
         is_answer = lambda e: e["turn"] == barge["turn"] and e.get("source") in ("llm", "fastpath")  # noqa: E731
         assistant.wait_for("audio_out", 60, after=t1, where=is_answer)

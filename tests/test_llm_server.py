@@ -112,8 +112,8 @@ class Conversation:
 
     def ask(self, turn: int, text: str) -> None:
         now = time.monotonic()
-        ended = SpeechEnded(turn, float(turn), now, now)
-        self.ctx.events.emit("speech_ended", turn, t=now, t_input=float(turn), t_decided=now)
+        ended = SpeechEnded(turn, float(turn), t_decided=now, t=now)
+        self.ctx.events.emit(ended)
         self.inbox.put(ended)
         self.inbox.put(Transcript(turn, text, True, ended, now))
 

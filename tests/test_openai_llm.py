@@ -192,9 +192,9 @@ def test_failures_are_apologised_for_and_the_next_turn_answers(cfg: Config) -> N
     )
     llm = engine(server)
     clauses, _, _ = run_turns(cfg, llm, ["One?", "Two?", "Three?"])  # type: ignore[arg-type]
-    said = [(c.turn, c.data["source"]) for c in clauses]
+    said = [(c.turn, c.source) for c in clauses]
     assert said == [(1, "error"), (2, "error"), (3, "llm")]
-    assert clauses[-1].data["text"] == "Paris is the capital."
+    assert clauses[-1].text == "Paris is the capital."
     assert [m["role"] for m in server.chat_bodies()[3]["messages"]][:2] == ["system", "user"]
 
 

@@ -15,7 +15,7 @@ import soundfile as sf
 from assistant.audio.file_source import FileSource
 from assistant.audio.sinks import ListSink, TimelineWavSink
 from assistant.config import Config
-from assistant.core.events import EventBus, EventLog
+from assistant.core.events import EventBus, EventLog, ReplyClause
 from assistant.core.messages import End, Message, ReplyText, SpeechEnded
 from assistant.core.pipeline import Pipeline, PipelineError
 from assistant.core.stage import Stage, StageContext, run_stage
@@ -68,7 +68,7 @@ def test_one_turn_flows_through_every_stage_in_order(cfg: Config) -> None:
     ]
     positions = [kinds.index(k) for k in order]
     assert positions == sorted(positions)
-    clauses = [e.data["text"] for e in log.events if e.kind == "reply_clause"]
+    clauses = [e.text for e in log.of(ReplyClause)]
     assert clauses == ["Paris is the capital,", "of course.", "It is lovely."]
     assert sink.finished.is_set() and len(sink.items) == 3
     (turn,) = build_turns(log.events)
@@ -116,7 +116,7 @@ def test_messages_of_a_cancelled_turn_are_dropped() -> None:
     stage.setup(ctx)
     inbox: queue.Queue[Message] = queue.Queue()
     outbox: queue.Queue[Message] = queue.Queue()
-    ended = SpeechEnded(1, 1.0, 0.0, 0.0)
+    ended = SpeechEnded(1, 1.0, t_decided=0.0, t=0.0)
     scope.interrupt(2)  # barge-in: turn 1 is cancelled
     for turn in (1, 2, 1):
         inbox.put(ReplyText(turn, f"t{turn}", False, ended, 0.0))
@@ -205,7 +205,7 @@ def test_tts_replays_short_clauses_it_said_before_and_prepared_ones_from_memory(
     tts = TtsStage(cfg.tts, engine=synth, prepared=("Done.",))
     tts.setup(StageContext(TurnScope(), EventBus(), threading.Event()))
     synth.said.clear()  # the start-up work (warm-up, prepared phrases) is not what is measured
-    ended = SpeechEnded(1, 1.0, time.monotonic(), time.monotonic())
+    ended = SpeechEnded(1, 1.0, t_decided=time.monotonic(), t=time.monotonic())
     long = "A clause long enough that keeping it would only waste memory, since nobody repeats it."
 
     def say(text: str) -> np.ndarray:

@@ -12,7 +12,16 @@ from dataclasses import replace
 import pytest
 
 from assistant.config import Config
-from assistant.core.events import EventBus, EventLog
+from assistant.core.events import (
+    AudioOut,
+    BargeIn,
+    Event,
+    EventBus,
+    EventLog,
+    ReplyClause,
+    ReplyDone,
+    SpeechStarted,
+)
 from assistant.core.messages import End, Message, ReplyText, SpeechEnded, Transcript
 from assistant.core.stage import StageContext, run_stage
 from assistant.core.turn import TurnScope
@@ -67,8 +76,8 @@ def run_turns(
     thread.start()
     for turn, text in enumerate(questions, 1):
         now = time.monotonic()
-        ended = SpeechEnded(turn, float(turn), now, now)
-        events.emit("speech_ended", turn, t=now, t_input=float(turn), t_decided=now)
+        ended = SpeechEnded(turn, float(turn), t_decided=now, t=now)
+        events.emit(ended)  # as the VAD does
         inbox.put(ended)  # the recogniser forwards the end of speech before it transcribes
         time.sleep(asr_s)
         inbox.put(Transcript(turn, text, True, ended, time.monotonic()))
@@ -78,69 +87,65 @@ def run_turns(
                 break
     inbox.put(End())
     thread.join(5)
-    replies = [e for e in log.events if e.kind == "reply_clause"]
+    replies = log.of(ReplyClause)
     return replies, log, stage  # type: ignore[return-value]
 
 
-def since_end(log: EventLog, event_kind: str, turn: int, **match: str) -> float:
-    end = log.first("speech_ended", turn)
-    found = [
-        e
-        for e in log.events
-        if e.kind == event_kind and e.turn == turn and all(e.data.get(k) == v for k, v in match.items())
-    ]
+def since_end(log: EventLog, event_kind: type[Event], turn: int, **match: str) -> float:
+    end = log.first(SpeechEnded, turn)
+    found = [e for e in log.of(event_kind, turn) if all(getattr(e, k) == v for k, v in match.items())]
     assert end is not None and found, (event_kind, match)
     return found[0].t - end.t
 
 
 def test_deadline_acknowledges_in_time_and_the_real_answer_follows(cfg: Config) -> None:
     clauses, log, _ = run_turns(cfg, FakeLlm(ttft_s=1.0), ["Tell me something."], first_audio_ms=300)
-    assert [c.data["source"] for c in clauses][:2] == ["ack", "llm"]
-    assert clauses[0].data["text"] == cfg.deadline.acknowledgement
-    ack_at = since_end(log, "reply_clause", 1, source="ack")
+    assert [c.source for c in clauses][:2] == ["ack", "llm"]
+    assert clauses[0].text == cfg.deadline.acknowledgement
+    ack_at = since_end(log, ReplyClause, 1, source="ack")
     assert 0.2 <= ack_at <= 0.6, f"acknowledged {ack_at * 1000:.0f} ms after the end of speech"
-    assert since_end(log, "reply_clause", 1, source="llm") >= 0.95
-    assert log.first("reply_done", 1).data["text"] == "Paris is the capital, of course. It is lovely."  # type: ignore[union-attr]
+    assert since_end(log, ReplyClause, 1, source="llm") >= 0.95
+    assert log.first(ReplyDone, 1).text == "Paris is the capital, of course. It is lovely."  # type: ignore[union-attr]
 
 
 def test_deadline_runs_from_the_end_of_speech_even_while_recognition_is_slow(cfg: Config) -> None:
     clauses, log, _ = run_turns(cfg, FakeLlm(), ["Tell me something."], asr_s=0.8, first_audio_ms=300)
-    assert [c.data["source"] for c in clauses][:2] == ["ack", "llm"]
-    assert 0.2 <= since_end(log, "reply_clause", 1, source="ack") <= 0.6
+    assert [c.source for c in clauses][:2] == ["ack", "llm"]
+    assert 0.2 <= since_end(log, ReplyClause, 1, source="ack") <= 0.6
 
 
 def test_no_acknowledgement_when_the_answer_is_fast(cfg: Config) -> None:
     clauses, _, _ = run_turns(cfg, FakeLlm(ttft_s=0.0), ["Tell me something."], first_audio_ms=500)
-    assert {c.data["source"] for c in clauses} == {"llm"}
+    assert {c.source for c in clauses} == {"llm"}
 
 
 def test_a_raising_llm_gives_an_apology_and_the_next_turn_works(cfg: Config) -> None:
     clauses, log, _ = run_turns(cfg, RaisingLlm(fail_on={1}), ["First?", "Second?"])
     turn1 = [c for c in clauses if c.turn == 1]
-    assert [c.data["source"] for c in turn1] == ["error"]
-    assert turn1[0].data["text"] == cfg.deadline.apology_error
-    assert [c.data["source"] for c in clauses if c.turn == 2] == ["llm", "llm", "llm"]
+    assert [c.source for c in turn1] == ["error"]
+    assert turn1[0].text == cfg.deadline.apology_error
+    assert [c.source for c in clauses if c.turn == 2] == ["llm", "llm", "llm"]
 
 
 def test_a_hanging_llm_gives_up_with_an_apology_at_answer_ms(cfg: Config) -> None:
     clauses, log, _ = run_turns(cfg, HangingLlm(), ["Anyone there?"], first_audio_ms=200, answer_ms=800)
-    assert [c.data["source"] for c in clauses] == ["ack", "timeout"]
-    assert 0.7 <= since_end(log, "reply_clause", 1, source="timeout") <= 1.5
+    assert [c.source for c in clauses] == ["ack", "timeout"]
+    assert 0.7 <= since_end(log, ReplyClause, 1, source="timeout") <= 1.5
 
 
 def test_reply_ms_ends_a_long_reply_at_a_clause_boundary(cfg: Config) -> None:
     slow = FakeLlm(reply="One two three. " * 50, token_s=0.05)
     clauses, log, _ = run_turns(cfg, slow, ["Count for me."], answer_ms=1000, reply_ms=1000)
-    assert all(c.data["text"] == "One two three." for c in clauses)
+    assert all(c.text == "One two three." for c in clauses)
     assert 0 < len(clauses) < 20
-    assert since_end(log, "reply_done", 1) < 1.5
+    assert since_end(log, ReplyDone, 1) < 1.5
 
 
 def test_fast_path_answers_without_the_llm(cfg: Config) -> None:
     llm = FakeLlm()
     clauses, _, _ = run_turns(cfg, llm, ["What time is it?"])
-    assert [c.data["source"] for c in clauses] == ["fastpath"]
-    assert clauses[0].data["text"].startswith("It's ")
+    assert [c.source for c in clauses] == ["fastpath"]
+    assert clauses[0].text.startswith("It's ")
     assert llm.prompts == []
 
 
@@ -170,12 +175,12 @@ def test_an_interrupted_reply_enters_the_history_as_far_as_it_was_played(cfg: Co
     llm = FakeLlm()
     _, log, stage = run_turns(cfg, llm, ["First?"], scope=scope)
     # playback started the first clause only, then the user barged in
-    stage.ctx.events.emit("audio_out", 1, text="Paris is the capital,", source="llm")
+    stage.ctx.events.emit(AudioOut(1, "Paris is the capital,", 1.0, "llm"))
     scope.interrupt(2)
     messages = stage.messages("Second?")
     assert messages[2] == {"role": "assistant", "content": "Paris is the capital, ..."}
     # the live barge-in controller measures the cut within a clause: that wins
-    stage.ctx.events.emit("barge_in", 2, interrupted=1, spoken="Paris is")
+    stage.ctx.events.emit(BargeIn(2, interrupted=1, spoken="Paris is"))
     assert stage.messages("Second?")[2] == {"role": "assistant", "content": "Paris is ..."}
 
 
@@ -202,7 +207,7 @@ def test_real_model_knows_the_capital_of_france(cfg: Config) -> None:
 
     engine = LlmEngine(ModelStore(cfg.models.cache_dir).llm_path(cfg.llm.model), cfg.llm)
     clauses, _, _ = run_turns(cfg, engine, ["What is the capital of France?"])  # type: ignore[arg-type]
-    reply = " ".join(c.data["text"] for c in clauses if c.data["source"] == "llm")
+    reply = " ".join(c.text for c in clauses if c.source == "llm")
     assert "paris" in reply.lower(), reply
 
 
@@ -248,8 +253,8 @@ def test_the_responder_ticks_often_only_while_a_reply_may_need_its_deadline(cfg:
     stage = ResponderStage(FastPathResponder(LlmResponder(cfg.llm, engine=FakeLlm())), "")
     stage.setup(StageContext(TurnScope(), events, threading.Event()))
     assert stage.poll_s == IDLE_POLL_S  # idle: every wake-up is CPU spent on nothing
-    events.emit("speech_started", 1, t_input=0.0)
+    events.emit(SpeechStarted(1, 0.0))
     assert stage.poll_s == POLL_S
     now = time.monotonic()
-    events.emit("speech_ended", 1, t=now, t_input=1.0, t_decided=now)
+    events.emit(SpeechEnded(1, 1.0, t_decided=now, t=now))
     assert stage.poll_s == POLL_S  # the reply is open: its acknowledgement is due to the tick

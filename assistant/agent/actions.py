@@ -23,7 +23,7 @@ from assistant.agent.intents import Intent, match, normalise
 from assistant.agent.timers import Scheduler, describe_duration
 from assistant.config import AgentConfig
 from assistant.core.engines import ChatMessage
-from assistant.core.events import EventBus
+from assistant.core.events import Action, EventBus
 from assistant.reply.base import Clause, DeferredReply, Reply, Responder, ready_answer
 from assistant.reply.fastpath import spoken_answer
 
@@ -239,7 +239,7 @@ class ActionResponder:
         with path.open("a", encoding="utf-8") as f:
             f.write(f"{self.clock():%Y-%m-%d %H:%M}  {typeable(text)}\n")
 
-    def _record(self, intent: Intent, outcome: str, **extra: str) -> None:
+    def _record(self, intent: Intent, outcome: str, reason: str | None = None) -> None:
         log.info("action %s %s %s", intent.name, outcome, intent.slots)
         if self.events is not None:
-            self.events.emit("action", -1, action=intent.name, outcome=outcome, slots=intent.slots, **extra)
+            self.events.emit(Action(-1, intent.name, outcome, dict(intent.slots), reason))

@@ -1,5 +1,6 @@
-"""Wiring the hands-free agent: the usual listening stages, the agent's responder stage (wake phrase,
-actions, timers), TTS and the speaker; live from the microphone, or over a recording for tests."""
+"""Wiring the hands-free agent: the usual listening stages, the responder stage with the agent's
+policy (wake phrase, follow-up window) and actions (and timers), TTS and the speaker; live from the
+microphone, or over a recording for tests."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 from assistant import build
 from assistant.agent.actions import FIXED_REPLIES, ActionResponder
 from assistant.agent.desktop import Desktop
-from assistant.agent.stage import WAKE_REPLY, AgentStage
+from assistant.agent.policy import WAKE_REPLY, WakePolicy
 from assistant.agent.timers import Scheduler
 from assistant.agent.wake import WakePhrase
 from assistant.audio.sinks import AudioSink
@@ -35,15 +36,13 @@ def agent_speaking_stages(
         return actions[0]
 
     responder = build.responder_chain(cfg, engines.llm, wrap=with_actions)
-    stage = AgentStage(
-        responder,
-        cfg.llm.system_prompt,
+    policy = WakePolicy(
         WakePhrase(cfg.agent.wake_phrase, cfg.agent.wake_similarity),
         cfg.agent.followup_s,
         scheduler,
         on_stop=actions[0].drop_pending,
-        speculative=cfg.llm.speculative,
     )
+    stage = build.responder_stage(cfg, responder, policy=policy)
     return build.speaking_stages(cfg, engines, sinks, responder=stage, prepared=(WAKE_REPLY, *FIXED_REPLIES))
 
 

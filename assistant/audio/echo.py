@@ -21,7 +21,7 @@ import numpy as np
 
 from assistant.audio.convert import PIPELINE_RATE, StreamResampler, float_to_int16
 from assistant.config import BargeInConfig
-from assistant.core.events import EventBus
+from assistant.core.events import EchoResync, EventBus, InputLevel, PlaybackStarted, PlaybackStopped
 from assistant.core.messages import AudioChunk
 from assistant.core.pipeline import AudioSource
 
@@ -163,7 +163,7 @@ class EchoGuard:
         resyncs = self.far.resyncs
         far = self.far.read(len(msg.pcm))  # always: the reader must keep in step
         if self.far.resyncs != resyncs:
-            self.events.emit("echo_resync", -1, backlog_s=round(time.monotonic() - msg.t_arrival, 3))
+            self.events.emit(EchoResync(-1, round(time.monotonic() - msg.t_arrival, 3)))
         echo_rms = self._echo_level(t_end, _rms(far) if far.any() else 0.0, msg.duration)
         pcm = msg.pcm
         if self._aec is not None and t_end - self._far_heard_at < AEC_IDLE_S:
@@ -212,11 +212,9 @@ class EchoGuard:
     def _report(self, t: float, raw: np.ndarray, playing: bool, gated: bool) -> None:
         if playing != self._playing:
             self._playing = playing
-            self.events.emit("playback_started" if playing else "playback_stopped", -1)
+            self.events.emit(PlaybackStarted(-1) if playing else PlaybackStopped(-1))
         self._level_peak = max(self._level_peak, _rms(raw))
         self._gated = self._gated or gated
         if t - self._level_at >= LEVEL_EVERY_S:
-            self.events.emit(
-                "input_level", -1, dbfs=round(float(dbfs(self._level_peak)), 1), gated=self._gated
-            )
+            self.events.emit(InputLevel(-1, round(float(dbfs(self._level_peak)), 1), self._gated))
             self._level_at, self._level_peak, self._gated = t, 0.0, False

@@ -55,11 +55,11 @@ def answer(
     from assistant.agent.desktop import Desktop
     from assistant.agent.timers import Scheduler
     from assistant.config import AGENT_ACTIONS
-    from assistant.core.events import EventBus
+    from assistant.core.events import Action, EventBus
 
     events = EventBus()
-    actions: list[dict[str, Any]] = []
-    events.subscribe(lambda e: actions.append(e.data) if e.kind == "action" else None)
+    actions: list[Action] = []
+    events.subscribe(actions.append, Action)
     agent_cfg = cfg.agent
     if dry_run:
         agent_cfg = dataclasses.replace(
@@ -119,7 +119,7 @@ def _turn(
         source=source,
         intent=used.name if used else None,
         slots=dict(used.slots) if used else {},
-        action=str(actions[-1]["action"]) if actions else None,
+        action=actions[-1].action if actions else None,
         latency_ms=latency,
     )
 

@@ -6,7 +6,7 @@ import sys
 import threading
 from typing import TextIO
 
-from assistant.core.events import Event
+from assistant.core import events as ev
 
 
 class ConsoleView:
@@ -17,7 +17,7 @@ class ConsoleView:
         self._speech_end: dict[int, float] = {}
         self._partial_shown = False
 
-    def __call__(self, e: Event) -> None:
+    def __call__(self, e: ev.Event) -> None:
         with self._lock:
             line = self._line(e)
             if line is None:
@@ -25,35 +25,35 @@ class ConsoleView:
             if self._partial_shown:
                 self.stream.write("\r\033[K")
                 self._partial_shown = False
-            if e.kind == "transcript_partial":
+            if isinstance(e, ev.TranscriptPartial):
                 self.stream.write(line)
                 self._partial_shown = True
             else:
                 self.stream.write(line + "\n")
             self.stream.flush()
 
-    def _line(self, e: Event) -> str | None:
+    def _line(self, e: ev.Event) -> str | None:
         since = self._since(e)
-        if e.kind == "speech_started":
-            return f"[turn {e.turn}] hearing speech from {e.data['t_input']:.2f} s"
-        if e.kind == "speech_ended":
+        if isinstance(e, ev.SpeechStarted):
+            return f"[turn {e.turn}] hearing speech from {e.t_input:.2f} s"
+        if isinstance(e, ev.SpeechEnded):
             self._speech_end[e.turn] = e.t
             return None
-        if e.kind == "transcript_partial" and self.show_partials:
-            return f"  ... {e.data['text']}"
-        if e.kind == "transcript_final":
-            return f"  you said:  {e.data['text'] or '(nothing recognisable)'}  [{since}]"
-        if e.kind == "reply_clause":
-            tag = "" if e.data.get("source", "llm") == "llm" else f" ({e.data['source']})"
-            return f"  assistant{tag}: {e.data['text']}  [{since}]"
-        if e.kind == "first_audio":
+        if isinstance(e, ev.TranscriptPartial) and self.show_partials:
+            return f"  ... {e.text}"
+        if isinstance(e, ev.TranscriptFinal):
+            return f"  you said:  {e.text or '(nothing recognisable)'}  [{since}]"
+        if isinstance(e, ev.ReplyClause):
+            tag = "" if e.source == "llm" else f" ({e.source})"
+            return f"  assistant{tag}: {e.text}  [{since}]"
+        if isinstance(e, ev.FirstAudio):
             return f"  first sound of the reply [{since}]"
-        if e.kind == "wake_ignored":
+        if isinstance(e, ev.WakeIgnored):
             return "  (not for me: no wake phrase)"
-        if e.kind == "action":
-            return f"  action {e.data['action']}: {e.data['outcome']}"
+        if isinstance(e, ev.Action):
+            return f"  action {e.action}: {e.outcome}"
         return None
 
-    def _since(self, e: Event) -> str:
+    def _since(self, e: ev.Event) -> str:
         end = self._speech_end.get(e.turn)
         return f"+{(e.t - end) * 1000:.0f} ms after end of speech" if end is not None else ""

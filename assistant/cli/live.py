@@ -87,15 +87,13 @@ def listen(cfg: Config, args: argparse.Namespace) -> int:
 
     from assistant.core.events import EventBus
     from assistant.live.run import run_listen
-    from assistant.live.view import JsonlLog, LiveView, PlainLog
+    from assistant.live.view import LiveView, PlainLog, event_log
 
     if args.log_events:
         check_output(args.log_events, "event log")
     events = EventBus()
     events.subscribe(PlainLog() if args.quiet else LiveView())
-    jsonl = JsonlLog(args.log_events) if args.log_events else None
-    if jsonl is not None:
-        events.subscribe(jsonl)
+    jsonl = event_log(args.log_events, cfg.logging, events)
     # SIGTERM (a service manager, a test harness) stops as cleanly as Ctrl-C
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
@@ -116,7 +114,7 @@ def agent(cfg: Config, args: argparse.Namespace) -> int:
     from assistant.audio.sinks import AudioSink, TimelineWavSink
     from assistant.core.events import EventBus
     from assistant.live.run import run_listen
-    from assistant.live.view import JsonlLog, LiveView, PlainLog
+    from assistant.live.view import LiveView, PlainLog, event_log
 
     log_path = args.log_events or cfg.agent.event_log
     if log_path:
@@ -126,12 +124,11 @@ def agent(cfg: Config, args: argparse.Namespace) -> int:
         check_output(args.out, "reply audio", audio=True)
     events = EventBus()
     events.subscribe(PlainLog() if args.quiet or args.input else LiveView())
-    jsonl = JsonlLog(log_path)
-    events.subscribe(jsonl)
+    jsonl = event_log(log_path, cfg.logging, events)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     progress = lambda m: say(args, m)  # noqa: E731
     say_loading(cfg, args)
-    say(args, f'Say "{cfg.agent.wake_phrase}" and then what you want. Event log: {log_path}')
+    say(args, f'Say "{cfg.agent.wake_phrase}" and then what you want. Event log: {log_path or "off"}')
     try:
         if args.input is not None:
             sinks: list[AudioSink] = [TimelineWavSink(args.out)]
@@ -150,7 +147,8 @@ def agent(cfg: Config, args: argparse.Namespace) -> int:
                 speaking=lambda engines, sinks: agent_speaking_stages(cfg, engines, sinks, events),
             )
     finally:
-        jsonl.close()
+        if jsonl is not None:
+            jsonl.close()
     return 0
 
 

@@ -55,6 +55,7 @@ class ConfigError(ValueError):
 
 
 _EMPTY_OK = frozenset({"llm.system_prompt"})  # string keys where "" is a meaningful value
+_EMPTY_IS_OFF = frozenset({"agent.event_log"})  # optional keys where "" means None: the feature off
 _TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string", Path: "a path"}
 
 
@@ -167,7 +168,9 @@ def load_config(path: Path | str | None = None, overrides: Sequence[str] = ()) -
 
     def put(key: str, value: Any, came_from: str) -> None:
         section, _, name = key.partition(".")
-        if isinstance(value, str) and not value.strip() and key not in _EMPTY_OK:
+        if isinstance(value, str) and not value.strip() and key in _EMPTY_IS_OFF:
+            data[section][name], origin[key] = None, came_from
+        elif isinstance(value, str) and not value.strip() and key not in _EMPTY_OK:
             errors.append(f"{came_from}: {key}: must not be empty")
         else:
             data[section][name], origin[key] = value, came_from

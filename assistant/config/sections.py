@@ -169,7 +169,7 @@ class AgentConfig:
         }
     )
     notes_file: Path = _state_file("share", "assistant", "notes.txt")
-    event_log: Path = _state_file("state", "assistant", "agent.jsonl")
+    event_log: Path | None = _state_file("state", "assistant", "agent.jsonl")  # empty: no event log
 
 
 @dataclass(frozen=True, config=_STRICT)
@@ -194,6 +194,8 @@ class ModelsConfig:
 @dataclass(frozen=True, config=_STRICT)
 class LoggingConfig:
     level: Literal["debug", "info", "warning", "error"] = "info"
+    event_log_max_kb: int = _in(5120, 0, 10_000_000)  # 0: never rotated
+    event_log_backups: int = _in(1, 1, 100)
 
 
 @dataclass(frozen=True, config=_STRICT)

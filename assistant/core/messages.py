@@ -2,7 +2,8 @@
 
 Every message carries the user turn it belongs to, so a cancelled turn's messages can be dropped
 wherever they stand (see turn.py). Times are on one clock, ``time.monotonic()``; ``t_input`` values
-are positions on the input recording's own timeline, in seconds.
+are positions on the input recording's own timeline, in seconds. ``SpeechStarted`` and ``SpeechEnded``
+are defined with the events (events.py): the VAD emits and queues the same object.
 """
 
 from __future__ import annotations
@@ -10,6 +11,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
+# the VAD's turn boundaries are events too (emitted for the barge-in and the responder, then queued)
+from assistant.core.events import SpeechEnded, SpeechStarted
+
+__all__ = [
+    "AudioChunk",
+    "End",
+    "Message",
+    "ReplyText",
+    "SpeechAudio",
+    "SpeechEnded",
+    "SpeechPaused",
+    "SpeechResumed",
+    "SpeechStarted",
+    "Transcript",
+]
 
 
 @dataclass(frozen=True)
@@ -33,13 +50,6 @@ class AudioChunk:
 
 
 @dataclass(frozen=True)
-class SpeechStarted:
-    turn: int
-    t_input: float  # onset of speech on the input timeline
-    t_arrival: float
-
-
-@dataclass(frozen=True)
 class SpeechPaused:
     """The user stopped voicing, but the hangover has not yet decided the turn is over.
 
@@ -58,17 +68,6 @@ class SpeechResumed:
     turn: int
     t_input: float
     t_arrival: float
-
-
-@dataclass(frozen=True)
-class SpeechEnded:
-    """End of a user turn. ``t_input``/``t_arrival`` are those of the *last voiced frame*, not of the
-    moment the VAD decided: every latency is measured from here, so hangover time counts honestly."""
-
-    turn: int
-    t_input: float
-    t_arrival: float
-    t_decided: float  # when the VAD's hangover ran out
 
 
 @dataclass(frozen=True)

@@ -9,16 +9,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from assistant.core import events as ev
 from assistant.core.engines import ANSWER_SOURCES
-from assistant.core.events import Event
 
-# event kind -> latency name in the report
-LATENCY_EVENTS = {
-    "transcript_final": "asr_final",
-    "llm_first_token": "llm_first_token",
-    "first_audio": "first_audio",  # first sound of any kind (a deadline acknowledgement included)
-    "answer_audio": "answer_audio",  # first sound of the answer itself
-    "reply_done": "reply_done",
+# event type -> latency name in the report
+LATENCY_EVENTS: dict[type[ev.Event], str] = {
+    ev.TranscriptFinal: "asr_final",
+    ev.LlmFirstToken: "llm_first_token",
+    ev.FirstAudio: "first_audio",  # first sound of any kind (a deadline acknowledgement included)
+    ev.AnswerAudio: "answer_audio",  # first sound of the answer itself
+    ev.ReplyDone: "reply_done",
 }
 
 
@@ -36,34 +36,34 @@ class TurnRecord:
     latency_ms: dict[str, float] = field(default_factory=dict)
 
 
-def build_turns(events: list[Event]) -> list[TurnRecord]:
+def build_turns(events: list[ev.Event]) -> list[TurnRecord]:
     turns: dict[int, TurnRecord] = {}
     speech_end: dict[int, float] = {}
     for e in events:  # emission order: causal within a turn (times may be backdated)
-        if e.kind == "speech_started":
-            turns[e.turn] = TurnRecord(e.turn, start_s=round(e.data["t_input"], 3))
+        if isinstance(e, ev.SpeechStarted):
+            turns[e.turn] = TurnRecord(e.turn, start_s=round(e.t_input, 3))
         record = turns.get(e.turn)
         if record is None:
             continue
-        if e.kind == "speech_ended":
-            record.end_s = round(e.data["t_input"], 3)
+        if isinstance(e, ev.SpeechEnded):
+            record.end_s = round(e.t_input, 3)
             speech_end[e.turn] = e.t
-            record.latency_ms["vad_decided"] = _ms(e.data["t_decided"] - e.t)
-        elif e.kind == "transcript_final":
-            record.transcript = e.data["text"]
-            record.speculative_asr = bool(e.data.get("speculative"))
-        elif e.kind == "reply_clause":
-            source = e.data.get("source", "llm")
+            record.latency_ms["vad_decided"] = _ms(e.t_decided - e.t)
+        elif isinstance(e, ev.TranscriptFinal):
+            record.transcript = e.text
+            record.speculative_asr = e.speculative
+        elif isinstance(e, ev.ReplyClause):
+            source = e.source
             record.fastpath |= source == "fastpath"
             if source not in ANSWER_SOURCES:
                 record.fallback = True
                 record.fallback_kind = record.fallback_kind or source
             elif e.turn in speech_end:  # the answer's first clause, fillers aside
                 record.latency_ms.setdefault("first_clause", _ms(e.t - speech_end[e.turn]))
-        elif e.kind == "reply_done":
-            record.reply = e.data["text"]
-        if e.kind in LATENCY_EVENTS and e.turn in speech_end:
-            record.latency_ms.setdefault(LATENCY_EVENTS[e.kind], _ms(e.t - speech_end[e.turn]))
+        elif isinstance(e, ev.ReplyDone):
+            record.reply = e.text
+        if type(e) in LATENCY_EVENTS and e.turn in speech_end:
+            record.latency_ms.setdefault(LATENCY_EVENTS[type(e)], _ms(e.t - speech_end[e.turn]))
     return [turns[k] for k in sorted(turns)]
 
 

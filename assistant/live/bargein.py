@@ -1,6 +1,6 @@
 """Barge-in: a new user turn cancels the older ones and empties the speaker at once.
 
-``BargeIn`` listens to the VAD's ``speech_started`` (``scope.interrupt``: the LLM loop, TTS and
+``BargeIn`` listens to the VAD's ``SpeechStarted`` (``scope.interrupt``: the LLM loop, TTS and
 playback drop the older turns). The VAD only starts a turn after ``vad.min_speech_ms`` of voice, so
 coughs, clicks and short backchannels never interrupt.
 """
@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from assistant.config import BargeInConfig
-from assistant.core.events import Event, EventBus
+from assistant.core import events as ev
+from assistant.core.events import EventBus
 from assistant.core.turn import TurnScope
 
 log = logging.getLogger(__name__)
@@ -40,9 +41,20 @@ class _Clause:
 class BargeIn:
     """An event listener: a new user turn cancels the older ones and silences the speaker at once.
 
-    Runs on the VAD's thread, synchronously with ``speech_started``, so the stop is not delayed by
-    any queue. Reports ``barge_in`` with what of the cut reply was actually heard.
+    Runs on the VAD's thread, synchronously with ``SpeechStarted``, so the stop is not delayed by
+    any queue. Reports ``ev.BargeIn`` with what of the cut reply was actually heard. The other
+    events come from other threads (ASR, responder, playback, the echo guard): ``_lock`` guards
+    the state they share.
     """
+
+    LISTENS_TO = (
+        ev.SpeechStarted,
+        ev.AudioOut,
+        ev.TranscriptFinal,
+        ev.ReplyAudioDone,
+        ev.ReplySkipped,
+        ev.PlaybackStopped,
+    )
 
     def __init__(
         self,
@@ -61,33 +73,32 @@ class BargeIn:
         self._clauses: dict[int, list[_Clause]] = {}
         self._replying: set[int] = set()  # turns with a transcript whose reply is not done playing
         self._done: set[int] = set()  # turns whose reply audio is all queued for the speaker
-        events.subscribe(self)
+        events.subscribe(self, *self.LISTENS_TO)
 
-    def __call__(self, e: Event) -> None:
-        if e.kind == "speech_started":
+    def __call__(self, e: ev.Event) -> None:
+        if isinstance(e, ev.SpeechStarted):
             self._on_speech(e)
-        elif e.kind == "audio_out":
+        elif isinstance(e, ev.AudioOut):
             with self._lock:
-                self._clauses.setdefault(e.turn, []).append(
-                    _Clause(e.data["text"], e.t, e.data["duration_s"])
-                )
-        elif e.kind == "transcript_final" and e.data.get("text", "").strip():
+                self._clauses.setdefault(e.turn, []).append(_Clause(e.text, e.t, e.duration_s))
+        elif isinstance(e, ev.TranscriptFinal) and e.text.strip():
             with self._lock:
                 self._replying.add(e.turn)
-        elif e.kind in ("reply_audio_done", "reply_skipped"):
+        elif isinstance(e, ev.ReplyAudioDone | ev.ReplySkipped):
             # not reply_done: that is the text, and its last clauses may still be in synthesis
             with self._lock:
                 self._done.add(e.turn)
                 if self.speaker.pending_s() <= 0:  # already heard (or nothing to hear)
                     self._replying -= self._done
-        elif e.kind == "playback_stopped":  # a reply is over once all its audio has been heard
+        elif isinstance(e, ev.PlaybackStopped):  # a reply is over once all its audio has been heard
             with self._lock:
                 self._replying -= self._done
 
-    def _on_speech(self, e: Event) -> None:
+    def _on_speech(self, e: ev.SpeechStarted) -> None:
         if not self.cfg.enabled:
             return
-        older = [t for t in self._replying if t < e.turn]
+        with self._lock:  # the other listeners change it on their threads
+            older = [t for t in self._replying if t < e.turn]
         playing = self.speaker.pending_s() > 0
         self.scope.interrupt(e.turn)  # a new turn makes every older reply moot, spoken or not
         dropped = self.speaker.clear()
@@ -104,15 +115,8 @@ class BargeIn:
         if cut is None and not playing:
             return
         log.info("barge-in: turn %s interrupted by turn %d after %.2f s of reply", cut, e.turn, dropped)
-        self.events.emit(
-            "barge_in",
-            e.turn,
-            t=now,
-            interrupted=cut,
-            dropped_s=round(dropped, 3),
-            spoken=spoken,
-            reaction_ms=round((now - e.t) * 1000, 1),
-        )
+        reaction_ms = round((now - e.t) * 1000, 1)
+        self.events.emit(ev.BargeIn(e.turn, cut, round(dropped, 3), spoken, reaction_ms, t=now))
 
     def _spoken(self, turn: int, now: float) -> str:
         """The words of ``turn``'s reply heard before ``now`` (a clause cut midway: pro rata)."""

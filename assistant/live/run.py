@@ -17,7 +17,7 @@ from assistant import build
 from assistant.audio.echo import EchoGuard, FarEnd
 from assistant.audio.sinks import AudioSink
 from assistant.config import Config
-from assistant.core.events import EventBus
+from assistant.core.events import Device, EventBus, Ready
 from assistant.core.pipeline import Pipeline
 from assistant.core.stage import Stage
 from assistant.live.bargein import BargeIn
@@ -53,7 +53,7 @@ class Watchdog:
             ok = self.speaker.reopen_if_lost()
             if ok == self._lost:  # state changed
                 self._lost = not ok
-                self.events.emit("device", -1, device="speaker", state="lost" if self._lost else "opened")
+                self.events.emit(Device(-1, "speaker", "lost" if self._lost else "opened"))
                 (log.warning if self._lost else log.info)(
                     "speaker %s", "lost; retrying" if self._lost else "is back"
                 )
@@ -75,7 +75,7 @@ def run_listen(
     from assistant.audio.sinks import SpeakerSink
 
     def mic_status(state: str, detail: str) -> None:
-        events.emit("device", -1, device="microphone", state=state, detail=detail)
+        events.emit(Device(-1, "microphone", state, detail))
 
     far = FarEnd()
     mic = Microphone(
@@ -103,7 +103,7 @@ def run_listen(
             pipeline.setup()
             pipeline.start()
             watchdog.start()
-            events.emit("ready", -1, echo=cfg.barge_in.echo, barge_in=cfg.barge_in.enabled)
+            events.emit(Ready(-1, cfg.barge_in.echo, cfg.barge_in.enabled))
             end = None if duration_s is None else time.monotonic() + duration_s
             while not pipeline.wait(timeout=0.1):
                 if end is not None and time.monotonic() >= end:

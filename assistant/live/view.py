@@ -5,7 +5,8 @@
   most ten times a second: state (listening / hearing / thinking / speaking), an input level meter
   and the partial transcript.
 - ``PlainLog`` (``--quiet``): the same facts as plain timestamped lines, no redrawing.
-- ``JsonlLog`` (``--log-events PATH``): every event as one JSON object per line, flushed at once.
+- ``JsonlLog`` (``--log-events PATH``, the agent's ``agent.event_log``): every event as one JSON
+  object per line, flushed at once, rotated at ``logging.event_log_max_kb``.
 
 Listeners run on the emitting stage's thread, so they only format and write.
 """
@@ -13,26 +14,30 @@ Listeners run on the emitting stage's thread, so they only format and write.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import threading
 import time
+from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Any, TextIO
 
+from assistant.config import LoggingConfig
+from assistant.core import events as ev
 from assistant.core.engines import ANSWER_SOURCES
-from assistant.core.events import Event
+from assistant.core.events import EventBus
+
+log = logging.getLogger(__name__)
 
 BAR = " ▁▂▃▄▅▆▇█"
 REDRAW_S = 0.1
-URGENT = frozenset(
-    {
-        "transcript_partial",
-        "transcript_speculative",
-        "speech_started",
-        "speech_ended",
-        "playback_started",
-        "playback_stopped",
-    }
+URGENT = (
+    ev.TranscriptPartial,
+    ev.TranscriptSpeculative,
+    ev.SpeechStarted,
+    ev.SpeechEnded,
+    ev.PlaybackStarted,
+    ev.PlaybackStopped,
 )
 STATE_MARK = {"listening": "·", "hearing": "●", "thinking": "…", "speaking": "♪"}
 
@@ -45,55 +50,53 @@ class _Turns:
         self.speech_end: dict[int, float] = {}
         self.asr_ms: dict[int, float] = {}
 
-    def since(self, e: Event) -> float | None:
+    def since(self, e: ev.Event) -> float | None:
         end = self.speech_end.get(e.turn)
         return None if end is None else (e.t - end) * 1000
 
-    def lines(self, e: Event) -> list[str]:
+    def lines(self, e: ev.Event) -> list[str]:
         """Update the state from ``e``; return the finished lines it makes (may be none)."""
-        k, d = e.kind, e.data
-        if k == "ready":
-            return [f"Listening (echo handling: {d.get('echo')}). Speak; Ctrl-C to stop."]
-        if k == "speech_started":
+        if isinstance(e, ev.Ready):
+            return [f"Listening (echo handling: {e.echo}). Speak; Ctrl-C to stop."]
+        if isinstance(e, ev.SpeechStarted):
             self.state = "hearing"
-        elif k == "speech_ended":
+        elif isinstance(e, ev.SpeechEnded):
             self.speech_end[e.turn] = e.t
             self.state = "thinking"
-        elif k == "transcript_final":
+        elif isinstance(e, ev.TranscriptFinal):
             ms = self.since(e)
             self.asr_ms[e.turn] = ms or 0.0
-            if not d.get("text", "").strip():
+            if not e.text.strip():
                 self.state = "listening"
                 return ["you: (nothing recognisable)"]
-            return [f"you: {d['text']}"]
-        elif k == "first_audio":
+            return [f"you: {e.text}"]
+        elif isinstance(e, ev.FirstAudio):
             ms = self.since(e)
             self.state = "speaking"
             if ms is not None:
                 return [f"  [turn {e.turn}: first sound {ms:.0f} ms after you stopped]"]
-        elif k == "audio_out":
+        elif isinstance(e, ev.AudioOut):
             self.state = "speaking"
-            tag = "" if d.get("source", "llm") in ANSWER_SOURCES else f" ({d['source']})"
-            return [f"assistant{tag}: {d['text']}"] if d.get("text") else []
-        elif k == "playback_stopped" and self.state == "speaking":
+            tag = "" if e.source in ANSWER_SOURCES else f" ({e.source})"
+            return [f"assistant{tag}: {e.text}"] if e.text else []
+        elif isinstance(e, ev.PlaybackStopped) and self.state == "speaking":
             self.state = "listening"
-        elif k == "barge_in":
+        elif isinstance(e, ev.BargeIn):
             self.state = "hearing"
-            heard = d.get("spoken") or ""
-            return [f"  [interrupted turn {d.get('interrupted')}; it had said: {heard!r}]"]
-        elif k == "reply_skipped":
+            return [f"  [interrupted turn {e.interrupted}; it had said: {e.spoken!r}]"]
+        elif isinstance(e, ev.ReplySkipped):
             self.state = "listening"
-        elif k == "wake_ignored":
+        elif isinstance(e, ev.WakeIgnored):
             self.state = "listening"
-            return [f"  [not for me (no wake phrase): {d.get('text', '')!r}]"]
-        elif k == "action":
-            extra = f" ({d['reason']})" if d.get("reason") else ""
-            return [f"  [action {d.get('action')}: {d.get('outcome')}{extra}]"]
-        elif k == "stopped":
+            return [f"  [not for me (no wake phrase): {e.text!r}]"]
+        elif isinstance(e, ev.Action):
+            extra = f" ({e.reason})" if e.reason else ""
+            return [f"  [action {e.action}: {e.outcome}{extra}]"]
+        elif isinstance(e, ev.Stopped):
             self.state = "listening"
             return ["  [stopped]"]
-        elif k == "device":
-            return [f"  [{d.get('device')} {d.get('state')}: {d.get('detail', '')}]".replace(": ]", "]")]
+        elif isinstance(e, ev.Device):
+            return [f"  [{e.device} {e.state}: {e.detail or ''}]".replace(": ]", "]")]
         return []
 
 
@@ -108,20 +111,20 @@ class LiveView:
         self._drawn_at = 0.0
         self._status_shown = False
 
-    def __call__(self, e: Event) -> None:
+    def __call__(self, e: ev.Event) -> None:
         with self._lock:
-            if e.kind == "input_level":
-                self._level_db = float(e.data.get("dbfs", -90.0))
-            elif e.kind in ("transcript_partial", "transcript_speculative"):  # speculative: at each pause
-                self._partial = e.data.get("text", "")
-            elif e.kind in ("transcript_final", "speech_started"):
+            if isinstance(e, ev.InputLevel):
+                self._level_db = e.dbfs
+            elif isinstance(e, ev.TranscriptPartial | ev.TranscriptSpeculative):  # speculative: at each pause
+                self._partial = e.text
+            elif isinstance(e, ev.TranscriptFinal | ev.SpeechStarted):
                 self._partial = ""
             lines = self._turns.lines(e)
             if lines:
                 self._clear_status()
                 for line in lines:
                     self.stream.write(line + "\n")
-            urgent = lines or e.kind in URGENT
+            urgent = lines or isinstance(e, URGENT)
             if self.tty and (urgent or time.monotonic() - self._drawn_at >= REDRAW_S):
                 self._draw_status()
             self.stream.flush()
@@ -149,36 +152,60 @@ class PlainLog:
         self._turns = _Turns()
         self._lock = threading.Lock()
 
-    def __call__(self, e: Event) -> None:
+    def __call__(self, e: ev.Event) -> None:
         with self._lock:
             for line in self._turns.lines(e):
                 self.stream.write(f"{time.strftime('%H:%M:%S')} {line.strip()}\n")
             self.stream.flush()
 
 
+class _RotatingFile(RotatingFileHandler):
+    """The standard library's size-based rotation, minus its habit of printing a write error to
+    stderr and carrying on: the error reaches the event bus, which logs it once and detaches the log."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - the stdlib's name
+        raise  # noqa: PLE0704 - re-raises the write error being handled
+
+
 class JsonlLog:
     """Every event (except the 10 Hz input level) as a JSON line: t (monotonic), wall time, kind,
-    turn and the event's data. Flushed per line so a crash loses nothing and tools can follow it."""
+    turn and the event's fields. Flushed per line so a crash loses nothing and tools can follow it.
+    Past ``max_kb`` (0: never) the file is renamed to ``PATH.1`` (older ones to ``.2`` ... up to
+    ``backups``) and a new one begun, so a long-running agent keeps a bounded record."""
 
-    SKIP = frozenset({"input_level"})
+    SKIP = (ev.InputLevel,)
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, max_kb: int = 0, backups: int = 1) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self.path.open("a", encoding="utf-8")
+        self._file = _RotatingFile(self.path, maxBytes=max_kb * 1024, backupCount=backups, encoding="utf-8")
         self._lock = threading.Lock()
+        self._closed = False
 
-    def __call__(self, e: Event) -> None:
-        if e.kind in self.SKIP:
+    def __call__(self, e: ev.Event) -> None:
+        if isinstance(e, self.SKIP):
             return
-        record: dict[str, Any] = {"t": round(e.t, 4), "wall": round(time.time(), 4), "kind": e.kind}
-        record["turn"] = e.turn
-        record.update(e.data)
+        fields = e.record()
+        record: dict[str, Any] = {"t": round(fields.pop("t"), 4), "wall": round(time.time(), 4), **fields}
+        line = json.dumps(record, default=str, ensure_ascii=False)
         with self._lock:
-            if not self._file.closed:
-                self._file.write(json.dumps(record, default=str, ensure_ascii=False) + "\n")
-                self._file.flush()
+            if not self._closed:
+                self._file.handle(logging.makeLogRecord({"msg": line}))
 
     def close(self) -> None:
         with self._lock:
-            self._file.close()
+            self._closed = True
+            try:
+                self._file.close()
+            except OSError as exc:  # what was left unwritten (a full disk) is lost; the exit is not
+                log.warning("closing the event log %s: %s", self.path, exc)
+
+
+def event_log(path: Path | None, cfg: LoggingConfig, events: EventBus) -> JsonlLog | None:
+    """The JSONL event log at ``path`` with the configured rotation, listening to ``events``; None
+    (no log) without a path."""
+    if path is None:
+        return None
+    jsonl = JsonlLog(path, cfg.event_log_max_kb, cfg.event_log_backups)
+    events.subscribe(jsonl)
+    return jsonl

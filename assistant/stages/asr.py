@@ -19,6 +19,7 @@ import numpy as np
 from assistant.audio.convert import PIPELINE_RATE
 from assistant.config import AsrConfig
 from assistant.core.engines import Recognizer
+from assistant.core.events import TranscriptFinal, TranscriptPartial, TranscriptSpeculative
 from assistant.core.messages import (
     AudioChunk,
     End,
@@ -92,7 +93,7 @@ class AsrStage(Stage):
             turn = self._turn
             turn.spec_text = self._transcribe(self._samples_until(turn, msg.t_input))
             turn.spec_until = msg.t_input
-            self.ctx.events.emit("transcript_speculative", turn.number, text=turn.spec_text)
+            self.ctx.events.emit(TranscriptSpeculative(turn.number, turn.spec_text))
             # downstream may start answering; a SpeechResumed or a different final text voids it
             yield Transcript(turn.number, turn.spec_text, False, None, time.monotonic(), speculative=True)
         elif isinstance(msg, SpeechResumed):
@@ -112,7 +113,7 @@ class AsrStage(Stage):
             return
         turn.partial_at = turn.samples
         text = self._transcribe(turn.samples)
-        self.ctx.events.emit("transcript_partial", turn.number, text=text)
+        self.ctx.events.emit(TranscriptPartial(turn.number, text))
         yield Transcript(turn.number, text, final=False, ended=None, t=time.monotonic())
 
     def _final(self, ended: SpeechEnded) -> Transcript:
@@ -126,7 +127,7 @@ class AsrStage(Stage):
         else:
             text = self._transcribe(self._samples_until(turn, ended.t_input + END_PAD_S), turn)
         now = time.monotonic()
-        self.ctx.events.emit("transcript_final", turn.number, t=now, text=text, speculative=reused)
+        self.ctx.events.emit(TranscriptFinal(turn.number, text, reused, t=now))
         return Transcript(turn.number, text, final=True, ended=ended, t=now)
 
     @staticmethod

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 
 from assistant.audio.sinks import AudioSink
 from assistant.core.engines import ANSWER_SOURCES
+from assistant.core.events import AnswerAudio, AudioOut, FirstAudio, ReplyAudioDone
 from assistant.core.messages import End, Message, SpeechAudio
 from assistant.core.stage import Stage
 
@@ -36,7 +37,7 @@ class PlaybackStage(Stage):
             return
         if isinstance(msg, SpeechAudio) and msg.final:
             # every clause of the reply is on its way to the speaker (barge-in tracks replies by this)
-            self.ctx.events.emit("reply_audio_done", msg.turn)
+            self.ctx.events.emit(ReplyAudioDone(msg.turn))
         if not isinstance(msg, SpeechAudio) or len(msg.pcm) == 0:
             return
         start = max(time.monotonic(), self._busy_until)
@@ -44,13 +45,11 @@ class PlaybackStage(Stage):
         at_input = msg.ended.t_input + (start - msg.ended.t_arrival)
         if msg.turn not in self._started:
             self._started.add(msg.turn)
-            self.ctx.events.emit("first_audio", msg.turn, t=start, at_input_s=at_input, source=msg.source)
+            self.ctx.events.emit(FirstAudio(msg.turn, at_input, msg.source, t=start))
         if msg.source in ANSWER_SOURCES and msg.turn not in self._answered:
             self._answered.add(msg.turn)
-            self.ctx.events.emit("answer_audio", msg.turn, t=start)
-        self.ctx.events.emit(
-            "audio_out", msg.turn, t=start, text=msg.text, duration_s=msg.duration, source=msg.source
-        )
+            self.ctx.events.emit(AnswerAudio(msg.turn, t=start))
+        self.ctx.events.emit(AudioOut(msg.turn, msg.text, msg.duration, msg.source, t=start))
         for sink in self.sinks:
             sink.write(msg.pcm, msg.sample_rate, at_input)
         yield from ()

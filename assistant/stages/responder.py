@@ -4,11 +4,14 @@ It keeps the conversation history and talks to a ``Responder`` (the LLM, wrapped
 the deadline fallback). Per turn:
 - a speculative transcript (the user paused) starts the work early through ``prefetch``;
 - the end of speech opens the reply, so its deadlines run from then even while the final transcript
-  is still being made (an acknowledgement can sound before the question is known). It arrives as the
-  VAD's ``speech_ended`` event, a control signal: the ``SpeechEnded`` message would queue behind the
+  is still being made (an acknowledgement can sound before the question is known). The VAD emits its
+  ``SpeechEnded`` on the event bus as well as queueing it: queued, it would wait behind the
   recogniser's speculative pass, which may still be running when the hangover ends;
 - the final transcript asks the reply, and clauses stream out as they come.
 Only what was actually played enters the history when a reply is cut off by barge-in.
+
+Whether a turn is answered at all is the ``TurnPolicy``'s call (stages/policy.py): the conversation
+answers every turn; the agent only those addressed to it, and it may stop, or say a fixed reply.
 """
 
 from __future__ import annotations
@@ -18,13 +21,32 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from assistant.core.engines import ANSWER_SOURCES, ChatMessage
-from assistant.core.events import Event
-from assistant.core.messages import End, Message, ReplyText, SpeechEnded, SpeechResumed, Transcript
+from assistant.core.events import (
+    Announcement,
+    AudioOut,
+    BargeIn,
+    LlmFirstToken,
+    ReplyClause,
+    ReplyDone,
+    ReplySkipped,
+    Stopped,
+    WakeIgnored,
+)
+from assistant.core.messages import (
+    End,
+    Message,
+    ReplyText,
+    SpeechEnded,
+    SpeechResumed,
+    SpeechStarted,
+    Transcript,
+)
 from assistant.core.stage import IDLE_POLL_S, Stage, StageContext
 from assistant.reply.base import Clause, Reply, Responder
+from assistant.stages.policy import AlwaysAddressed, TurnPolicy, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +74,24 @@ class _OpenReply:
 class ResponderStage(Stage):
     name = "responder"
 
-    def __init__(self, responder: Responder, system_prompt: str, speculative: bool = True) -> None:
+    def __init__(
+        self,
+        responder: Responder,
+        system_prompt: str,
+        speculative: bool = True,
+        policy: TurnPolicy | None = None,
+    ) -> None:
         self.responder = responder
         self.system_prompt = system_prompt
         self.speculative = speculative
+        self.policy: TurnPolicy = policy or AlwaysAddressed()
         self.history: list[Exchange] = []
         self._open: dict[int, _OpenReply] = {}
         self._open_lock = threading.Lock()  # the VAD's thread opens replies through the event bus
         self._hearing = False  # the user is speaking: a reply (and its deadline) may open any moment
+        self._early: set[int] = set()  # turns whose unfinished transcript the policy would answer
+        self._last_turn = 0
+        self._timeline = (0.0, time.monotonic())  # (t_input, arrival) of the latest end of speech
 
     @property
     def poll_s(self) -> float:  # type: ignore[override]
@@ -69,8 +101,11 @@ class ResponderStage(Stage):
 
     def setup(self, ctx: StageContext) -> None:
         super().setup(ctx)
-        ctx.events.subscribe(self._on_hearing)
-        ctx.events.subscribe(self._on_event)
+        self._timeline = (0.0, time.monotonic())
+        ctx.events.subscribe(self._on_hearing, SpeechStarted, SpeechEnded)
+        if self.policy.listens_to:  # before the stage's own listener: it may open the reply
+            ctx.events.subscribe(self.policy.on_event, *self.policy.listens_to)
+        ctx.events.subscribe(self._on_event, SpeechEnded, BargeIn, AudioOut)
         self.responder.setup()
 
     def close(self) -> None:
@@ -80,14 +115,12 @@ class ResponderStage(Stage):
 
     def process(self, msg: Message) -> Iterator[Message]:
         if isinstance(msg, SpeechResumed):
+            self._early.discard(msg.turn)
             self.responder.prefetch(None)  # the user went on: drop the speculative reply
         elif isinstance(msg, SpeechEnded):
-            self._open_reply(msg)
-        elif isinstance(msg, Transcript) and not msg.final:
-            if msg.speculative and self.speculative and msg.text.strip():
-                self.responder.prefetch(self.messages(msg.text))
+            self._open_early(msg)  # (the event usually did already)
         elif isinstance(msg, Transcript):
-            yield from self._answer(msg)
+            yield from self._judge(msg, self.policy.verdict(msg))
         elif isinstance(msg, End):
             yield from self.tick(time.monotonic())
 
@@ -107,6 +140,11 @@ class ResponderStage(Stage):
                 except queue.Empty:
                     break
                 yield from self._emit(turn, state, clause, [])
+        for text in self.policy.due(now):
+            t_input, t_arrival = self._timeline  # placed on the input timeline as if said now
+            ended = SpeechEnded(self._last_turn, t_input + (now - t_arrival), t_decided=now, t=now)
+            self.ctx.events.emit(Announcement(self._last_turn, text))
+            yield from self._say(self._last_turn, text, ended, "announcement")
 
     def messages(self, user_text: str) -> list[ChatMessage]:
         """System prompt, the history (as it was heard), and the new question."""
@@ -117,6 +155,33 @@ class ResponderStage(Stage):
         messages.append({"role": "user", "content": user_text})
         return messages
 
+    def _judge(self, msg: Transcript, verdict: Verdict) -> Iterator[Message]:
+        turn = msg.turn
+        if msg.final:
+            self._early = {t for t in self._early if t > turn}  # (a cancelled turn has no final)
+            if verdict.action != "answer":
+                self._drop_open(turn)
+        if not msg.final:
+            if verdict.action != "answer":
+                self.responder.prefetch(None)
+            elif verdict.text.strip():
+                self._early.add(turn)
+                if msg.speculative and self.speculative:
+                    self.responder.prefetch(self.messages(verdict.text))
+        elif verdict.action == "ignore":
+            self.ctx.events.emit(WakeIgnored(turn, msg.text))
+            self.ctx.events.emit(ReplySkipped(turn, "not addressed to the assistant"))
+        elif verdict.action == "stop":
+            self._stop(turn)
+        elif verdict.action == "say":
+            assert msg.ended is not None
+            yield from self._say(turn, verdict.text, msg.ended, verdict.source)
+        elif not verdict.text.strip():
+            yield from self._answer(msg)  # skipped: nothing recognisable
+        else:
+            with self.policy.answering(turn):
+                yield from self._answer(replace(msg, text=verdict.text))
+
     def _answer(self, msg: Transcript) -> Iterator[Message]:
         assert msg.ended is not None
         turn = msg.turn
@@ -126,7 +191,7 @@ class ResponderStage(Stage):
         if not msg.text.strip():
             self.responder.prefetch(None)
             state.reply.cancel()
-            self.ctx.events.emit("reply_skipped", turn, reason="nothing recognisable was said")
+            self.ctx.events.emit(ReplySkipped(turn, "nothing recognisable was said"))
             return
         if not state.done:  # (the deadline may have given up while recognition was still running)
             state.reply.ask(self.messages(msg.text))
@@ -147,8 +212,33 @@ class ResponderStage(Stage):
         if not exchange.reply:
             self.history.remove(exchange)
         del self.history[:-MAX_EXCHANGES]
-        self.ctx.events.emit("reply_done", turn, text=exchange.reply)
+        self.ctx.events.emit(ReplyDone(turn, exchange.reply))
         yield ReplyText(turn, "", True, state.ended, time.monotonic())
+
+    def _open_early(self, ended: SpeechEnded) -> None:
+        if self.policy.opens_early(ended, ended.turn in self._early):
+            self._open_reply(ended)
+
+    def _drop_open(self, turn: int) -> None:
+        """A reply opened early on a transcript that the final one does not bear out."""
+        with self._open_lock:
+            state = self._open.pop(turn, None)
+        if state is not None:
+            state.reply.cancel()
+
+    def _stop(self, turn: int) -> None:
+        self.ctx.scope.interrupt(turn)  # whatever older reply is still queued or playing
+        self.responder.prefetch(None)
+        self.policy.stopped(turn)
+        self.ctx.events.emit(Stopped(turn))
+        self.ctx.events.emit(ReplySkipped(turn, "stop"))
+
+    def _say(self, turn: int, text: str, ended: SpeechEnded, source: str) -> Iterator[Message]:
+        """A fixed reply, without the LLM."""
+        self.ctx.events.emit(ReplyClause(turn, text, source))
+        yield ReplyText(turn, text, False, ended, time.monotonic(), source)
+        self.ctx.events.emit(ReplyDone(turn, text))
+        yield ReplyText(turn, "", True, ended, time.monotonic())
 
     def _open_reply(self, ended: SpeechEnded) -> _OpenReply:
         """The turn's reply, opened now unless it already is (the event usually comes first)."""
@@ -167,12 +257,12 @@ class ResponderStage(Stage):
             return
         if clause.source in ANSWER_SOURCES:
             spoken.append(clause.text)
-        self.ctx.events.emit("reply_clause", turn, text=clause.text, source=clause.source)
+        self.ctx.events.emit(ReplyClause(turn, clause.text, clause.source))
         yield ReplyText(turn, clause.text, False, state.ended, time.monotonic(), clause.source)
 
     def _report_first_token(self, turn: int, state: _OpenReply) -> None:
         if not state.first_token_reported and state.reply.t_first_token is not None:
-            self.ctx.events.emit("llm_first_token", turn, t=state.reply.t_first_token)
+            self.ctx.events.emit(LlmFirstToken(turn, t=state.reply.t_first_token))
             state.first_token_reported = True
 
     def _as_heard(self, exchange: Exchange) -> str:
@@ -182,23 +272,25 @@ class ResponderStage(Stage):
         heard = exchange.heard if exchange.heard is not None else " ".join(exchange.played)
         return f"{heard} ..." if heard else "..."
 
-    def _on_hearing(self, event: Event) -> None:
-        if event.kind in ("speech_started", "speech_ended"):
-            self._hearing = event.kind == "speech_started"
+    def _on_hearing(self, event: SpeechStarted | SpeechEnded) -> None:
+        self._hearing = isinstance(event, SpeechStarted)
+        if isinstance(event, SpeechStarted):
+            self._last_turn = max(self._last_turn, event.turn)
+        else:
+            self._timeline = (event.t_input, event.t_arrival)
 
-    def _on_event(self, event: Event) -> None:
-        if event.kind == "speech_ended":
-            data = event.data
-            self._open_reply(SpeechEnded(event.turn, data["t_input"], event.t, data["t_decided"]))
+    def _on_event(self, event: SpeechEnded | BargeIn | AudioOut) -> None:
+        if isinstance(event, SpeechEnded):
+            self._open_early(event)  # the same object the VAD queues: nothing is rebuilt
             return
-        if event.kind == "barge_in":
+        if isinstance(event, BargeIn):
             for exchange in self.history:
-                if exchange.turn == event.data.get("interrupted"):
-                    exchange.heard = str(event.data.get("spoken", ""))
+                if exchange.turn == event.interrupted:
+                    exchange.heard = event.spoken
             return
-        if event.kind != "audio_out" or not self.history or self.history[-1].turn != event.turn:
+        if not self.history or self.history[-1].turn != event.turn:
             return
         played = self.history[-1].played
-        text = event.data.get("text", "")
-        if text and event.data.get("source", "llm") in ANSWER_SOURCES and (not played or played[-1] != text):
+        text = event.text
+        if text and event.source in ANSWER_SOURCES and (not played or played[-1] != text):
             played.append(text)

@@ -116,9 +116,9 @@ class VadStage(Stage):
         self._turn += 1
         self._state = "speaking"
         self._paused = False
-        first = self._candidate[0]
-        self.ctx.events.emit("speech_started", self._turn, t_input=first.t_input)
-        yield SpeechStarted(self._turn, first.t_input, first.t_arrival)
+        started = SpeechStarted(self._turn, self._candidate[0].t_input)
+        self.ctx.events.emit(started)  # the barge-in acts now, not when the queue gets to it
+        yield started
         for frame in self._candidate:
             yield AudioChunk(self._turn, frame.pcm, PIPELINE_RATE, frame.t_input, frame.t_arrival, True)
         self._candidate = []
@@ -126,10 +126,10 @@ class VadStage(Stage):
     def _end(self) -> Iterator[Message]:
         last = self._last_voiced
         assert last is not None
-        ended = SpeechEnded(self._turn, last.t_input + self.frame_ms / 1000, last.t_arrival, time.monotonic())
-        self.ctx.events.emit(
-            "speech_ended", self._turn, t=ended.t_arrival, t_input=ended.t_input, t_decided=ended.t_decided
+        ended = SpeechEnded(
+            self._turn, last.t_input + self.frame_ms / 1000, t_decided=time.monotonic(), t=last.t_arrival
         )
+        self.ctx.events.emit(ended)  # the responder opens the reply now (see stages/responder.py)
         yield ended
         self._reset()
 

@@ -234,7 +234,7 @@ class Session:
 
         events = EventBus()
         listener = ConversationEvents(self.outbox, end, turn_done)
-        events.subscribe(listener)
+        events.subscribe(listener, *listener.LISTENS_TO)
         service = self.service
         stages = requests.conversation(self.cfg, service.engines, self.outbox, self.history, end, turn_done)
         self._start("pipeline", feed, stages, events, audio=True).conversation = listener
@@ -283,7 +283,7 @@ class Session:
         """Each sentence of a stream is its own turn: its own audio-start .. audio-stop."""
         req.turns += 1
         now = time.monotonic()
-        req.feed.put(ReplyText(req.turns, text, True, SpeechEnded(req.turns, 0.0, now, now), now))
+        req.feed.put(ReplyText(req.turns, text, True, SpeechEnded(req.turns, 0.0, t_decided=now, t=now), now))
 
     # -- conversation by text (the handle program) -------------------------------------------------
     async def _handle_text(self, text: Any, context: Any = None) -> None:
@@ -300,7 +300,7 @@ class Session:
         stages = requests.text_conversation(self.cfg, service.engines, self.outbox, history)
         req = self._start("handle", Feed(), stages)
         now = time.monotonic()
-        req.feed.put(Transcript(1, text, True, SpeechEnded(1, 0.0, now, now), now))
+        req.feed.put(Transcript(1, text, True, SpeechEnded(1, 0.0, t_decided=now, t=now), now))
         req.feed.finish()
 
     def _text(self, value: Any, so_far: int) -> str:

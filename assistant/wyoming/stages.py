@@ -21,7 +21,7 @@ from wyoming.handle import Handled, HandledChunk, HandledStart, HandledStop, Not
 from wyoming.tts import SynthesizeStopped
 from wyoming.vad import VoiceStarted, VoiceStopped
 
-from assistant.core.events import Event as BusEvent
+from assistant.core import events as ev
 from assistant.core.messages import (
     AudioChunk,
     End,
@@ -60,14 +60,14 @@ class UtteranceStage(Stage):
         if isinstance(msg, AudioChunk):
             if self._started is None:
                 self._started = msg.t_arrival
-                yield SpeechStarted(1, msg.t_input, msg.t_arrival)
+                yield SpeechStarted(1, msg.t_input, t=msg.t_arrival)
             end = msg.t_input + msg.duration
             self._end = (end, msg.t_arrival)
             live = end <= LIVE_PACE * (msg.t_arrival - self._started) + 0.5
             # "voiced" is what lets AsrStage make partial transcripts (transcript chunks)
             yield AudioChunk(1, msg.pcm, msg.sample_rate, msg.t_input, msg.t_arrival, voiced=live)
         elif isinstance(msg, End) and self._end is not None:
-            yield SpeechEnded(1, self._end[0], self._end[1], time.monotonic())
+            yield SpeechEnded(1, self._end[0], t_decided=time.monotonic(), t=self._end[1])
 
 
 class TranscriptEvents(Stage):
@@ -229,32 +229,41 @@ class ConversationEvents:
         self.heard = 0  # turns the VAD found: none at all, and the client is told so
         self._handled: set[int] = set()
 
-    def __call__(self, event: BusEvent) -> None:
-        kind, turn, data = event.kind, event.turn, event.data
-        if kind == "speech_started":
+    LISTENS_TO = (
+        ev.SpeechStarted,
+        ev.SpeechEnded,
+        ev.TranscriptFinal,
+        ev.ReplyClause,
+        ev.ReplyDone,
+        ev.ReplySkipped,
+    )
+
+    def __call__(self, event: ev.Event) -> None:
+        turn = event.turn
+        if isinstance(event, ev.SpeechStarted):
             self.heard += 1
-            self.outbox.put(VoiceStarted(timestamp=_ms(data.get("t_input"))))
-        elif kind == "speech_ended":
-            self.outbox.put(VoiceStopped(timestamp=_ms(data.get("t_input"))))
-        elif kind == "transcript_final":
-            self.outbox.put(WyTranscript(str(data.get("text", ""))))
+            self.outbox.put(VoiceStarted(timestamp=_ms(event.t_input)))
+        elif isinstance(event, ev.SpeechEnded):
+            self.outbox.put(VoiceStopped(timestamp=_ms(event.t_input)))
+        elif isinstance(event, ev.TranscriptFinal):
+            self.outbox.put(WyTranscript(event.text))
             if self.end_stage == "asr":
                 self.on_turn_done(turn)
-        elif kind == "reply_clause" and data.get("source") not in FILLER_SOURCES:
+        elif isinstance(event, ev.ReplyClause) and event.source not in FILLER_SOURCES:
             if turn not in self._handled:
                 self._handled.add(turn)
                 self.outbox.put(HandledStart())
-            self.outbox.put(HandledChunk(str(data.get("text", ""))))
-        elif kind == "reply_done":
+            self.outbox.put(HandledChunk(event.text))
+        elif isinstance(event, ev.ReplyDone):
             if turn not in self._handled:
                 self.outbox.put(HandledStart())
             self._handled.discard(turn)
-            self.outbox.put(Handled(str(data.get("text", ""))))
+            self.outbox.put(Handled(event.text))
             self.outbox.put(HandledStop())
             if self.end_stage == "handle":
                 self.on_turn_done(turn)
-        elif kind == "reply_skipped":
-            self.outbox.put(NotHandled(str(data.get("reason", ""))))
+        elif isinstance(event, ev.ReplySkipped):
+            self.outbox.put(NotHandled(event.reason))
             self.on_turn_done(turn)
 
 
