@@ -47,7 +47,7 @@ def quiet(assistant: Assistant, since: float, timeout_s: float = 20.0) -> None:
     """Wait until the reply that followed ``since`` has finished playing (or ``timeout_s``)."""
     end = time.monotonic() + timeout_s
     while time.monotonic() < end:
-        events = [e for e in assistant.core.events() if e["wall"] >= since]
+        events = [e for e in assistant.events() if e["wall"] >= since]
         kinds = [e["kind"] for e in events]
         if "playback_stopped" in kinds and kinds[-1] not in ("playback_started", "audio_out"):
             last = max(e["wall"] for e in events)
@@ -115,7 +115,7 @@ def echo_check(server: PulseServer, mode: str, long_q: Path, second: Path, work:
         t1 = time.time()
         server.say(second).wait()
         time.sleep(12)
-        events = assistant.core.events()
+        events = assistant.events()
         started = [e for e in events if e["kind"] == "speech_started"]
         barged = [e for e in events if e["kind"] == "barge_in" and e["wall"] >= t1]
         finals = [e for e in events if e["kind"] == "transcript_final" and e["wall"] >= t1]
