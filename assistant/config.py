@@ -82,6 +82,7 @@ class VadConfig:
     min_speech_ms: int = _knob(250, lo=0, hi=5000)
     pre_roll_ms: int = _knob(300, lo=0, hi=2000)
     onset_ms: int = _knob(60, lo=10, hi=1000)
+    max_utterance_s: float = _knob(30.0, lo=5, hi=600)
 
 
 @dataclass(frozen=True)
@@ -187,6 +188,8 @@ class WyomingConfig:
     max_audio_s: float = _knob(60.0, lo=1, hi=3600)
     max_text_chars: int = _knob(5000, lo=1, hi=1_000_000)
     idle_timeout_s: float = _knob(300.0, lo=1, hi=86400)
+    busy_idle_timeout_s: float = _knob(10.0, lo=0.1, hi=86400)
+    max_clients_per_address: int = _knob(8, lo=1, hi=1024)
     partial_interval_ms: int = _knob(1000, choices=(0,), lo=200, hi=10000)
 
 

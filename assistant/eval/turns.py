@@ -1,7 +1,8 @@
 """Per-turn records built from the event stream: what was heard, what was said, and how fast.
 
 Every latency is measured from the turn's end of speech (the arrival of its last voiced frame), so
-the VAD's hangover is counted honestly.
+the VAD's hangover is counted honestly. Sound the recogniser found no words in (noise, music the VAD
+took for speech) is no turn: nothing was asked, and nothing answered.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class TurnRecord:
 def build_turns(events: list[Event]) -> list[TurnRecord]:
     turns: dict[int, TurnRecord] = {}
     speech_end: dict[int, float] = {}
+    wordless: set[int] = set()
     for e in events:  # emission order: causal within a turn (times may be backdated)
         if e.kind == "speech_started":
             turns[e.turn] = TurnRecord(e.turn, start_s=round(e.data["t_input"], 3))
@@ -52,6 +54,8 @@ def build_turns(events: list[Event]) -> list[TurnRecord]:
             record.latency_ms["vad_decided"] = _ms(e.data["t_decided"] - e.t)
         elif e.kind == "transcript_final":
             record.transcript = e.data["text"]
+            if not record.transcript.strip():
+                wordless.add(e.turn)
             record.speculative_asr = bool(e.data.get("speculative"))
         elif e.kind == "reply_clause":
             source = e.data.get("source", "llm")
@@ -65,7 +69,7 @@ def build_turns(events: list[Event]) -> list[TurnRecord]:
             record.reply = e.data["text"]
         if e.kind in LATENCY_EVENTS and e.turn in speech_end:
             record.latency_ms.setdefault(LATENCY_EVENTS[e.kind], _ms(e.t - speech_end[e.turn]))
-    return [turns[k] for k in sorted(turns)]
+    return [turns[k] for k in sorted(turns) if k not in wordless]
 
 
 def summarize(turns: list[TurnRecord]) -> dict[str, dict[str, float]]:
