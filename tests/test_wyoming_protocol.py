@@ -11,6 +11,7 @@ import json
 import re
 import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -18,8 +19,9 @@ import pytest
 from wyoming.asr import Transcribe
 from wyoming.asr import Transcript as WyTranscript
 from wyoming.audio import AudioChunk, AudioStart
-from wyoming.event import Event
+from wyoming.event import Event, async_read_event, async_write_event
 from wyoming.info import Describe, Info
+from wyoming.ping import Ping
 from wyoming.pipeline import PipelineStage, RunPipeline
 from wyoming.tts import Synthesize
 
@@ -217,7 +219,7 @@ def test_abrupt_disconnects_leave_no_threads_and_others_are_served(cfg: Config) 
 def test_sixteen_clients_at_once_each_get_their_own_answers(cfg: Config) -> None:
     """Plumbing under load: every client's history reaches only its own prompts."""
     llm = FakeLlm("Nice to meet you.", ttft_s=0.01)
-    thread, port = start_server(fake_service(cfg, llm))
+    thread, port = start_server(fake_service(cfg, llm, max_clients_per_address=16))  # all from 127.0.0.1
 
     async def one(i: int) -> tuple[str, str]:
         async with client(port) as c:
@@ -305,6 +307,115 @@ def test_a_client_that_stops_reading_is_held_back_then_served_in_order(server) -
 
     sizes = asyncio.run(go())
     assert len(sizes) == 30 and all(size > 600_000 for size in sizes)
+
+
+class FromAddress:
+    """A Wyoming client connecting from another loopback address (127.0.0.2, ...), as a second host
+    on the network would; the wyoming package's own event reader and writer."""
+
+    def __init__(self, port: int, source: str) -> None:
+        self.port, self.source = port, source
+
+    async def __aenter__(self) -> FromAddress:
+        self.reader, self.writer = await asyncio.open_connection(
+            "127.0.0.1", self.port, local_addr=(self.source, 0)
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.writer.close()
+
+    async def write_event(self, event: Event) -> None:
+        await async_write_event(event, self.writer)
+
+    async def read_event(self) -> Event | None:
+        return await async_read_event(self.reader)
+
+
+def test_one_address_cannot_take_every_slot(cfg: Config) -> None:
+    thread, port = start_server(fake_service(cfg, max_clients=4, max_clients_per_address=2))
+
+    async def go() -> tuple[list[str], list[str]]:
+        async with client(port) as a, client(port) as b:
+            for c in (a, b):
+                await c.write_event(Describe().event())
+                await read_until(c, {"info"})
+            async with client(port) as third:
+                refused = [e.type for e in await read_until(third, {"error"}, 10)]
+            async with FromAddress(port, "127.0.0.2") as other:
+                await other.write_event(Describe().event())
+                served = [e.type for e in await read_until(other, {"info"}, 10)]  # type: ignore[arg-type]
+            return refused, served
+
+    try:
+        assert asyncio.run(go()) == (["error"], ["info"])
+    finally:
+        thread.stop()
+
+
+def test_idle_clients_are_closed_sooner_while_the_server_is_full(cfg: Config) -> None:
+    """Two clients take every slot and only ping: the server, full, closes one after the busy idle
+    timeout (not the 300 s idle timeout); no longer full, it keeps the other; a new client is served."""
+    service = fake_service(cfg, max_clients=2, busy_idle_timeout_s=0.5, idle_timeout_s=300)
+    thread, port = start_server(service)
+
+    async def pinger(source: str) -> tuple[str, float]:
+        start = time.monotonic()
+        async with FromAddress(port, source) as c:
+            while time.monotonic() - start < 4:
+                await c.write_event(Ping().event())
+                while (event := await asyncio.wait_for(c.read_event(), 5)) is not None:
+                    if event.type == "error":
+                        return str(event.data.get("code")), time.monotonic() - start
+                    if event.type == "pong":
+                        break
+                if event is None:
+                    return "closed", time.monotonic() - start
+                await asyncio.sleep(0.1)
+        return "still open", time.monotonic() - start
+
+    async def newcomer() -> list[str]:
+        await asyncio.sleep(3.0)  # the 0.5 s busy timeout is checked every 0.5 s
+        async with client(port) as c:
+            await c.write_event(WyTranscript("Hello").event())
+            return texts(await read_until(c, {"handled-stop"}, 10), "handled")
+
+    async def go() -> tuple[list[tuple[str, float]], list[str]]:
+        a, b, answered = await asyncio.gather(pinger("127.0.0.2"), pinger("127.0.0.3"), newcomer())
+        return sorted([a, b]), answered
+
+    try:
+        dropped, answered = asyncio.run(go())
+    finally:
+        thread.stop()
+    # closed within the pinger's 4 s, not after idle_timeout_s (300 s)
+    assert [code for code, _ in dropped] == ["idle-timeout", "still open"]
+    assert answered == ["It is on."]
+
+
+def test_a_conversation_id_is_scoped_to_the_client_address(cfg: Config) -> None:
+    """Another host naming the same conversation_id gets a conversation of its own."""
+    llm = FakeLlm("Noted.")
+    thread, port = start_server(fake_service(cfg, llm))
+
+    async def ask(text: str, source: str) -> None:
+        async with FromAddress(port, source) as c:
+            await c.write_event(WyTranscript(text, context={"conversation_id": "kitchen-1"}).event())
+            await read_until(c, {"handled"})  # type: ignore[arg-type]
+
+    async def go() -> None:
+        await ask("My secret is 42.", "127.0.0.1")
+        await ask("What is my secret?", "127.0.0.2")
+        await ask("What is my secret?", "127.0.0.1")
+
+    try:
+        asyncio.run(go())
+    finally:
+        thread.stop()
+    history = [
+        [m["content"] for m in p[1:-1]] for p in llm.prompts if p[-1]["content"] == "What is my secret?"
+    ]
+    assert history == [[], ["My secret is 42.", "Noted."]]
 
 
 def test_a_named_conversation_continues_across_connections(cfg: Config) -> None:
