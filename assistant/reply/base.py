@@ -22,6 +22,7 @@ from assistant.core.engines import ChatMessage
 class Clause:
     text: str
     source: str = "llm"  # one of ANSWER_SOURCES, or a fallback kind: "ack", "timeout", "error"
+    kept: str | None = None  # what the conversation history keeps instead of ``text`` (private words)
 
 
 class Reply(Protocol):
