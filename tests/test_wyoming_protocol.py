@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -41,9 +42,11 @@ from tests.wyoming_client import (
     texts,
     wait_for_new_threads,
     wait_for_no_pipeline_threads,
+    wav_pcm,
     wyoming_cfg,
 )
 
+QUESTION_WAV = Path(__file__).resolve().parent.parent / "assistant" / "samples" / "question.wav"
 SPEECH = (np.sin(np.arange(16000 * 2) * 2 * np.pi * 300 / 16000) * 8000).astype("<i2").tobytes()
 
 
@@ -442,3 +445,85 @@ def test_a_named_conversation_continues_across_connections(cfg: Config) -> None:
         thread.stop()
     history = [[m["content"] for m in p[1:-1]] for p in llm.prompts if p[-1]["content"] == "What is my name?"]
     assert history == [["My name is Ada.", "Noted."], []]
+
+
+def test_a_client_flooding_noise_leaves_memory_bounded_and_others_answered(cfg: Config) -> None:
+    """One client streams noise through run-pipeline as fast as the socket takes it, starting a new
+    pipeline after every error; meanwhile another client's questions are answered, and the
+    process's memory stays within 100 MB of where it started (bench/flood.py: the real models, longer)."""
+    from bench.soak import process_stats
+
+    thread, port = start_server(fake_service(cfg))
+    noise = (np.random.default_rng(0).standard_normal(16000) * 6000).astype("<i2").tobytes()
+    question, *_ = wav_pcm(QUESTION_WAV)  # a recorded question, 16 kHz
+    stop = asyncio.Event()
+    errors: list[str] = []
+
+    async def flood() -> int:
+        sent = 0
+        async with client(port) as c:
+
+            async def drain() -> None:
+                while (event := await c.read_event()) is not None:
+                    if event.type == "error":
+                        errors.append(str(event.data.get("code")))
+                        restart.set()
+
+            restart = asyncio.Event()
+            reader = asyncio.create_task(drain())
+            while not stop.is_set():
+                restart.clear()
+                await c.write_event(
+                    RunPipeline(
+                        start_stage=PipelineStage.ASR, end_stage=PipelineStage.TTS, restart_on_end=True
+                    ).event()
+                )
+                await c.write_event(AudioStart(rate=16000, width=2, channels=1).event())
+                while not stop.is_set() and not restart.is_set():
+                    for i in range(0, len(noise), 2048):
+                        await c.write_event(
+                            AudioChunk(rate=16000, width=2, channels=1, audio=noise[i : i + 2048]).event()
+                        )
+                    sent += 1
+            reader.cancel()
+        return sent
+
+    async def ask() -> list[str]:
+        answers = []
+        for _ in range(3):
+            await asyncio.sleep(1.0)
+            async with client(port) as c:
+                await c.write_event(WyTranscript("Is the light on?").event())
+                answers += texts(await read_until(c, {"handled-stop"}, 20), "handled")
+            async with client(port) as c:
+                await c.write_event(
+                    RunPipeline(start_stage=PipelineStage.ASR, end_stage=PipelineStage.HANDLE).event()
+                )
+                await send_audio(c, question + bytes(32000), 16000, 2, 1)
+                answers += texts(await read_until(c, {"handled-stop"}, 20), "handled")
+        return answers
+
+    async def watch(peak: list[float]) -> None:
+        while not stop.is_set():
+            peak.append(process_stats()[0])
+            await asyncio.sleep(0.2)
+
+    async def go() -> tuple[int, list[str], list[float]]:
+        peak: list[float] = []
+        flooding = asyncio.create_task(flood())
+        watching = asyncio.create_task(watch(peak))
+        answers = await ask()
+        await asyncio.sleep(1.0)
+        stop.set()
+        seconds = await flooding
+        await watching
+        return seconds, answers, peak
+
+    before = process_stats()[0]
+    try:
+        seconds, answers, peak = asyncio.run(go())
+    finally:
+        thread.stop()
+    assert seconds >= 30  # seconds of noise sent: far more than the pipeline keeps
+    assert answers == ["It is on."] * 6
+    assert max(peak) - before < 100, (before, max(peak))
