@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 import wave
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,7 +140,12 @@ async def level(port: int, recordings: list[Path], n: int) -> list[Result]:
 
 
 @contextlib.contextmanager
-def assistant_server(overrides: list[str], log_path: Path, threads: int):
+def assistant_server(
+    overrides: list[str],
+    log_path: Path,
+    threads: int,
+    on_start: Callable[[subprocess.Popen[str]], None] = lambda _proc: None,
+):
     port = free_port()
     cmd = [sys.executable, "-m", "assistant", "serve", "--wyoming", f"tcp://127.0.0.1:{port}", "--quiet"]
     for item in overrides:
@@ -147,6 +153,7 @@ def assistant_server(overrides: list[str], log_path: Path, threads: int):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     with log_path.open("w") as log:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, env=env, cwd=REPO)
+        on_start(proc)
         try:
             assert proc.stdout is not None
             line = proc.stdout.readline()  # "Models ready ... Serving Wyoming on ..." once it listens

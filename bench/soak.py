@@ -140,7 +140,8 @@ def turn_block(cfg: Config, engines: build.Engines, pcm: np.ndarray, turns: int)
     finally:
         pipeline.stop()
     records = build_turns(log.events)
-    answered = sum(bool(r.reply) and not r.fallback for r in records)
+    answered = [r for r in records if r.reply]  # some answer was spoken (not only a filler or apology)
+    acked = sum(r.fallback_kind == "ack" for r in answered)
 
     def median(name: str) -> str:
         values = [r.latency_ms[name] for r in records if name in r.latency_ms]
@@ -148,7 +149,7 @@ def turn_block(cfg: Config, engines: build.Engines, pcm: np.ndarray, turns: int)
 
     return (
         f"transcript {median('asr_final')} ms, first clause {median('first_clause')} ms",
-        f"{len(records)} turns, {answered} answered without a fallback",
+        f"{len(records)} turns, {len(answered)} answered ({acked} after the filler)",
     )
 
 

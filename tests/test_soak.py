@@ -17,7 +17,7 @@ def test_turns_and_conversations_leave_no_threads_fds_or_memory_behind(cfg: Conf
     turns = [r for r in rows if r.phase == "turns"]
     wyoming = [r for r in rows if r.phase == "wyoming"]
     assert [r.done for r in turns] == [25, 50] and [r.done for r in wyoming] == [20]
-    assert all(r.outcome == "25 turns, 25 answered without a fallback" for r in turns), turns
+    assert all(r.outcome == "25 turns, 25 answered (0 after the filler)" for r in turns), turns
     assert wyoming[0].outcome == "20 conversations, 20 answered"
     for row in [*turns, stopped]:  # every pipeline's threads and the server's sockets are gone
         assert row.threads <= start.threads and row.fds <= start.fds, row

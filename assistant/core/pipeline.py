@@ -55,9 +55,13 @@ class Pipeline:
         self.scope = scope or TurnScope()
         self.stop_flag = threading.Event()
         self.ctx = StageContext(self.scope, self.events, self.stop_flag)
+        # Unbounded on purpose: a bound would block the source (a microphone callback cannot wait).
+        # What they hold is bounded elsewhere: a file by its length, live audio by every stage being
+        # faster than real time (the VAD by far; ASR passes of at most one window, partials skipped
+        # when behind), a turn by vad.max_utterance_s, a reply by llm.max_new_tokens.
         self._queues: list[queue.Queue[Message]] = [queue.Queue() for _ in self.stages]
         self._threads: list[threading.Thread] = []
-        self._errors: queue.Queue[PipelineError] = queue.Queue()
+        self._errors: queue.Queue[PipelineError] = queue.Queue()  # at most one per stage: it then ends
         self._done = threading.Event()
 
     # -- lifecycle -------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ class Feed:
     """A pipeline source fed from the connection: messages in, in order, until ``finish``."""
 
     def __init__(self) -> None:
+        # bounded by what the client may send: AudioFeed's backlog limit, wyoming.max_text_chars
         self._queue: queue.Queue[Message | None] = queue.Queue()
         self.finished = threading.Event()
 
@@ -105,6 +106,7 @@ class Outbox:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        # bounded by backpressure: the server stops reading requests past MAX_PENDING_EVENTS (server.py)
         self._queue: asyncio.Queue[Event | None] = asyncio.Queue()
         self._closed = False
 
