@@ -226,17 +226,17 @@ class ConversationEvents:
         self.outbox = outbox
         self.end_stage = end_stage
         self.on_turn_done = on_turn_done
-        self.heard = 0  # turns the VAD found: none at all, and the client is told so
+        self.heard = 0  # turns with words in them: none at all (silence, noise), and the client is told so
         self._handled: set[int] = set()
 
     def __call__(self, event: BusEvent) -> None:
         kind, turn, data = event.kind, event.turn, event.data
         if kind == "speech_started":
-            self.heard += 1
             self.outbox.put(VoiceStarted(timestamp=_ms(data.get("t_input"))))
         elif kind == "speech_ended":
             self.outbox.put(VoiceStopped(timestamp=_ms(data.get("t_input"))))
         elif kind == "transcript_final":
+            self.heard += bool(str(data.get("text", "")).strip())
             self.outbox.put(WyTranscript(str(data.get("text", ""))))
             if self.end_stage == "asr":
                 self.on_turn_done(turn)
