@@ -65,7 +65,8 @@ class Feed:
 class AudioFeed(Feed):
     """Audio from the client as the pipeline's ``AudioChunk`` stream, on its own input timeline.
 
-    Bounded twice: ``max_audio_s`` caps one request's recording (a transcription keeps all of it),
+    Bounded twice: ``max_audio_s`` caps one request's recording (how long a transcription runs; the
+    recogniser keeps at most one window of it),
     and ``max_backlog_s`` caps audio received but not yet taken by the pipeline, so a client sending
     faster than the pipeline can follow gets an error instead of making the server buffer it.
     """
