@@ -32,6 +32,7 @@ import statistics
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -245,7 +246,10 @@ def free_port() -> int:
 def fake_engines() -> build.Engines:
     from tests.fakes import FakeLlm, FakeRecognizer, FakeSynth
 
-    return build.Engines(FakeRecognizer(), FakeLlm(), FakeSynth())
+    recognizer, llm = FakeRecognizer(), FakeLlm()
+    # the fakes record every call for the tests' assertions: here that would be the leak measured
+    recognizer.calls, llm.prompts = deque(maxlen=1), deque(maxlen=1)  # type: ignore[assignment]
+    return build.Engines(recognizer, llm, FakeSynth())
 
 
 def print_row(row: Row) -> None:
