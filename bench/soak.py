@@ -15,7 +15,7 @@ tests/fakes.py, which keep the real VAD, stages, queues, threads and server but 
                  ``--block`` conversations.
 
 After each block it prints the process's resident memory, OS threads (native pools included), open
-file descriptors (waiting up to 5 s for them to fall back to where they were before the block's kind
+file descriptors (waiting up to 20 s for them to fall back to where they were before the block's kind
 of work: pipelines and connections take a moment to close), and the block's medians: for turns, end of speech -> final transcript and -> first
 reply clause (from the event log, as `respond` reports them; not the first audio: at compute speed
 the modelled loudspeaker would still be playing earlier replies); for conversations, the last audio
@@ -79,7 +79,7 @@ def process_stats() -> tuple[float, int, int]:
     return int(fields["VmRSS"][0]) / 1024, int(fields["Threads"][0]), len(os.listdir("/proc/self/fd"))
 
 
-def settle(threads: int, fds: int, timeout_s: float = 5.0) -> tuple[float, int, int]:
+def settle(threads: int, fds: int, timeout_s: float = 20.0) -> tuple[float, int, int]:
     """Stats once threads and fds are back to at most the given counts (closing takes a moment)."""
     end = time.monotonic() + timeout_s
     while True:

@@ -4,6 +4,7 @@ window, and sound with no words in it is no turn."""
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -95,3 +96,50 @@ def test_vad_end_of_input_still_closes_a_turn(cfg: Config) -> None:
         out += list(stage.process(AudioChunk(-1, pcm, PIPELINE_RATE, i / 50, 0.0)))
     out += list(stage.process(End()))
     assert isinstance(out[-1], SpeechEnded)
+
+
+def test_a_slow_stage_backs_up_to_the_source_not_into_memory(monkeypatch) -> None:
+    """Input faster than a stage can follow waits at the source (which a Wyoming feed then refuses)
+    instead of piling up between the stages."""
+    import assistant.core.pipeline as pipeline_module
+    from assistant.core.messages import Message
+    from assistant.core.stage import Stage
+
+    monkeypatch.setattr(pipeline_module, "MAX_QUEUED", 20)
+
+    class Source:
+        def chunks(self, stop: threading.Event):  # type: ignore[no-untyped-def]
+            for i in range(2000):
+                yield AudioChunk(1, np.zeros(320, np.int16), PIPELINE_RATE, i / 50, 0.0)
+
+        def close(self) -> None: ...
+
+    class Slow(Stage):
+        name = "slow"
+        drops_stale = False
+
+        def __init__(self) -> None:
+            self.seen = 0
+
+        def process(self, msg: Message):  # type: ignore[no-untyped-def]
+            self.seen += isinstance(msg, AudioChunk)
+            time.sleep(0.0005)
+            yield from ()
+
+    class Pass(Stage):
+        name = "pass"
+        drops_stale = False
+
+        def process(self, msg: Message):  # type: ignore[no-untyped-def]
+            yield msg
+
+    slow = Slow()
+    pipeline = Pipeline(Source(), [Pass(), slow])
+    longest = 0
+    pipeline.setup()
+    pipeline.start()
+    while not pipeline.wait(timeout=0.005):
+        longest = max(longest, *(q.qsize() for q in pipeline._queues))
+    pipeline.stop()
+    assert slow.seen == 2000  # nothing lost
+    assert longest <= 20

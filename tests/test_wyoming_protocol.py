@@ -11,7 +11,6 @@ import json
 import re
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -357,43 +356,51 @@ def test_one_address_cannot_take_every_slot(cfg: Config) -> None:
 
 
 def test_idle_clients_are_closed_sooner_while_the_server_is_full(cfg: Config) -> None:
-    """Two clients take every slot and only ping: the server, full, closes one after the busy idle
-    timeout (not the 300 s idle timeout); no longer full, it keeps the other; a new client is served."""
+    """Two clients take every slot and only ping. The server, full, closes an idle one after the busy
+    idle timeout (0.5 s here), not the idle timeout (300 s), and a new client gets served."""
     service = fake_service(cfg, max_clients=2, busy_idle_timeout_s=0.5, idle_timeout_s=300)
     thread, port = start_server(service)
+    served = asyncio.Event()
 
-    async def pinger(source: str) -> tuple[str, float]:
-        start = time.monotonic()
+    async def pinger(source: str) -> str:
         async with FromAddress(port, source) as c:
-            while time.monotonic() - start < 4:
+            while not served.is_set():
                 await c.write_event(Ping().event())
-                while (event := await asyncio.wait_for(c.read_event(), 5)) is not None:
+                while (event := await asyncio.wait_for(c.read_event(), 20)) is not None:
                     if event.type == "error":
-                        return str(event.data.get("code")), time.monotonic() - start
+                        return str(event.data.get("code"))
                     if event.type == "pong":
                         break
                 if event is None:
-                    return "closed", time.monotonic() - start
+                    return "closed"
                 await asyncio.sleep(0.1)
-        return "still open", time.monotonic() - start
+        return "still open"
 
-    async def newcomer() -> list[str]:
-        await asyncio.sleep(3.0)  # the 0.5 s busy timeout is checked every 0.5 s
-        async with client(port) as c:
-            await c.write_event(WyTranscript("Hello").event())
-            return texts(await read_until(c, {"handled-stop"}, 10), "handled")
+    async def newcomer() -> tuple[list[str], int]:
+        await asyncio.sleep(0.3)  # the pingers first
+        for refused in range(100):  # turned away while both pingers hold their slots
+            async with client(port) as c:
+                await c.write_event(WyTranscript("Hello").event())
+                events = await read_until(c, {"handled-stop", "error"}, 20)
+                if events and events[-1].type == "handled-stop":
+                    served.set()
+                    return texts(events, "handled"), refused
+            await asyncio.sleep(0.2)
+        served.set()
+        return [], 100
 
-    async def go() -> tuple[list[tuple[str, float]], list[str]]:
-        a, b, answered = await asyncio.gather(pinger("127.0.0.2"), pinger("127.0.0.3"), newcomer())
+    async def go() -> tuple[list[str], tuple[list[str], int]]:
+        a, b, answered = await asyncio.wait_for(
+            asyncio.gather(pinger("127.0.0.2"), pinger("127.0.0.3"), newcomer()), 30
+        )
         return sorted([a, b]), answered
 
     try:
-        dropped, answered = asyncio.run(go())
+        codes, (answered, refused) = asyncio.run(go())
     finally:
         thread.stop()
-    # closed within the pinger's 4 s, not after idle_timeout_s (300 s)
-    assert [code for code, _ in dropped] == ["idle-timeout", "still open"]
-    assert answered == ["It is on."]
+    assert "idle-timeout" in codes  # within the test's 30 s, not after idle_timeout_s (300 s)
+    assert answered == ["It is on."] and refused < 100
 
 
 def test_a_conversation_id_is_scoped_to_the_client_address(cfg: Config) -> None:

@@ -18,7 +18,7 @@ from typing import Protocol
 
 from assistant.core.events import EventBus
 from assistant.core.messages import AudioChunk, End, Message
-from assistant.core.stage import Stage, StageContext, run_stage
+from assistant.core.stage import MAX_QUEUED, Stage, StageContext, put, run_stage
 from assistant.core.turn import TurnScope
 
 log = logging.getLogger(__name__)
@@ -55,11 +55,9 @@ class Pipeline:
         self.scope = scope or TurnScope()
         self.stop_flag = threading.Event()
         self.ctx = StageContext(self.scope, self.events, self.stop_flag)
-        # Unbounded on purpose: a bound would block the source (a microphone callback cannot wait).
-        # What they hold is bounded elsewhere: a file by its length, live audio by every stage being
-        # faster than real time (the VAD by far; ASR passes of at most one window, partials skipped
-        # when behind), a turn by vad.max_utterance_s, a reply by llm.max_new_tokens.
-        self._queues: list[queue.Queue[Message]] = [queue.Queue() for _ in self.stages]
+        # Bounded: a stage that cannot keep up makes the one before it wait, back to the source (a
+        # microphone's callback never waits: it has a queue of its own, audio/microphone.py).
+        self._queues: list[queue.Queue[Message]] = [queue.Queue(MAX_QUEUED) for _ in self.stages]
         self._threads: list[threading.Thread] = []
         self._errors: queue.Queue[PipelineError] = queue.Queue()  # at most one per stage: it then ends
         self._done = threading.Event()
@@ -129,10 +127,9 @@ class Pipeline:
         inbox = self._queues[0]
         try:
             for chunk in self.source.chunks(self.stop_flag):
-                if self.stop_flag.is_set():
+                if self.stop_flag.is_set() or not put(inbox, chunk, self.stop_flag):
                     return
-                inbox.put(chunk)
-            inbox.put(End())
+            put(inbox, End(), self.stop_flag)
         except BaseException as exc:  # noqa: BLE001 - reported, not swallowed
             self._on_error("source", exc)
 
