@@ -62,6 +62,7 @@ async def flood(port: int, stop: asyncio.Event, sent: list[float], errors: colle
                         AudioChunk(rate=RATE, width=2, channels=1, audio=noise[i : i + CHUNK]).event()
                     )
                 sent[0] += 1.0
+                await asyncio.sleep(0)  # a refused stream is read fast: let this client's other tasks run
         reader.cancel()
 
 
