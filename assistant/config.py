@@ -189,7 +189,7 @@ class WyomingConfig:
     max_text_chars: int = _knob(5000, lo=1, hi=1_000_000)
     idle_timeout_s: float = _knob(300.0, lo=1, hi=86400)
     busy_idle_timeout_s: float = _knob(10.0, lo=0.1, hi=86400)
-    max_clients_per_address: int = _knob(8, lo=1, hi=1024)
+    max_clients_per_address: int = _knob(12, lo=1, hi=1024)
     partial_interval_ms: int = _knob(1000, choices=(0,), lo=200, hi=10000)
 
 
