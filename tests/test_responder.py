@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import queue
 import threading
 import time
@@ -133,12 +134,19 @@ def test_a_hanging_llm_gives_up_with_an_apology_at_answer_ms(cfg: Config) -> Non
     assert 0.7 <= since_end(log, ReplyClause, 1, source="timeout") <= 1.5
 
 
-def test_reply_ms_ends_a_long_reply_at_a_clause_boundary(cfg: Config) -> None:
-    slow = FakeLlm(reply="One two three. " * 50, token_s=0.05)
-    clauses, log, _ = run_turns(cfg, slow, ["Count for me."], answer_ms=1000, reply_ms=1000)
-    assert all(c.text == "One two three." for c in clauses)
+def test_reply_ms_ends_a_long_reply_at_a_clause_boundary(
+    cfg: Config, caplog: pytest.LogCaptureFixture
+) -> None:
+    # every sentence different: a repeated one would end the reply first (the LLM responder's loop guard)
+    sentences = [f"Sentence {n} goes here." for n in range(1, 51)]
+    slow = FakeLlm(reply=" ".join(sentences), token_s=0.05)
+    with caplog.at_level(logging.INFO, logger="assistant.reply.deadline"):
+        clauses, log, _ = run_turns(cfg, slow, ["Count for me."], answer_ms=1000, reply_ms=1000)
+    texts = [c.text for c in clauses]
+    assert texts == sentences[: len(texts)]  # whole sentences, in order: cut at a clause boundary
     assert 0 < len(clauses) < 20
     assert since_end(log, ReplyDone, 1) < 1.5
+    assert "reply_ms passed: the reply ends here" in caplog.text  # reply_ms ended it, nothing else
 
 
 def test_fast_path_answers_without_the_llm(cfg: Config) -> None:

@@ -67,6 +67,7 @@ class VadConfig:
     min_speech_ms: int = _in(250, 0, 5000)
     pre_roll_ms: int = _in(300, 0, 2000)
     onset_ms: int = _in(60, 10, 1000)
+    max_utterance_s: float = _in(30.0, 5, 600)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> VadConfig:
@@ -183,6 +184,8 @@ class WyomingConfig:
     max_audio_s: float = _in(60.0, 1, 3600)
     max_text_chars: int = _in(5000, 1, 1_000_000)
     idle_timeout_s: float = _in(300.0, 1, 86400)
+    busy_idle_timeout_s: float = _in(10.0, 0.1, 86400)
+    max_clients_per_address: int = _in(12, 1, 1024)
     partial_interval_ms: PartialMs = 1000
 
 

@@ -77,6 +77,21 @@ class SpeechEnded(Event):
 
 
 @dataclass(frozen=True)
+class UtteranceLimit(Event):
+    """The turn reached ``vad.max_utterance_s`` of speech and was ended there (it is answered)."""
+
+    limit_s: float
+
+
+@dataclass(frozen=True)
+class TranscriptCommitted(Event):
+    """A long turn's oldest ``seconds`` of audio were transcribed once and kept as text only, so no
+    recognition pass (nor the shared Whisper lock) covers more than one bounded window."""
+
+    seconds: float
+
+
+@dataclass(frozen=True)
 class TranscriptPartial(Event):
     text: str
 

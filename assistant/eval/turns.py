@@ -1,7 +1,8 @@
 """Per-turn records built from the event stream: what was heard, what was said, and how fast.
 
 Every latency is measured from the turn's end of speech (the arrival of its last voiced frame), so
-the VAD's hangover is counted honestly.
+the VAD's hangover is counted honestly. Sound the recogniser found no words in (noise, music the VAD
+took for speech) is no turn: nothing was asked, and nothing answered.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class TurnRecord:
 def build_turns(events: list[ev.Event]) -> list[TurnRecord]:
     turns: dict[int, TurnRecord] = {}
     speech_end: dict[int, float] = {}
+    wordless: set[int] = set()
     for e in events:  # emission order: causal within a turn (times may be backdated)
         if isinstance(e, ev.SpeechStarted):
             turns[e.turn] = TurnRecord(e.turn, start_s=round(e.t_input, 3))
@@ -51,6 +53,8 @@ def build_turns(events: list[ev.Event]) -> list[TurnRecord]:
             record.latency_ms["vad_decided"] = _ms(e.t_decided - e.t)
         elif isinstance(e, ev.TranscriptFinal):
             record.transcript = e.text
+            if not record.transcript.strip():
+                wordless.add(e.turn)
             record.speculative_asr = e.speculative
         elif isinstance(e, ev.ReplyClause):
             source = e.source
@@ -64,7 +68,7 @@ def build_turns(events: list[ev.Event]) -> list[TurnRecord]:
             record.reply = e.text
         if type(e) in LATENCY_EVENTS and e.turn in speech_end:
             record.latency_ms.setdefault(LATENCY_EVENTS[type(e)], _ms(e.t - speech_end[e.turn]))
-    return [turns[k] for k in sorted(turns)]
+    return [turns[k] for k in sorted(turns) if k not in wordless]
 
 
 def turns_as_dicts(turns: list[TurnRecord]) -> list[dict[str, Any]]:

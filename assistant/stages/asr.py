@@ -5,6 +5,11 @@ Three moments per turn:
 - at the first pause, a speculative transcript of the audio so far: if the user does not go on, it
   *is* the final transcript, ready the moment the VAD's hangover ends instead of ~0.5 s later;
 - at the end of speech, the final transcript (reusing the speculation when no speech followed it).
+
+A turn's audio is kept only up to one Whisper window (``MAX_PASS_S``): when a turn runs longer (a
+long transcription request, or speech up to vad.max_utterance_s), the oldest part is transcribed once,
+at its quietest moment, and only its text is kept. So a turn's memory is bounded and no pass, which
+holds the recogniser (shared between Wyoming clients) for its whole length, is longer than a window.
 """
 
 from __future__ import annotations
@@ -19,7 +24,12 @@ import numpy as np
 from assistant.audio.convert import PIPELINE_RATE
 from assistant.config import AsrConfig
 from assistant.core.engines import Recognizer
-from assistant.core.events import TranscriptFinal, TranscriptPartial, TranscriptSpeculative
+from assistant.core.events import (
+    TranscriptCommitted,
+    TranscriptFinal,
+    TranscriptPartial,
+    TranscriptSpeculative,
+)
 from assistant.core.messages import (
     AudioChunk,
     End,
@@ -49,13 +59,20 @@ SPECULATE_WITHIN_S = 0.3  # a pause seen later than this is likely already past 
 # A partial pass takes a few hundred ms; one running when the user pauses delays the speculative
 # pass (and so the reply). Start one only in the middle of a voiced run, when a pause is unlikely.
 PARTIAL_AFTER_VOICED_S = 0.3
+# Whisper hears 30 s at a time; a pass over more is several windows, each with a cut the model did
+# not choose. 25 s leaves room for the tail zeros and a cut a few seconds early at a quiet moment.
+MAX_PASS_S = 25.0
+CUT_SEARCH_S = 5.0  # the cut goes at the quietest 20 ms of the last few seconds of a full window
+CUT_FRAME = PIPELINE_RATE // 50
 
 
 @dataclass
 class _Turn:
     number: int
     chunks: list[np.ndarray]
-    samples: int = 0
+    samples: int = 0  # received in this turn
+    kept_from: int = 0  # samples before this were transcribed into ``committed`` and dropped
+    committed: str = ""
     t_input_start: float = 0.0
     partial_at: int = 0  # samples covered by the last partial
     voiced_run: int = 0  # samples of the current run of voiced frames
@@ -82,6 +99,8 @@ class AsrStage(Stage):
             self._turn.chunks.append(msg.pcm)
             self._turn.samples += len(msg.pcm)
             self._turn.voiced_run = self._turn.voiced_run + len(msg.pcm) if msg.voiced else 0
+            if self._turn.samples - self._turn.kept_from > MAX_PASS_S * PIPELINE_RATE:
+                self._commit(self._turn)
             if _caught_up(msg):
                 yield from self._maybe_partial()
         elif (
@@ -130,14 +149,34 @@ class AsrStage(Stage):
         self.ctx.events.emit(TranscriptFinal(turn.number, text, reused, t=now))
         return Transcript(turn.number, text, final=True, ended=ended, t=now)
 
+    def _commit(self, turn: _Turn) -> None:
+        """Transcribe the oldest part of a full window, keep its text, drop its audio."""
+        audio = np.concatenate(turn.chunks)
+        search = audio[max(0, len(audio) - int(CUT_SEARCH_S * PIPELINE_RATE)) :]
+        frames = len(search) // CUT_FRAME
+        energy = np.abs(search[: frames * CUT_FRAME].reshape(frames, CUT_FRAME).astype(np.int32)).sum(1)
+        cut = len(audio) - len(search) + int(np.argmin(energy)) * CUT_FRAME + CUT_FRAME // 2
+        text = self._pass(audio[:cut])
+        turn.committed = f"{turn.committed} {text}".strip()
+        turn.chunks = [audio[cut:]]
+        turn.kept_from += cut
+        turn.spec_text, turn.spec_until = None, -1.0  # it heard audio that is now only text
+        self.ctx.events.emit(TranscriptCommitted(turn.number, round(cut / PIPELINE_RATE, 2)))
+
     @staticmethod
     def _samples_until(turn: _Turn, t_input: float) -> int:
         return max(0, min(turn.samples, round((t_input - turn.t_input_start) * PIPELINE_RATE)))
 
     def _transcribe(self, samples: int, turn: _Turn | None = None) -> str:
+        """The turn's text up to ``samples`` (counted from its start): committed text, and a pass
+        over the audio kept since."""
         turn = turn or self._turn
-        assert self.engine is not None and turn is not None
-        audio = np.concatenate(turn.chunks)[:samples] if turn.chunks else np.zeros(0, np.int16)
+        assert turn is not None
+        kept = samples - turn.kept_from
+        audio = np.concatenate(turn.chunks)[:kept] if turn.chunks and kept > 0 else np.zeros(0, np.int16)
+        return f"{turn.committed} {self._pass(audio)}".strip()
+
+    def _pass(self, audio: np.ndarray) -> str:
         if len(audio) == 0:
             return ""
         return self.engine.transcribe(

@@ -61,6 +61,7 @@ class Exchange:
     reply: str
     played: list[str] = field(default_factory=list)  # answer clauses whose audio started playing
     heard: str | None = None  # set on barge-in: the words played before the cut (live.py measures it)
+    private: bool = False  # the reply said what the history must not keep (``reply`` is what it keeps)
 
 
 @dataclass
@@ -207,6 +208,7 @@ class ResponderStage(Stage):
             except queue.Empty:
                 self._report_first_token(turn, state)
                 continue
+            exchange.private |= clause is not None and clause.kept is not None
             yield from self._emit(turn, state, clause, spoken)
         exchange.reply = " ".join(spoken)
         if not exchange.reply:
@@ -256,7 +258,7 @@ class ResponderStage(Stage):
             state.done = True
             return
         if clause.source in ANSWER_SOURCES:
-            spoken.append(clause.text)
+            spoken.append(clause.text if clause.kept is None else clause.kept)
         self.ctx.events.emit(ReplyClause(turn, clause.text, clause.source))
         yield ReplyText(turn, clause.text, False, state.ended, time.monotonic(), clause.source)
 
@@ -267,7 +269,7 @@ class ResponderStage(Stage):
 
     def _as_heard(self, exchange: Exchange) -> str:
         """A reply cut off by barge-in enters the history as far as it was played."""
-        if not self.ctx.scope.is_stale(exchange.turn):
+        if exchange.private or not self.ctx.scope.is_stale(exchange.turn):
             return exchange.reply
         heard = exchange.heard if exchange.heard is not None else " ".join(exchange.played)
         return f"{heard} ..." if heard else "..."

@@ -3,7 +3,9 @@
 States: idle -> (onset: a run of voiced frames) -> candidate -> (enough voice) -> speaking
 -> (silence for the hangover) -> idle. A candidate that never gathers ``min_speech_ms`` of voice
 (a cough, a click) is dropped without a trace. While speaking, a short silence emits
-``SpeechPaused`` so the recogniser can start speculatively; the turn ends only after the hangover.
+``SpeechPaused`` so the recogniser can start speculatively; the turn ends only after the hangover,
+or at ``max_utterance_s`` (music, a TV, noise or a client streaming without end): then it is ended
+and answered like any other, and what follows is a new turn, so no turn holds unbounded audio.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import webrtcvad
 
 from assistant.audio.convert import PIPELINE_RATE
 from assistant.config import VadConfig
+from assistant.core.events import UtteranceLimit
 from assistant.core.messages import (
     AudioChunk,
     End,
@@ -53,6 +56,7 @@ class VadStage(Stage):
         self._silence_ms = 0
         self._last_voiced: AudioChunk | None = None
         self._paused = False
+        self._turn_start = 0.0  # input time of the turn's first frame
 
     def process(self, msg: Message) -> Iterator[Message]:
         if isinstance(msg, End):
@@ -111,11 +115,16 @@ class VadStage(Stage):
             yield SpeechPaused(self._turn, frame.t_input + self.frame_ms / 1000, frame.t_arrival)
         if self._silence_ms >= self.cfg.hangover_ms:
             yield from self._end()
+        elif frame.t_input + self.frame_ms / 1000 - self._turn_start >= self.cfg.max_utterance_s:
+            self.ctx.events.emit(UtteranceLimit(self._turn, self.cfg.max_utterance_s))
+            self._last_voiced = frame  # the turn ends here, whether this frame was voiced or not
+            yield from self._end()
 
     def _start(self) -> Iterator[Message]:
         self._turn += 1
         self._state = "speaking"
         self._paused = False
+        self._turn_start = self._candidate[0].t_input
         started = SpeechStarted(self._turn, self._candidate[0].t_input)
         self.ctx.events.emit(started)  # the barge-in acts now, not when the queue gets to it
         yield started

@@ -7,7 +7,7 @@ they were asked. The conversation history belongs to the connection: every Respo
 session builds shares ``self.history``, and nothing else does, so one client's questions never
 reach another client's prompt. The one exception is asked for by the client: a text question whose
 context names a ``conversation_id`` (Home Assistant's conversation agent connects once per question)
-continues that named conversation's history.
+continues that named conversation's history, if it was started from the same address.
 """
 
 from __future__ import annotations
@@ -39,9 +39,7 @@ from assistant.stages.responder import Exchange
 from assistant.wyoming import requests
 from assistant.wyoming.bridge import AudioFeed, Feed, Outbox
 from assistant.wyoming.service import WyomingService
-from assistant.wyoming.stages import (
-    ConversationEvents,
-)
+from assistant.wyoming.stages import ConversationEvents
 from assistant.wyoming.wire import PcmConverter, ProtocolError
 
 log = logging.getLogger(__name__)
@@ -67,8 +65,9 @@ class Request:
 
 
 class Session:
-    def __init__(self, service: WyomingService, outbox: Outbox) -> None:
+    def __init__(self, service: WyomingService, outbox: Outbox, address: str) -> None:
         self.service = service
+        self.address = address
         self.cfg = service.cfg
         self.outbox = outbox
         self.history: list[Exchange] = []
@@ -130,6 +129,12 @@ class Session:
             req.feed.finish()
             if req.task is not None:
                 await req.task
+
+    @property
+    def working(self) -> bool:
+        """A request is still being answered: the client is waiting, not idle."""
+        req = self._current
+        return req is not None and req.task is not None and not req.task.done()
 
     def discard_audio(self) -> None:
         """After a refused audio stream: ignore its remaining chunks, until the next request."""
@@ -296,7 +301,7 @@ class Session:
         history = self.history  # this connection's, unless the client names the conversation
         named = context.get("conversation_id") if isinstance(context, dict) else None
         if isinstance(named, str) and named:
-            history = service.history(named)
+            history = service.history(self.address, named)
         stages = requests.text_conversation(self.cfg, service.engines, self.outbox, history)
         req = self._start("handle", Feed(), stages)
         now = time.monotonic()
