@@ -17,7 +17,13 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-MODELS = ("okay_nabu", "hey_jarvis", "hey_mycroft", "alexa")
+# the shipped models: what each listens for, and the languages it was trained on (from their JSON)
+MODELS = {
+    "okay_nabu": ("Okay Nabu", ("en", "nl", "fr", "de", "it", "es", "sv")),
+    "hey_jarvis": ("Hey Jarvis", ("en",)),
+    "hey_mycroft": ("Hey Mycroft", ("en",)),
+    "alexa": ("Alexa", ("en",)),
+}
 
 
 class MicroWakeWordEngine:

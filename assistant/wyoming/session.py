@@ -42,6 +42,7 @@ from assistant.wyoming.service import WyomingService
 from assistant.wyoming.stages import (
     ConversationEvents,
 )
+from assistant.wyoming.wake import WakeRequest
 from assistant.wyoming.wire import PcmConverter, ProtocolError
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ class Session:
         self.history: list[Exchange] = []
         self._current: Request | None = None
         self._discard_audio = False  # after a bad audio stream, until the client starts another
+        self._wake: WakeRequest | None = None  # a `detect` takes the audio stream after it (wake.py)
 
     async def handle(self, event: Event) -> None:
         """Serve one event; raises ProtocolError for what the client must be told about."""
@@ -87,7 +89,11 @@ class Session:
 
     async def _dispatch(self, event: Event) -> None:
         kind = event.type
-        if Describe.is_type(kind):
+        if self._wake is not None and self._wake.takes(kind):  # the audio after a `detect` (wake.py)
+            self._wake.handle(event)
+        elif WakeRequest.starts(kind):
+            self._wake = WakeRequest(self.cfg, event, self.outbox)
+        elif Describe.is_type(kind):
             self.outbox.put(self.service.info)
         elif Ping.is_type(kind):
             self.outbox.put(Pong(text=Ping.from_event(event).text))
