@@ -15,7 +15,7 @@ from pathlib import Path
 from assistant.audio.file_source import FileSource
 from assistant.audio.sinks import AudioSink
 from assistant.config import Config
-from assistant.core.engines import Recognizer, Synthesizer, TextStreamer
+from assistant.core.engines import Recognizer, Synthesizer, TextStreamer, WakeWordDetector
 from assistant.core.events import EventBus
 from assistant.core.pipeline import AudioSource, Pipeline
 from assistant.core.stage import Stage
@@ -84,6 +84,16 @@ def llm_engine(cfg: Config, store: ModelStore, progress: Progress = _quiet) -> T
     from assistant.engines.local_llm import LlmEngine
 
     return LlmEngine(store.llm_path(cfg.llm.model, progress=progress), cfg.llm)
+
+
+def wake_detector(name: str, cutoff: float | None = None) -> WakeWordDetector | None:
+    """A fresh wake-word model for one audio stream (it keeps the stream's state; loading takes
+    milliseconds), or None for ``none``."""
+    if name == "none":
+        return None
+    from assistant.engines.wakeword import MicroWakeWordEngine
+
+    return MicroWakeWordEngine(name, cutoff)
 
 
 def llm_label(cfg: Config) -> str:

@@ -15,6 +15,11 @@ transcript (made at the user's first pause) was addressed to the assistant: othe
 deadline's filler would answer every passing remark. Other turns are opened by their final
 transcript; the deadlines count from the end of speech either way. Due timers and reminders are
 spoken from the stage's ``tick``, which asks ``due``.
+
+With a wake-word model (agent/gate.py), its detection (``WakeWordDetected``) marks the next turn
+that starts within ``listen_s`` as addressed; the transcript then rarely holds the wake word (the
+gate passes only what follows it), and when it does (``word``, the model's phrase) it is taken off.
+The wake word alone, with nothing said for ``ACK_AFTER_S``, gets the same "Yes?" as the phrase alone.
 """
 
 from __future__ import annotations
@@ -26,17 +31,18 @@ from contextlib import contextmanager
 from assistant.agent.intents import STOP, match, normalise
 from assistant.agent.timers import Scheduler
 from assistant.agent.wake import WakePhrase
-from assistant.core.events import AudioOut, BargeIn, Event, SpeechStarted
+from assistant.core.events import AudioOut, BargeIn, Event, SpeechStarted, WakeWordDetected
 from assistant.core.messages import SpeechEnded, Transcript
 from assistant.stages.policy import Verdict
 
 WAKE_REPLY = "Yes?"
 SHORT_BARGE_IN_WORDS = 2
 KEEP_TURNS = 10  # per-turn marks older than this many turns are forgotten
+ACK_AFTER_S = 1.2  # the wake word alone: "Yes?" when no speech has started by then
 
 
 class WakePolicy:
-    listens_to: Sequence[type[Event]] = (SpeechStarted, BargeIn, AudioOut)
+    listens_to: Sequence[type[Event]] = (SpeechStarted, BargeIn, AudioOut, WakeWordDetected)
 
     def __init__(
         self,
@@ -44,8 +50,12 @@ class WakePolicy:
         followup_s: float,
         scheduler: Scheduler,
         on_stop: Callable[[], None] = lambda: None,
+        word: WakePhrase | None = None,
+        listen_s: float = 4.0,
     ) -> None:
         self.wake = wake
+        self.word = word
+        self.listen_s = listen_s
         self.followup_s = followup_s
         self.scheduler = scheduler
         self.on_stop = on_stop
@@ -54,15 +64,24 @@ class WakePolicy:
         self._replying = False
         self._addressed: dict[int, bool] = {}  # turn -> started inside the follow-up window
         self._barged: set[int] = set()  # turns that interrupted a reply
+        self._woken_at: float | None = None  # the last wake word no turn has taken up yet
+        self._acked = True  # that wake word was answered with "Yes?" (or taken up)
 
     def in_window(self, now: float) -> bool:
         with self._lock:
             return self._replying or now <= self._window_until
 
-    def on_event(self, event: SpeechStarted | BargeIn | AudioOut) -> None:
-        if isinstance(event, SpeechStarted):
+    def on_event(self, event: SpeechStarted | BargeIn | AudioOut | WakeWordDetected) -> None:
+        if isinstance(event, WakeWordDetected):
+            with self._lock:
+                self._woken_at, self._acked = event.t, False
+        elif isinstance(event, SpeechStarted):
             addressed = self.in_window(event.t)
             with self._lock:
+                woken, self._woken_at = self._woken_at, None  # one wake word addresses one turn
+                if woken is not None and event.t - woken <= self.listen_s:
+                    addressed = True
+                self._acked = True
                 self._addressed[event.turn] = addressed
                 for old in [t for t in {*self._addressed, *self._barged} if t < event.turn - KEEP_TURNS]:
                     self._addressed.pop(old, None)
@@ -85,6 +104,8 @@ class WakePolicy:
         if not msg.text.strip() and not barged:
             return Verdict("answer", msg.text)  # skipped as nothing recognisable, like any turn
         found = self.wake.find(msg.text)
+        if found is None and addressed and self.word is not None:
+            found = self.word.find(msg.text)  # the wake word, when some of it reached the recogniser
         if found is not None and not found.rest:
             return Verdict("say", WAKE_REPLY, "action")
         text = found.rest if found is not None else msg.text
@@ -116,4 +137,8 @@ class WakePolicy:
             self._window_until = 0.0
 
     def due(self, now: float) -> list[str]:
-        return self.scheduler.due(now)
+        with self._lock:
+            ack = not self._acked and self._woken_at is not None and now - self._woken_at >= ACK_AFTER_S
+            if ack:
+                self._acked = True  # the wake word still addresses a turn that starts after the "Yes?"
+        return ([WAKE_REPLY] if ack else []) + self.scheduler.due(now)

@@ -156,6 +156,12 @@ AGENT_ACTIONS: tuple[str, ...] = get_args(AgentAction)
 
 @dataclass(frozen=True, config=_STRICT)
 class AgentConfig:
+    # a shipped wake-word model heard on every frame before the VAD (engines/wakeword.py), or "none":
+    # the wake phrase found in the transcript alone (every sentence in the room is then transcribed)
+    wake_word: Literal["none", "okay_nabu", "hey_jarvis", "hey_mycroft", "alexa"] = "okay_nabu"
+    wake_cutoff: float | None = _in(None, 0.0, 1.0)  # None: the model's own probability cut-off
+    wake_listen_s: float = _in(4.0, 0.5, 30)  # how long after the wake word the request may start
+    wake_refractory_s: float = _in(2.0, 0, 30)  # no second detection this soon after one
     wake_phrase: str = "hey assistant"
     wake_similarity: float = _in(0.82, 0.5, 1.0)
     followup_s: float = _in(6.0, 0, 120)

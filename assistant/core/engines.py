@@ -39,3 +39,15 @@ class TextStreamer(Protocol):
     def stream(self, messages: list[ChatMessage], should_stop: Callable[[], bool] = ...) -> Iterator[str]: ...
 
     def warm_up(self) -> None: ...
+
+
+class WakeWordDetector(Protocol):
+    """A streaming wake-word model: 16 kHz int16 audio in, in any block size; ``feed`` says whether
+    the word ended inside that block. One instance per audio stream (it keeps the stream's state)."""
+
+    name: str  # the model's id ("hey_jarvis")
+    phrase: str  # what the user says ("Hey Jarvis")
+
+    def feed(self, pcm: np.ndarray) -> bool: ...
+
+    def reset(self) -> None: ...

@@ -63,6 +63,14 @@ class SpeechStarted(Event):
 
 
 @dataclass(frozen=True)
+class WakeWordDetected(Event):
+    """The wake-word model heard its word (``t_input`` on the input timeline: where the word ended)."""
+
+    name: str
+    t_input: float
+
+
+@dataclass(frozen=True)
 class SpeechEnded(Event):
     """End of a user turn. ``t_input`` and ``t`` (its arrival) are those of the *last voiced frame*,
     not of the moment the VAD decided (``t_decided``): every latency is measured from here, so

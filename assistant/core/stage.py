@@ -87,7 +87,9 @@ def run_stage(
         for out in outputs:
             if ctx.stop.is_set():
                 return
-            if not isinstance(out, End) and ctx.scope.is_stale(out.turn):
+            # raw audio (turn -1, from a stage before the VAD such as the wake-word gate) belongs
+            # to no turn yet, so no barge-in can make it stale
+            if not isinstance(out, End) and out.turn >= 0 and ctx.scope.is_stale(out.turn):
                 continue
             if outbox is not None:
                 put(outbox, out, ctx.stop)
