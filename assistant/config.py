@@ -96,6 +96,9 @@ class AsrConfig:
     cpu_threads: int = _knob(2, lo=0, hi=64)
     partial_interval_ms: int = _knob(0, choices=(0,), lo=200, hi=10000)
     speculative: bool = True
+    # backend "wyoming": recognise on Wyoming servers (one tcp://host:port or a list) instead of here
+    backend: str = _knob("local", choices=("local", "wyoming"))
+    uri: str | tuple[str, ...] = "tcp://127.0.0.1:10300"
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,8 @@ class TtsConfig:
     voice: str = "en_US-joe-medium"
     length_scale: float = _knob(1.0, lo=0.5, hi=2.0)
     sentence_silence_s: float = _knob(0.0, lo=0, hi=2)
+    backend: str = _knob("local", choices=("local", "wyoming"))
+    uri: str | tuple[str, ...] = "tcp://127.0.0.1:10200"
 
 
 # Every desktop action the agent knows (assistant/agent/intents.py); `agent.actions` allows a subset.

@@ -18,7 +18,7 @@ import numpy as np
 
 from assistant.audio.convert import PIPELINE_RATE
 from assistant.config import AsrConfig
-from assistant.core.engines import Recognizer
+from assistant.core.engines import EngineUnavailable, Recognizer
 from assistant.core.messages import (
     AudioChunk,
     End,
@@ -139,9 +139,13 @@ class AsrStage(Stage):
         audio = np.concatenate(turn.chunks)[:samples] if turn.chunks else np.zeros(0, np.int16)
         if len(audio) == 0:
             return ""
-        return self.engine.transcribe(
-            np.concatenate([audio, np.zeros(int(TAIL_ZEROS_S * PIPELINE_RATE), np.int16)])
-        )
+        try:
+            return self.engine.transcribe(
+                np.concatenate([audio, np.zeros(int(TAIL_ZEROS_S * PIPELINE_RATE), np.int16)])
+            )
+        except EngineUnavailable as exc:  # a remote recogniser: this turn is lost, the pipeline is not
+            log.warning("speech recognition failed for turn %d (it is skipped): %s", turn.number, exc)
+            return ""
 
 
 def _caught_up(msg: AudioChunk | SpeechPaused, within_s: float = CAUGHT_UP_S) -> bool:
