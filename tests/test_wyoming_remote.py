@@ -78,6 +78,23 @@ def test_every_server_down_is_one_failed_request_then_a_back_off(caplog: pytest.
         pool.call(lambda conn: None)
 
 
+def test_a_server_that_accepts_but_never_answers_times_out_and_is_skipped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import socket
+
+    import assistant.engines.wyoming_pool as pool_module
+
+    monkeypatch.setattr(pool_module, "READ_TIMEOUT_S", 0.3)
+    with socket.create_server(("127.0.0.1", 0)) as hung:  # listens; nobody ever reads or answers
+        port = hung.getsockname()[1]
+        pool = ServerPool("TTS", "tts.uri", f"tcp://127.0.0.1:{port}")
+        with pytest.raises(EngineUnavailable, match="timed out"):
+            pool.call(lambda conn: conn.read())
+        [server] = pool.servers
+        assert server.failed == 1 and server.busy == 0 and server.down_until > 0
+
+
 def test_the_stages_survive_a_failing_remote_engine(cfg: Config) -> None:
     """A down recogniser skips the turn and a down synthesiser drops the clause; both pipelines end
     normally (an engine exception used to end the pipeline)."""
