@@ -139,7 +139,10 @@ def responder_stage(cfg: Config, responder: Responder, speculative: bool | None 
     """The conversation's responder stage; ``speculative`` overrides ``llm.speculative`` (a server
     answering text has no pauses to speculate on)."""
     return ResponderStage(
-        responder, cfg.llm.system_prompt, cfg.llm.speculative if speculative is None else speculative
+        responder,
+        cfg.llm.system_prompt,
+        cfg.llm.speculative if speculative is None else speculative,
+        cfg.deadline.apology_error,
     )
 
 

@@ -28,7 +28,7 @@ from assistant.core.engines import EngineUnavailable
 from assistant.core.events import EventBus
 from assistant.engines.wyoming_pool import ServerPool, parse_uris
 from assistant.engines.wyoming_speech import WyomingRecognizer, WyomingSynthesizer
-from tests.fakes import FakeLlm, FakeRecognizer
+from tests.fakes import FakeLlm, FakeRecognizer, FakeSynth
 from tests.llm_server import free_port
 from tests.speech_servers import SpeechServer, faster_whisper, piper
 
@@ -107,6 +107,16 @@ def test_the_stages_survive_a_failing_remote_engine(cfg: Config) -> None:
     pipeline.run()
     finals = [e for e in seen if e.kind == "transcript_final"]
     assert finals and all(e.data["text"] == "" for e in finals)
+
+    # in a conversation, the turn whose recognition failed gets the apology, and no answer
+    llm = FakeLlm()
+    seen.clear()
+    engines = build.Engines(asr, llm, FakeSynth())
+    source = build.file_source(cfg, QUESTION, False)
+    build.conversation_pipeline(cfg, engines, source, [ListSink()], events).run()
+    said = [(e.data["source"], e.data["text"]) for e in seen if e.kind == "reply_clause"]
+    assert said[-1] == ("error", cfg.deadline.apology_error) and not llm.prompts
+    assert any(e.kind == "audio_out" and e.data["source"] == "error" for e in seen)  # and it was played
 
     tts = WyomingSynthesizer(remote(cfg, tts=f"tcp://127.0.0.1:{free_port()}").tts)  # warns only
     engines = build.Engines(FakeRecognizer(), FakeLlm(), tts)

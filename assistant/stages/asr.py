@@ -90,8 +90,10 @@ class AsrStage(Stage):
             and _caught_up(msg, SPECULATE_WITHIN_S)
         ):
             turn = self._turn
-            turn.spec_text = self._transcribe(self._samples_until(turn, msg.t_input))
-            turn.spec_until = msg.t_input
+            text = self._try_transcribe(self._samples_until(turn, msg.t_input))
+            if text is None:
+                return  # no speculation: the final pass tries again
+            turn.spec_text, turn.spec_until = text, msg.t_input
             self.ctx.events.emit("transcript_speculative", turn.number, text=turn.spec_text)
             # downstream may start answering; a SpeechResumed or a different final text voids it
             yield Transcript(turn.number, turn.spec_text, False, None, time.monotonic(), speculative=True)
@@ -111,7 +113,9 @@ class AsrStage(Stage):
         if turn.voiced_run < PARTIAL_AFTER_VOICED_S * PIPELINE_RATE:
             return
         turn.partial_at = turn.samples
-        text = self._transcribe(turn.samples)
+        text = self._try_transcribe(turn.samples)
+        if text is None:
+            return
         self.ctx.events.emit("transcript_partial", turn.number, text=text)
         yield Transcript(turn.number, text, final=False, ended=None, t=time.monotonic())
 
@@ -121,13 +125,18 @@ class AsrStage(Stage):
         self._turn = None
         # the speculation stands if it already covered the last voiced frame
         reused = turn.spec_text is not None and turn.spec_until >= ended.t_input
+        failed = False
         if reused:
             text = turn.spec_text or ""
         else:
-            text = self._transcribe(self._samples_until(turn, ended.t_input + END_PAD_S), turn)
+            try:
+                text = self._transcribe(self._samples_until(turn, ended.t_input + END_PAD_S), turn)
+            except EngineUnavailable as exc:  # a remote recogniser: this turn is lost, the pipeline is not
+                log.warning("speech recognition failed for turn %d: %s", turn.number, exc)
+                text, failed = "", True
         now = time.monotonic()
         self.ctx.events.emit("transcript_final", turn.number, t=now, text=text, speculative=reused)
-        return Transcript(turn.number, text, final=True, ended=ended, t=now)
+        return Transcript(turn.number, text, final=True, ended=ended, t=now, failed=failed)
 
     @staticmethod
     def _samples_until(turn: _Turn, t_input: float) -> int:
@@ -139,13 +148,17 @@ class AsrStage(Stage):
         audio = np.concatenate(turn.chunks)[:samples] if turn.chunks else np.zeros(0, np.int16)
         if len(audio) == 0:
             return ""
+        return self.engine.transcribe(
+            np.concatenate([audio, np.zeros(int(TAIL_ZEROS_S * PIPELINE_RATE), np.int16)])
+        )
+
+    def _try_transcribe(self, samples: int) -> str | None:
+        """A partial or speculative pass: None when it failed (the final pass tries again)."""
         try:
-            return self.engine.transcribe(
-                np.concatenate([audio, np.zeros(int(TAIL_ZEROS_S * PIPELINE_RATE), np.int16)])
-            )
-        except EngineUnavailable as exc:  # a remote recogniser: this turn is lost, the pipeline is not
-            log.warning("speech recognition failed for turn %d (it is skipped): %s", turn.number, exc)
-            return ""
+            return self._transcribe(samples)
+        except EngineUnavailable as exc:
+            log.warning("speech recognition failed (a partial or speculative pass): %s", exc)
+            return None
 
 
 def _caught_up(msg: AudioChunk | SpeechPaused, within_s: float = CAUGHT_UP_S) -> bool:

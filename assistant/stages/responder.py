@@ -52,8 +52,11 @@ class _OpenReply:
 class ResponderStage(Stage):
     name = "responder"
 
-    def __init__(self, responder: Responder, system_prompt: str, speculative: bool = True) -> None:
+    def __init__(
+        self, responder: Responder, system_prompt: str, speculative: bool = True, apology: str = ""
+    ) -> None:
         self.responder = responder
+        self.apology = apology  # said when recognition failed (a speech server down)
         self.system_prompt = system_prompt
         self.speculative = speculative
         self.history: list[Exchange] = []
@@ -123,6 +126,9 @@ class ResponderStage(Stage):
         state = self._open_reply(msg.ended)
         with self._open_lock:
             self._open.pop(turn, None)
+        if msg.failed:
+            yield from self._apologise(turn, state)
+            return
         if not msg.text.strip():
             self.responder.prefetch(None)
             state.reply.cancel()
@@ -148,6 +154,17 @@ class ResponderStage(Stage):
             self.history.remove(exchange)
         del self.history[:-MAX_EXCHANGES]
         self.ctx.events.emit("reply_done", turn, text=exchange.reply)
+        yield ReplyText(turn, "", True, state.ended, time.monotonic())
+
+    def _apologise(self, turn: int, state: _OpenReply) -> Iterator[Message]:
+        """Recognition failed: the question is unknown, so say so (unless the deadline already gave
+        up) instead of answering, and keep listening."""
+        self.responder.prefetch(None)
+        state.reply.cancel()
+        if not state.done and self.apology:
+            self.ctx.events.emit("reply_clause", turn, text=self.apology, source="error")
+            yield ReplyText(turn, self.apology, False, state.ended, time.monotonic(), "error")
+        self.ctx.events.emit("reply_done", turn, text="")
         yield ReplyText(turn, "", True, state.ended, time.monotonic())
 
     def _open_reply(self, ended: SpeechEnded) -> _OpenReply:
