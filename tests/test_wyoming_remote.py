@@ -127,6 +127,14 @@ def test_the_stages_survive_a_failing_remote_engine(cfg: Config) -> None:
     assert engines.llm.prompts  # the turn was heard and answered; only its audio is missing
 
 
+def test_models_says_where_each_role_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    from assistant.cli.main import main
+
+    main(["models", "--set", "asr.backend=wyoming", "--set", "asr.uri=[tcp://a:1, tcp://b:2]"])
+    out = capsys.readouterr().out
+    assert "ASR Wyoming ASR at tcp://a:1, tcp://b:2" in out and "TTS en_US-joe-medium" in out
+
+
 # -- real servers on loopback ----------------------------------------------------------------------
 
 
