@@ -61,10 +61,10 @@ def pipeline_ms(cfg, engines: build.Engines) -> dict[str, float]:  # type: ignor
 
 def row(name: str, sides: list[list[float]]) -> str:
     """Medians per side, and each remote side against local: diff and ratio."""
-    med = [statistics.median(v) if v else float("nan") for v in sides]
+    med = [statistics.median(v) if v else float("nan") for v in sides]  # (no local describe)
     cells = "".join(f" {m:>9.0f}" for m in med)
     vs = "".join(f" {m - med[0]:>+8.0f} {m / med[0]:>5.2f}" for m in med[1:])
-    return f"{name:<34}{cells}{vs}  (n={len(sides[0])})"
+    return f"{name:<34}{cells}{vs}  (n={max(len(v) for v in sides)})"
 
 
 def main() -> None:
@@ -134,8 +134,6 @@ def main() -> None:
     vs = "".join(f" {'diff':>8} {'ratio':>5}" for _ in names[1:])
     print(f"\n{'medians; diff, ratio: against local':<34}{head}{vs}")
     for name, values in t.items():
-        if not values[0]:
-            values[0] = [float("nan")]
         print(row(name, values))
 
 
