@@ -64,15 +64,38 @@ def load_engines(cfg: Config, progress: Progress = _quiet) -> Engines:
 
 
 def whisper_engine(cfg: Config, store: ModelStore) -> Recognizer:
+    """faster-whisper in this process (``asr.backend: local``) or on Wyoming servers."""
+    if cfg.asr.backend == "wyoming":
+        from assistant.engines.wyoming_speech import WyomingRecognizer
+
+        return WyomingRecognizer(cfg.asr)
     from assistant.engines.whisper import WhisperEngine
 
     return WhisperEngine(store.asr_path(cfg.asr.model), cfg.asr)
 
 
 def piper_engine(cfg: Config, store: ModelStore) -> Synthesizer:
+    """A piper voice in this process (``tts.backend: local``) or on Wyoming servers."""
+    if cfg.tts.backend == "wyoming":
+        from assistant.engines.wyoming_speech import WyomingSynthesizer
+
+        return WyomingSynthesizer(cfg.tts)
     from assistant.engines.piper import PiperEngine
 
     return PiperEngine(*store.voice_paths(cfg.tts.voice), cfg.tts)
+
+
+def _uris(uri: str | tuple[str, ...]) -> str:
+    return uri if isinstance(uri, str) else ", ".join(uri)
+
+
+def asr_label(cfg: Config) -> str:
+    """Where speech recognition runs, as messages and reports name it."""
+    return f"Wyoming ASR at {_uris(cfg.asr.uri)}" if cfg.asr.backend == "wyoming" else cfg.asr.model
+
+
+def tts_label(cfg: Config) -> str:
+    return f"Wyoming TTS at {_uris(cfg.tts.uri)}" if cfg.tts.backend == "wyoming" else cfg.tts.voice
 
 
 def llm_engine(cfg: Config, store: ModelStore, progress: Progress = _quiet) -> TextStreamer:
@@ -134,6 +157,7 @@ def responder_stage(
         cfg.llm.system_prompt,
         cfg.llm.speculative if speculative is None else speculative,
         policy,
+        cfg.deadline.apology_error,
     )
 
 

@@ -35,6 +35,9 @@ def models(cfg: Config, args: argparse.Namespace) -> int:
         if s.state != "ready":
             print(f"{s.name}: {s.state} -> {s.detail}")
     print("(* = a default model, set up by scripts/setup.sh)")
+    print(
+        f"Where each role runs: ASR {build.asr_label(cfg)}; LLM {build.llm_label(cfg)}; TTS {build.tts_label(cfg)}"
+    )
     missing = [s for s in statuses if s.default and s.state != "ready"]
     return EXIT_USAGE if missing else 0
 

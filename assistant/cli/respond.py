@@ -110,7 +110,11 @@ def respond(cfg: Config, args: argparse.Namespace) -> int:
                 "input": str(path),
                 "mode": mode,
                 "input_duration_s": round(source.duration_s, 3),
-                "models": {"asr": cfg.asr.model, "llm": build.llm_label(cfg), "tts": cfg.tts.voice},
+                "models": {
+                    "asr": build.asr_label(cfg),
+                    "llm": build.llm_label(cfg),
+                    "tts": build.tts_label(cfg),
+                },
                 "config": config_to_dict(cfg),
                 "turns": turns_as_dicts(turns),
                 "summary_ms": latency_summary(t.latency_ms for t in turns),

@@ -48,6 +48,8 @@ def _in_order(cfg: Any, section: str, lower: str, upper: str, why: str) -> None:
 
 
 Device = str | Annotated[int, Field(ge=0, le=4096)] | None  # a name substring or an index
+# one tcp://host:port or a list of them (YAML gives a list, which strict mode would refuse as a tuple)
+Uris = str | Annotated[tuple[str, ...], Field(strict=False)]
 PartialMs = Literal[0] | Annotated[int, Field(ge=200, le=10000)]  # 0 = off
 
 
@@ -88,6 +90,9 @@ class AsrConfig:
     cpu_threads: int = _in(2, 0, 64)
     partial_interval_ms: PartialMs = 0
     speculative: bool = True
+    # backend "wyoming": recognise on Wyoming servers (one tcp://host:port or a list) instead of here
+    backend: Literal["local", "wyoming"] = "local"
+    uri: Uris = "tcp://127.0.0.1:10300"
 
 
 @dataclass(frozen=True, config=_STRICT)
@@ -145,6 +150,8 @@ class TtsConfig:
     voice: str = "en_US-joe-medium"
     length_scale: float = _in(1.0, 0.5, 2.0)
     sentence_silence_s: float = _in(0.0, 0, 2)
+    backend: Literal["local", "wyoming"] = "local"  # "wyoming": synthesise on Wyoming servers (tts.uri)
+    uri: Uris = "tcp://127.0.0.1:10200"
 
 
 # Every desktop action the agent knows (assistant/agent/intents.py); `agent.actions` allows a subset.

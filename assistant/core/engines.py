@@ -19,6 +19,11 @@ ChatMessage = dict[str, str]
 ANSWER_SOURCES = ("llm", "fastpath", "action")
 
 
+class EngineUnavailable(RuntimeError):
+    """A remote engine could not serve this request (every server down, cut off or failing): the
+    stage makes it a failed turn and carries on; the next request tries again."""
+
+
 class Recognizer(Protocol):
     def transcribe(self, pcm: np.ndarray) -> str: ...
 

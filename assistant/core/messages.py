@@ -78,6 +78,7 @@ class Transcript:
     ended: SpeechEnded | None  # the turn's end of speech (None for partials)
     t: float  # when this transcript was produced
     speculative: bool = False  # made at a pause: the final one, unless the user goes on
+    failed: bool = False  # recognition failed (a speech server down): the reply is an apology
 
 
 @dataclass(frozen=True)

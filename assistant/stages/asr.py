@@ -23,7 +23,7 @@ import numpy as np
 
 from assistant.audio.convert import PIPELINE_RATE
 from assistant.config import AsrConfig
-from assistant.core.engines import Recognizer
+from assistant.core.engines import EngineUnavailable, Recognizer
 from assistant.core.events import (
     TranscriptCommitted,
     TranscriptFinal,
@@ -110,8 +110,10 @@ class AsrStage(Stage):
             and _caught_up(msg, SPECULATE_WITHIN_S)
         ):
             turn = self._turn
-            turn.spec_text = self._transcribe(self._samples_until(turn, msg.t_input))
-            turn.spec_until = msg.t_input
+            text = self._try_transcribe(self._samples_until(turn, msg.t_input))
+            if text is None:
+                return  # no speculation: the final pass tries again
+            turn.spec_text, turn.spec_until = text, msg.t_input
             self.ctx.events.emit(TranscriptSpeculative(turn.number, turn.spec_text))
             # downstream may start answering; a SpeechResumed or a different final text voids it
             yield Transcript(turn.number, turn.spec_text, False, None, time.monotonic(), speculative=True)
@@ -131,7 +133,9 @@ class AsrStage(Stage):
         if turn.voiced_run < PARTIAL_AFTER_VOICED_S * PIPELINE_RATE:
             return
         turn.partial_at = turn.samples
-        text = self._transcribe(turn.samples)
+        text = self._try_transcribe(turn.samples)
+        if text is None:
+            return
         self.ctx.events.emit(TranscriptPartial(turn.number, text))
         yield Transcript(turn.number, text, final=False, ended=None, t=time.monotonic())
 
@@ -141,13 +145,18 @@ class AsrStage(Stage):
         self._turn = None
         # the speculation stands if it already covered the last voiced frame
         reused = turn.spec_text is not None and turn.spec_until >= ended.t_input
+        failed = False
         if reused:
             text = turn.spec_text or ""
         else:
-            text = self._transcribe(self._samples_until(turn, ended.t_input + END_PAD_S), turn)
+            try:
+                text = self._transcribe(self._samples_until(turn, ended.t_input + END_PAD_S), turn)
+            except EngineUnavailable as exc:  # a remote recogniser: this turn is lost, the pipeline is not
+                log.warning("speech recognition failed for turn %d: %s", turn.number, exc)
+                text, failed = "", True
         now = time.monotonic()
         self.ctx.events.emit(TranscriptFinal(turn.number, text, reused, t=now))
-        return Transcript(turn.number, text, final=True, ended=ended, t=now)
+        return Transcript(turn.number, text, final=True, ended=ended, t=now, failed=failed)
 
     def _commit(self, turn: _Turn) -> None:
         """Transcribe the oldest part of a full window, keep its text, drop its audio."""
@@ -156,7 +165,13 @@ class AsrStage(Stage):
         frames = len(search) // CUT_FRAME
         energy = np.abs(search[: frames * CUT_FRAME].reshape(frames, CUT_FRAME).astype(np.int32)).sum(1)
         cut = len(audio) - len(search) + int(np.argmin(energy)) * CUT_FRAME + CUT_FRAME // 2
-        text = self._pass(audio[:cut])
+        try:
+            text = self._pass(audio[:cut])
+        except EngineUnavailable as exc:  # the window's audio goes all the same: memory stays bounded
+            log.warning(
+                "speech recognition failed for %.1f s of turn %d: %s", cut / PIPELINE_RATE, turn.number, exc
+            )
+            text = ""
         turn.committed = f"{turn.committed} {text}".strip()
         turn.chunks = [audio[cut:]]
         turn.kept_from += cut
@@ -182,6 +197,14 @@ class AsrStage(Stage):
         return self.engine.transcribe(
             np.concatenate([audio, np.zeros(int(TAIL_ZEROS_S * PIPELINE_RATE), np.int16)])
         )
+
+    def _try_transcribe(self, samples: int) -> str | None:
+        """A partial or speculative pass: None when it failed (the final pass tries again)."""
+        try:
+            return self._transcribe(samples)
+        except EngineUnavailable as exc:
+            log.warning("speech recognition failed (a partial or speculative pass): %s", exc)
+            return None
 
 
 def _caught_up(msg: AudioChunk | SpeechPaused, within_s: float = CAUGHT_UP_S) -> bool:

@@ -81,8 +81,10 @@ class ResponderStage(Stage):
         system_prompt: str,
         speculative: bool = True,
         policy: TurnPolicy | None = None,
+        apology: str = "",
     ) -> None:
         self.responder = responder
+        self.apology = apology  # said when recognition failed (a speech server down)
         self.system_prompt = system_prompt
         self.speculative = speculative
         self.policy: TurnPolicy = policy or AlwaysAddressed()
@@ -189,6 +191,9 @@ class ResponderStage(Stage):
         state = self._open_reply(msg.ended)
         with self._open_lock:
             self._open.pop(turn, None)
+        if msg.failed:
+            yield from self._apologise(turn, state)
+            return
         if not msg.text.strip():
             self.responder.prefetch(None)
             state.reply.cancel()
@@ -241,6 +246,17 @@ class ResponderStage(Stage):
         yield ReplyText(turn, text, False, ended, time.monotonic(), source)
         self.ctx.events.emit(ReplyDone(turn, text))
         yield ReplyText(turn, "", True, ended, time.monotonic())
+
+    def _apologise(self, turn: int, state: _OpenReply) -> Iterator[Message]:
+        """Recognition failed: the question is unknown, so say so (unless the deadline already gave
+        up) instead of answering, and keep listening."""
+        self.responder.prefetch(None)
+        state.reply.cancel()
+        if not state.done and self.apology:
+            self.ctx.events.emit(ReplyClause(turn, self.apology, "error"))
+            yield ReplyText(turn, self.apology, False, state.ended, time.monotonic(), "error")
+        self.ctx.events.emit(ReplyDone(turn, ""))
+        yield ReplyText(turn, "", True, state.ended, time.monotonic())
 
     def _open_reply(self, ended: SpeechEnded) -> _OpenReply:
         """The turn's reply, opened now unless it already is (the event usually comes first)."""
