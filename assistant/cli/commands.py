@@ -92,9 +92,9 @@ def say(cfg: Config, args: argparse.Namespace) -> int:
 
 def models(cfg: Config, args: argparse.Namespace) -> int:
     store = build.model_store(cfg)
-    if args.prepare:
-        store.prepare(progress=lambda m: _say(args, m), verify=True)
-    statuses = store.status(verify=args.verify and not args.prepare)
+    if args.prepare is not None:  # --prepare NAME...: install what is missing, as setup does for defaults
+        store.prepare(args.prepare or None, progress=lambda m: _say(args, m), verify=True, install=True)
+    statuses = store.status(verify=args.verify and args.prepare is None)
     print(format_status(statuses))
     missing = [s for s in statuses if s.default and s.state != "ready"]
     return 2 if missing else 0

