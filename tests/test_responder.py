@@ -195,6 +195,25 @@ def test_speculative_prefetch_is_adopted_when_the_user_has_finished(cfg: Config)
     assert responder._prefetched is None
 
 
+def _llm_clauses(cfg: Config, reply: str) -> list[str]:
+    responder = LlmResponder(cfg.llm, engine=FakeLlm(reply))
+    stream = responder.open(time.monotonic())
+    stream.ask([{"role": "user", "content": "Hi"}])
+    out = []
+    while (clause := stream.next(5.0)) is not None:
+        out.append(clause.text)
+    return out
+
+
+def test_a_reply_cut_off_mid_sentence_ends_on_the_last_whole_sentence(cfg: Config) -> None:
+    # max_new_tokens ran out mid-sentence: the unfinished tail is not spoken
+    assert _llm_clauses(cfg, "Paris is the capital. It is known for its") == ["Paris is the capital."]
+    # a reply that is one unfinished phrase is all there is: it is kept
+    assert _llm_clauses(cfg, "Paris") == ["Paris"]
+    # markdown and units are cleaned before the voice gets them
+    assert _llm_clauses(cfg, "**Paris** is 5 km away.") == ["Paris is 5 kilometers away."]
+
+
 @pytest.mark.real
 def test_real_model_knows_the_capital_of_france(cfg: Config) -> None:
     from assistant.engines.local_llm import LlmEngine
