@@ -102,7 +102,7 @@ class AsrConfig:
 class LlmConfig:
     model: str = "smollm2-135m-instruct"
     device: str = _knob("auto", choices=("auto", "cpu", "cuda"))
-    quantization: str = _knob("auto", choices=("auto", "none", "int8", "int4", "bf16", "fp16"))
+    quantization: str = _knob("auto", choices=("auto", "none", "int8", "int8-mlp", "int4", "bf16", "fp16"))
     max_new_tokens: int = _knob(60, lo=1, hi=2048)
     temperature: float = _knob(0.0, lo=0, hi=2)
     repetition_penalty: float = _knob(1.0, lo=1.0, hi=2.0)
