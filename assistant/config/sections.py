@@ -99,7 +99,7 @@ class AsrConfig:
 class LlmConfig:
     model: str = "smollm2-135m-instruct"
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    quantization: Literal["auto", "none", "int8", "int4", "bf16", "fp16"] = "auto"
+    quantization: Literal["auto", "none", "int8", "int8-mlp", "int4", "bf16", "fp16"] = "auto"
     max_new_tokens: int = _in(60, 1, 2048)
     temperature: float = _in(0.0, 0, 2)
     repetition_penalty: float = _in(1.0, 1.0, 2.0)
