@@ -82,6 +82,11 @@ class VadConfig:
     min_speech_ms: int = _knob(250, lo=0, hi=5000)
     pre_roll_ms: int = _knob(300, lo=0, hi=2000)
     onset_ms: int = _knob(60, lo=10, hi=1000)
+    # end of turn from how it was said (assistant/engines/turn.py); "none": hangover_ms alone
+    end_of_turn: str = _knob("smart_turn", choices=("smart_turn", "none"))
+    end_of_turn_threshold: float = _knob(0.5, lo=0.0, hi=1.0)
+    min_silence_ms: int = _knob(200, lo=100, hi=3000)
+    max_silence_ms: int = _knob(2000, lo=100, hi=10000)
 
 
 @dataclass(frozen=True)

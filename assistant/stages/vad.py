@@ -4,6 +4,12 @@ States: idle -> (onset: a run of voiced frames) -> candidate -> (enough voice) -
 -> (silence for the hangover) -> idle. A candidate that never gathers ``min_speech_ms`` of voice
 (a cough, a click) is dropped without a trace. While speaking, a short silence emits
 ``SpeechPaused`` so the recogniser can start speculatively; the turn ends only after the hangover.
+
+With an end-of-turn engine (``vad.end_of_turn``), the hangover follows what was said: after
+``min_silence_ms`` of a pause the engine hears the turn so far; a finished one ends there, an
+unfinished one ("What is the capital of ...") is held open up to ``max_silence_ms``. The engine runs
+on this thread: it takes ~40-60 ms on a quiet core (more under load), and the frames that queue
+meanwhile are caught up at once, so the decision is no later than it would be off-thread.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import webrtcvad
 
 from assistant.audio.convert import PIPELINE_RATE
 from assistant.config import VadConfig
+from assistant.core.engines import TurnDetector
 from assistant.core.messages import (
     AudioChunk,
     End,
@@ -32,14 +39,16 @@ from assistant.core.stage import Stage
 log = logging.getLogger(__name__)
 
 PAUSE_MS = 100  # silence after which speculative recognition starts
+TURN_WINDOW_MS = 8000  # the audio an end-of-turn engine hears (Smart Turn's input is the last 8 s)
 
 
 class VadStage(Stage):
     name = "vad"
     drops_stale = False  # raw audio has no turn yet
 
-    def __init__(self, cfg: VadConfig, frame_ms: int = 20) -> None:
+    def __init__(self, cfg: VadConfig, frame_ms: int = 20, engine: TurnDetector | None = None) -> None:
         self.cfg = cfg
+        self.engine = engine
         self.frame_ms = frame_ms
         self.frame_len = PIPELINE_RATE * frame_ms // 1000
         self._vad = webrtcvad.Vad(cfg.aggressiveness)
@@ -53,6 +62,9 @@ class VadStage(Stage):
         self._silence_ms = 0
         self._last_voiced: AudioChunk | None = None
         self._paused = False
+        self._heard: deque[np.ndarray] = deque(maxlen=TURN_WINDOW_MS // frame_ms)  # the turn so far
+        self._limit_ms = self._unjudged_ms()  # silence that ends this pause's turn
+        self._judged = False
 
     def process(self, msg: Message) -> Iterator[Message]:
         if isinstance(msg, End):
@@ -94,6 +106,7 @@ class VadStage(Stage):
             self._silence_ms = 0
             self._last_voiced = frame
             self._paused = False
+            self._judged, self._limit_ms = False, self._unjudged_ms()
         else:
             self._silence_ms += self.frame_ms
         if self._state == "candidate":
@@ -105,12 +118,27 @@ class VadStage(Stage):
             return
         if resumed:
             yield SpeechResumed(self._turn, frame.t_input, frame.t_arrival)
+        self._heard.append(frame.pcm)
         yield AudioChunk(self._turn, frame.pcm, PIPELINE_RATE, frame.t_input, frame.t_arrival, voiced)
         if not voiced and not self._paused and self._silence_ms >= PAUSE_MS:
             self._paused = True
             yield SpeechPaused(self._turn, frame.t_input + self.frame_ms / 1000, frame.t_arrival)
-        if self._silence_ms >= self.cfg.hangover_ms:
+        if self.engine is not None and not self._judged and self._silence_ms >= self.cfg.min_silence_ms:
+            self._judge(self.engine)
+        if self._silence_ms >= self._limit_ms:
             yield from self._end()
+
+    def _judge(self, engine: TurnDetector) -> None:
+        """Once per pause: has the speaker finished? Sets the silence that ends this turn."""
+        self._judged = True
+        t0 = time.monotonic()
+        p = engine.complete(np.concatenate(self._heard))
+        done = p >= self.cfg.end_of_turn_threshold
+        self._limit_ms = self.cfg.min_silence_ms if done else self.cfg.max_silence_ms
+        infer_ms = round((time.monotonic() - t0) * 1000, 1)
+        self.ctx.events.emit(
+            "end_of_turn", self._turn, probability=round(p, 3), complete=done, infer_ms=infer_ms
+        )
 
     def _start(self) -> Iterator[Message]:
         self._turn += 1
@@ -120,6 +148,7 @@ class VadStage(Stage):
         self.ctx.events.emit("speech_started", self._turn, t_input=first.t_input)
         yield SpeechStarted(self._turn, first.t_input, first.t_arrival)
         for frame in self._candidate:
+            self._heard.append(frame.pcm)
             yield AudioChunk(self._turn, frame.pcm, PIPELINE_RATE, frame.t_input, frame.t_arrival, True)
         self._candidate = []
 
@@ -140,3 +169,9 @@ class VadStage(Stage):
         self._voiced_ms = self._silence_ms = self._run_ms = 0
         self._last_voiced = None
         self._paused = False
+        self._heard.clear()
+        self._judged, self._limit_ms = False, self._unjudged_ms()
+
+    def _unjudged_ms(self) -> int:
+        """Until the engine has heard this pause the turn stays open (up to max_silence_ms)."""
+        return self.cfg.hangover_ms if self.engine is None else self.cfg.max_silence_ms
