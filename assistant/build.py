@@ -82,7 +82,7 @@ def turn_engine(cfg: Config) -> TurnDetector | None:
 
 def vad_stage(cfg: Config, turn: TurnDetector | None) -> VadStage:
     """The one place a VAD is made, so every command cuts turns the same way."""
-    return VadStage(cfg.vad, cfg.audio.frame_ms, turn)
+    return VadStage(cfg.vad, cfg.audio.frame_ms, turn, await_transcript=cfg.asr.speculative)
 
 
 def longest_pause_ms(cfg: Config) -> int:

@@ -43,8 +43,11 @@ class TextStreamer(Protocol):
 
 class TurnDetector(Protocol):
     """At a pause: the probability (0..1) that the speaker has finished the turn, from its audio
-    (16 kHz mono, ending at the pause). The VAD holds an unfinished turn open longer."""
+    (16 kHz mono, ending at the pause), then ``blend``ed with the speculative transcript when it
+    is known (None: not yet). The VAD holds an unfinished turn open longer."""
 
     def complete(self, pcm: np.ndarray) -> float: ...
+
+    def blend(self, p_audio: float | None, text: str | None) -> float: ...
 
     def warm_up(self) -> None: ...

@@ -23,11 +23,34 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
+# Words a finished sentence rarely ends on (articles, prepositions, conjunctions, possessives,
+# auxiliaries): "What is the capital of", "Set a timer for", "I was wondering if you could".
+_DANGLING_WORDS = (
+    "a", "an", "the", "of", "to", "for", "from", "with", "in", "on", "at", "by", "about", "into",
+    "onto", "than", "and", "or", "but", "nor", "so", "because", "if", "that", "whether", "my",
+    "your", "his", "her", "its", "our", "their", "this", "these", "those", "is", "are", "was",
+    "were", "be", "been", "am", "do", "does", "did", "can", "could", "would", "should", "will",
+    "shall", "may", "might", "must", "very",
+)  # fmt: skip
+DANGLING = frozenset(_DANGLING_WORDS)
 SAMPLE_RATE = 16000
 WINDOW_S = 8  # the model's input: the last 8 s, zero-padded at the front when shorter
 PACKAGE = "pipecat"
 MODEL_FILE = Path("audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx")
 MODEL_SHA256 = "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f"  # pipecat-ai 1.14.0
+
+
+TEXT_DOUBT = 0.2  # a transcript that does not dangle is finished with at least 1 - this
+
+
+def ends_unfinished(text: str) -> bool:
+    """The transcript stops on a word a sentence does not end on ("... the capital of")."""
+    if text.rstrip().endswith(("...", "…")):  # Whisper's own mark for speech that trails off
+        return True
+    words = text.lower().split()
+    last = words[-1].strip(".,;:!?\"'-") if words else ""
+    # a sentence mark after the word is Whisper's guess, not the speaker's: "capital of." still dangles
+    return last in DANGLING
 
 
 class TurnModelMissing(RuntimeError):
@@ -72,6 +95,19 @@ class SmartTurnEngine:
         audio = (audio - audio.mean()) / np.sqrt(audio.var() + 1e-7)
         features = self._features(audio, padding=0)[None, :, : WINDOW_S * 100].astype(np.float32)
         return float(np.asarray(self._session.run(None, {"input_features": features})[0]).reshape(-1)[0])
+
+    def blend(self, p_audio: float | None, text: str | None) -> float:
+        """The turn's P(finished) from the audio's and, when known, the speculative transcript.
+
+        Measured on tests/speech/hesitations.py (sentences spoken whole, a pause inserted mid-way):
+        the audio model heard piper's "How many legs does a ..." as unfinished (0.34) but judged
+        espeak-ng's robotic hesitations finished (0.83-0.98) and some of its complete questions
+        unfinished ("What is two plus two?" 0.009). The grammar of the last word separated all of
+        them, so once the transcript is known it decides; the audio decides alone until then.
+        """
+        if text is None or not text.strip():
+            return 1.0 if p_audio is None else p_audio  # nothing to go on (nothing said): end it
+        return 0.0 if ends_unfinished(text) else max(p_audio or 0.0, 1.0 - TEXT_DOUBT)
 
     def warm_up(self) -> None:
         t0 = time.monotonic()
