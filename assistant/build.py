@@ -21,7 +21,7 @@ from assistant.core.pipeline import AudioSource, Pipeline
 from assistant.core.stage import Stage
 from assistant.engines.store import ModelStore
 from assistant.reply.base import Responder
-from assistant.reply.deadline import DeadlineResponder
+from assistant.reply.deadline import DeadlineResponder, acknowledgements
 from assistant.reply.fastpath import FastPathResponder
 from assistant.reply.llm import LlmResponder
 from assistant.stages.asr import AsrStage
@@ -152,7 +152,7 @@ def responder_stage(cfg: Config, responder: Responder, speculative: bool | None 
 def fallback_phrases(cfg: Config) -> tuple[str, ...]:
     """What the deadline may say at once: TTS synthesises these at start-up."""
     d = cfg.deadline
-    return (d.acknowledgement, d.apology_timeout, d.apology_error)
+    return (*acknowledgements(d), d.apology_timeout, d.apology_error)
 
 
 def speaking_stages(

@@ -127,10 +127,11 @@ class LlmConfig:
 
 @dataclass(frozen=True)
 class DeadlineConfig:
-    first_audio_ms: int = _knob(450, lo=100, hi=10000)
+    first_audio_ms: int = _knob(1200, lo=100, hi=10000)
     answer_ms: int = _knob(4000, lo=200, hi=60000)
     reply_ms: int = _knob(10000, lo=500, hi=120000)
-    acknowledgement: str = "Hmm."
+    acknowledgements: tuple[str, ...] = ("Hmm.", "Let's see.", "Well,")
+    acknowledgement: str | None = None  # the older single phrase; when set, it replaces the list
     apology_timeout: str = "Sorry, I could not come up with an answer in time."
     apology_error: str = "Sorry, something went wrong on my side. Please ask again."
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from assistant.config import BargeInConfig
+from assistant.core.engines import ANSWER_SOURCES
 from assistant.core.events import Event, EventBus
 from assistant.core.turn import TurnScope
 
@@ -66,7 +67,9 @@ class BargeIn:
     def __call__(self, e: Event) -> None:
         if e.kind == "speech_started":
             self._on_speech(e)
-        elif e.kind == "audio_out":
+        elif e.kind == "audio_out" and e.data.get("source", "llm") in ANSWER_SOURCES:
+            # the answer only: what was heard of it enters the history, and a filler there ("Hmm.")
+            # is copied by the model into its next replies
             with self._lock:
                 self._clauses.setdefault(e.turn, []).append(
                     _Clause(e.data["text"], e.t, e.data["duration_s"])

@@ -98,6 +98,10 @@ def render_corpus(out_dir: Path, voices: list[str] | None = None, questions: int
         for case in [c for c in load_questions() if not c.multi_turn][:questions]:
             path = out_dir / voice / f"question_{case.id}.wav"
             if not path.exists():
-                _write(path, compose([_speech(case.text, voice)], SYNTH_RATE, PRE_SILENCE_S, 0, POST_SILENCE_S), case.text)
+                _write(
+                    path,
+                    compose([_speech(case.text, voice)], SYNTH_RATE, PRE_SILENCE_S, 0, POST_SILENCE_S),
+                    case.text,
+                )
             items.append(Item("question", case.text, path))
     return items
