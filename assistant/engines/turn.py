@@ -53,6 +53,21 @@ def ends_unfinished(text: str) -> bool:
     return last in DANGLING
 
 
+def blend(p_audio: float | None, text: str | None) -> float:
+    """The turn's P(finished) from the audio's and, when known, the speculative transcript.
+
+    Measured on tests/speech/hesitations.py (sentences spoken whole, a pause inserted mid-way):
+    the audio model heard piper's "How many legs does a ..." as unfinished (0.34) but judged
+    espeak-ng's robotic hesitations finished (0.83-0.98) and some of its complete questions
+    unfinished ("What is two plus two?" 0.009). The transcript's last word is the stronger cue
+    (though tiny.en sometimes rounds a sentence off: "What is the capital?"), so once the
+    transcript is known it decides; the audio decides alone until then.
+    """
+    if text is None or not text.strip():
+        return 1.0 if p_audio is None else p_audio  # nothing to go on (nothing said): end it
+    return 0.0 if ends_unfinished(text) else max(p_audio or 0.0, 1.0 - TEXT_DOUBT)
+
+
 class TurnModelMissing(RuntimeError):
     """The Smart Turn model is not installed (or is not the file we know)."""
 
@@ -97,17 +112,7 @@ class SmartTurnEngine:
         return float(np.asarray(self._session.run(None, {"input_features": features})[0]).reshape(-1)[0])
 
     def blend(self, p_audio: float | None, text: str | None) -> float:
-        """The turn's P(finished) from the audio's and, when known, the speculative transcript.
-
-        Measured on tests/speech/hesitations.py (sentences spoken whole, a pause inserted mid-way):
-        the audio model heard piper's "How many legs does a ..." as unfinished (0.34) but judged
-        espeak-ng's robotic hesitations finished (0.83-0.98) and some of its complete questions
-        unfinished ("What is two plus two?" 0.009). The grammar of the last word separated all of
-        them, so once the transcript is known it decides; the audio decides alone until then.
-        """
-        if text is None or not text.strip():
-            return 1.0 if p_audio is None else p_audio  # nothing to go on (nothing said): end it
-        return 0.0 if ends_unfinished(text) else max(p_audio or 0.0, 1.0 - TEXT_DOUBT)
+        return blend(p_audio, text)
 
     def warm_up(self) -> None:
         t0 = time.monotonic()
