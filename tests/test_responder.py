@@ -26,7 +26,7 @@ from assistant.core.events import (
 from assistant.core.messages import End, Message, ReplyText, SpeechEnded, Transcript
 from assistant.core.stage import StageContext, run_stage
 from assistant.core.turn import TurnScope
-from assistant.reply.deadline import DeadlineResponder
+from assistant.reply.deadline import DeadlineResponder, acknowledgements
 from assistant.reply.fastpath import FastPathResponder, quick_answer
 from assistant.reply.llm import LlmResponder
 from assistant.stages.responder import ResponderStage
@@ -102,17 +102,42 @@ def since_end(log: EventLog, event_kind: type[Event], turn: int, **match: str) -
 def test_deadline_acknowledges_in_time_and_the_real_answer_follows(cfg: Config) -> None:
     clauses, log, _ = run_turns(cfg, FakeLlm(ttft_s=1.0), ["Tell me something."], first_audio_ms=300)
     assert [c.source for c in clauses][:2] == ["ack", "llm"]
-    assert clauses[0].text == cfg.deadline.acknowledgement
+    assert clauses[0].text == acknowledgements(cfg.deadline)[0]
     ack_at = since_end(log, ReplyClause, 1, source="ack")
     assert 0.2 <= ack_at <= 0.6, f"acknowledged {ack_at * 1000:.0f} ms after the end of speech"
     assert since_end(log, ReplyClause, 1, source="llm") >= 0.95
     assert log.first(ReplyDone, 1).text == "Paris is the capital, of course. It is lovely."  # type: ignore[union-attr]
 
 
-def test_deadline_runs_from_the_end_of_speech_even_while_recognition_is_slow(cfg: Config) -> None:
-    clauses, log, _ = run_turns(cfg, FakeLlm(), ["Tell me something."], asr_s=0.8, first_audio_ms=300)
+def test_the_acknowledgement_waits_for_the_transcript_when_recognition_is_slow(cfg: Config) -> None:
+    """The deadline runs from the end of speech, but a filler needs a question: the transcript
+    might turn out empty (a cough), and then nothing at all should be said."""
+    clauses, log, _ = run_turns(
+        cfg, FakeLlm(ttft_s=1.0), ["Tell me something."], asr_s=0.8, first_audio_ms=300
+    )
     assert [c.source for c in clauses][:2] == ["ack", "llm"]
-    assert 0.2 <= since_end(log, ReplyClause, 1, source="ack") <= 0.6
+    assert 0.75 <= since_end(log, ReplyClause, 1, source="ack") <= 1.5
+
+
+def test_no_acknowledgement_before_the_question_is_known(cfg: Config) -> None:
+    """Past first_audio_ms with no transcript yet: silence (it may turn out empty, and a reply with
+    an empty transcript is cancelled unasked); once asked, the filler comes at once."""
+    chain = DeadlineResponder(LlmResponder(cfg.llm, engine=FakeLlm(ttft_s=1.0)), cfg.deadline)
+    reply = chain.open(time.monotonic() - cfg.deadline.first_audio_ms / 1000 - 0.5)  # ack overdue
+    with pytest.raises(queue.Empty):
+        reply.next(0.05)
+    reply.ask([{"role": "user", "content": "Hello?"}])
+    clause = reply.next(0.05)
+    assert clause is not None and clause.source == "ack"
+    reply.cancel()
+
+
+def test_the_acknowledgements_take_turns_and_stay_out_of_the_history(cfg: Config) -> None:
+    deadline = replace(cfg.deadline, acknowledgements=("Hmm.", "Let's see."))
+    cfg = replace(cfg, deadline=deadline)
+    clauses, _, stage = run_turns(cfg, FakeLlm(ttft_s=0.5), ["One?", "Two?"], first_audio_ms=200)
+    assert [c.text for c in clauses if c.source == "ack"] == ["Hmm.", "Let's see."]
+    assert all("Hmm" not in m["content"] for m in stage.messages("Three?"))
 
 
 def test_no_acknowledgement_when_the_answer_is_fast(cfg: Config) -> None:
@@ -141,7 +166,9 @@ def test_reply_ms_ends_a_long_reply_at_a_clause_boundary(
     sentences = [f"Sentence {n} goes here." for n in range(1, 51)]
     slow = FakeLlm(reply=" ".join(sentences), token_s=0.05)
     with caplog.at_level(logging.INFO, logger="assistant.reply.deadline"):
-        clauses, log, _ = run_turns(cfg, slow, ["Count for me."], answer_ms=1000, reply_ms=1000)
+        clauses, log, _ = run_turns(
+            cfg, slow, ["Count for me."], first_audio_ms=1000, answer_ms=1000, reply_ms=1000
+        )
     texts = [c.text for c in clauses]
     assert texts == sentences[: len(texts)]  # whole sentences, in order: cut at a clause boundary
     assert 0 < len(clauses) < 20

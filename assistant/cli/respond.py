@@ -143,7 +143,7 @@ def turn_table(turns: list[TurnRecord]) -> Table:
             str(t.turn),
             f"{t.start_s:.2f}-{t.end_s:.2f}s",
             t.transcript,
-            t.reply + (f" [{t.fallback_kind}]" if t.fallback else ""),
+            t.reply + (f" [{t.fallback_kind}]" if t.fallback else "") + (" [ack]" if t.acknowledged else ""),
             ms(lat.get("asr_final")),
             ms(lat.get("llm_first_token")),
             ms(lat.get("first_audio")),

@@ -70,11 +70,18 @@ class VadConfig:
     pre_roll_ms: int = _in(300, 0, 2000)
     onset_ms: int = _in(60, 10, 1000)
     max_utterance_s: float = _in(30.0, 5, 600)
+    # end of turn from how it was said (assistant/engines/turn.py); "none": hangover_ms alone
+    end_of_turn: Literal["smart_turn", "none"] = "smart_turn"
+    end_of_turn_threshold: float = _in(0.5, 0.0, 1.0)
+    min_silence_ms: int = _in(200, 100, 3000)
+    max_silence_ms: int = _in(2000, 100, 10000)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> VadConfig:
         why = "the pre-roll must hold the onset run, or every turn loses its first syllable"
         _in_order(self, "vad.", "onset_ms", "pre_roll_ms", why)
+        why = "an unfinished turn would be held for less time than a finished one waits"
+        _in_order(self, "vad.", "min_silence_ms", "max_silence_ms", why)
         return self
 
 
@@ -119,10 +126,11 @@ class LlmConfig:
 
 @dataclass(frozen=True, config=_STRICT)
 class DeadlineConfig:
-    first_audio_ms: int = _in(450, 100, 10000)
+    first_audio_ms: int = _in(1200, 100, 10000)
     answer_ms: int = _in(4000, 200, 60000)
     reply_ms: int = _in(10000, 500, 120000)
-    acknowledgement: str = "Hmm."
+    acknowledgements: tuple[str, ...] = _lax(("Hmm.", "Let's see.", "Well,"))
+    acknowledgement: str | None = None  # the older single phrase; when set, it replaces the list
     apology_timeout: str = "Sorry, I could not come up with an answer in time."
     apology_error: str = "Sorry, something went wrong on my side. Please ask again."
 

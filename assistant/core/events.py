@@ -100,6 +100,19 @@ class TranscriptCommitted(Event):
 
 
 @dataclass(frozen=True)
+class EndOfTurn(Event):
+    """The VAD's judgement at a pause: is the turn finished (``complete``: it ends now) or held open?
+    ``probability`` is the audio model's (None when the transcript decided), ``score`` the blend."""
+
+    probability: float | None
+    text: str | None
+    score: float
+    complete: bool
+    infer_ms: float | None
+    silence_ms: int
+
+
+@dataclass(frozen=True)
 class TranscriptPartial(Event):
     text: str
 
@@ -107,6 +120,7 @@ class TranscriptPartial(Event):
 @dataclass(frozen=True)
 class TranscriptSpeculative(Event):
     text: str
+    until: float | None = _optional()  # the pause it was made at (input timeline): the VAD waits on it
 
 
 @dataclass(frozen=True)

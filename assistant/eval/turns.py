@@ -30,8 +30,9 @@ class TurnRecord:
     end_s: float = 0.0
     transcript: str = ""
     reply: str = ""
-    fallback: bool = False  # the deadline spoke: a filler, or an apology instead of an answer
-    fallback_kind: str | None = None  # "ack", "timeout", "error"
+    fallback: bool = False  # the deadline apologised instead of answering (late, or an error)
+    fallback_kind: str | None = None  # "timeout", "error"
+    acknowledged: bool = False  # a filler ("Hmm.") before a late answer: counted apart (ack_rate)
     fastpath: bool = False  # answered without the LLM (time, date, ...)
     speculative_asr: bool = False
     latency_ms: dict[str, float] = field(default_factory=dict)
@@ -59,7 +60,9 @@ def build_turns(events: list[ev.Event]) -> list[TurnRecord]:
         elif isinstance(e, ev.ReplyClause):
             source = e.source
             record.fastpath |= source == "fastpath"
-            if source not in ANSWER_SOURCES:
+            if source == "ack":  # manners, not a failure: kept apart so real fallbacks still show
+                record.acknowledged = True
+            elif source not in ANSWER_SOURCES:
                 record.fallback = True
                 record.fallback_kind = record.fallback_kind or source
             elif e.turn in speech_end:  # the answer's first clause, fillers aside

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from assistant.config import BargeInConfig
 from assistant.core import events as ev
+from assistant.core.engines import ANSWER_SOURCES
 from assistant.core.events import EventBus
 from assistant.core.turn import TurnScope
 
@@ -78,7 +79,9 @@ class BargeIn:
     def __call__(self, e: ev.Event) -> None:
         if isinstance(e, ev.SpeechStarted):
             self._on_speech(e)
-        elif isinstance(e, ev.AudioOut):
+        elif isinstance(e, ev.AudioOut) and e.source in ANSWER_SOURCES:
+            # the answer only: what was heard of it enters the history, and a filler there ("Hmm.")
+            # is copied by the model into its next replies
             with self._lock:
                 self._clauses.setdefault(e.turn, []).append(_Clause(e.text, e.t, e.duration_s))
         elif isinstance(e, ev.TranscriptFinal) and e.text.strip():

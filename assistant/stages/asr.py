@@ -107,14 +107,16 @@ class AsrStage(Stage):
             isinstance(msg, SpeechPaused)
             and self._turn is not None
             and self.cfg.speculative
-            and _caught_up(msg, SPECULATE_WITHIN_S)
+            # (a pause the VAD's end-of-turn judgement waits on is not past, however late it is seen)
+            and (msg.awaited or _caught_up(msg, SPECULATE_WITHIN_S))
         ):
             turn = self._turn
             text = self._try_transcribe(self._samples_until(turn, msg.t_input))
             if text is None:
                 return  # no speculation: the final pass tries again
             turn.spec_text, turn.spec_until = text, msg.t_input
-            self.ctx.events.emit(TranscriptSpeculative(turn.number, turn.spec_text))
+            # `until` names the pause, so the VAD's end-of-turn decision knows which one it hears
+            self.ctx.events.emit(TranscriptSpeculative(turn.number, turn.spec_text, until=msg.t_input))
             # downstream may start answering; a SpeechResumed or a different final text voids it
             yield Transcript(turn.number, turn.spec_text, False, None, time.monotonic(), speculative=True)
         elif isinstance(msg, SpeechResumed):
