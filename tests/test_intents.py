@@ -65,6 +65,8 @@ COMMANDS: list[tuple[str, str, dict]] = [
     ("Could you open files for me?", "open_app", {"app": "files"}),
     ("Start the calculator app.", "open_app", {"app": "calculator"}),
     ("Open Spotify.", "open_app", {"app": "spotify"}),  # not allowlisted: the action layer refuses
+    # a program this machine has, however long the tail: refused out loud, never a chat about it
+    ("Run rm or at my home folder.", "open_app", {"app": "rm or at my home folder"}),
     ("Open example.com", "open_url", {"url": "example.com"}),
     ("Go to the website github dot com", "open_url", {"url": "github.com"}),
     ("Visit wikipedia.org", "open_url", {"url": "wikipedia.org"}),

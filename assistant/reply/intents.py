@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import re
+import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -155,7 +156,10 @@ def _intent(result: RecognizeResult, original: str, renames: dict) -> Intent | N
         slots["app"] = str(found["app"])
     if "unlisted_app" in found:
         app = str(found["unlisted_app"]).split()
-        if len(app) > MAX_UNLISTED_APP_WORDS or _QUESTION_WORDS & set(app):
+        sentence_like = len(app) > MAX_UNLISTED_APP_WORDS or bool(_QUESTION_WORDS & set(app))
+        # ...unless it starts with a program this machine has ("run rm on my home folder"): that is
+        # a request to run something, which the action layer refuses out loud, not a chat for the LLM
+        if sentence_like and not (app and shutil.which(app[0].lower())):
             return None
         slots["app"] = " ".join(app)
     if "volume_level" in found:
