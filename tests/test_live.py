@@ -178,28 +178,44 @@ class FakeSpeaker:
     def __init__(self, pending: float) -> None:
         self.pending = pending
         self.cleared = 0
+        self.paused = False
+        self.resumed = 0
 
     def clear(self) -> float:
         self.cleared += 1
+        self.paused = False
         dropped, self.pending = self.pending, 0.0
         return dropped
 
     def pending_s(self) -> float:
         return self.pending
 
+    def pause(self) -> float:
+        self.paused = True
+        return self.pending
+
+    def resume(self) -> None:
+        self.paused = False
+        self.resumed += 1
+
 
 class FakePlayback:
     interrupted = 0
+    delayed = 0.0
 
     def interrupt(self) -> None:
         self.interrupted += 1
 
+    def delay(self, seconds: float) -> None:
+        self.delayed += seconds
+
 
 def test_speech_over_the_reply_cancels_it_and_reports_what_was_heard() -> None:
+    """``barge_in.pause`` off: speech over the reply cuts it at once."""
     events, log, scope = EventBus(), EventLog(), TurnScope()
     events.subscribe(log)
     speaker, playback = FakeSpeaker(pending=2.0), FakePlayback()
-    BargeIn(BargeInConfig(), scope, speaker, playback, events)
+    BargeIn(BargeInConfig(pause=False), scope, speaker, playback, events)
     events.emit(ev.TranscriptFinal(1, "tell me a story"))
     now = time.monotonic()
     events.emit(ev.AudioOut(1, "Once upon a time", 0.8, t=now - 1.0))
@@ -232,7 +248,7 @@ def test_a_reply_whose_answer_is_still_in_synthesis_is_cut_as_a_barge_in() -> No
     events, log, scope = EventBus(), EventLog(), TurnScope()
     events.subscribe(log)
     speaker = FakeSpeaker(0.0)
-    BargeIn(BargeInConfig(), scope, speaker, None, events)
+    BargeIn(BargeInConfig(pause=False), scope, speaker, None, events)
     events.emit(ev.TranscriptFinal(1, "who was the first president"))
     events.emit(ev.AudioOut(1, "Hmm.", 0.25, t=time.monotonic()))
     events.emit(ev.ReplyDone(1, "George Washington."))  # text done; synthesis still running
@@ -253,6 +269,114 @@ def test_a_reply_whose_answer_is_still_in_synthesis_is_cut_as_a_barge_in() -> No
     events.emit(ev.PlaybackStopped(-1))
     events.emit(ev.SpeechStarted(4, 9.0))
     assert log.first(ev.BargeIn, 4) is None
+
+
+def paused_reply(
+    cfg: BargeInConfig | None = None,
+) -> tuple[EventBus, EventLog, TurnScope, FakeSpeaker, FakePlayback]:
+    """Turn 1's reply playing ("Once upon a time" heard, "there was a small dragon" midway), then
+    turn 2's speech starts over it."""
+    events, log, scope = EventBus(), EventLog(), TurnScope()
+    events.subscribe(log)
+    speaker, playback = FakeSpeaker(pending=2.0), FakePlayback()
+    BargeIn(cfg or BargeInConfig(), scope, speaker, playback, events)
+    events.emit(ev.TranscriptFinal(1, "tell me a story"))
+    now = time.monotonic()
+    events.emit(ev.AudioOut(1, "Once upon a time", 0.8, t=now - 1.0))
+    events.emit(ev.AudioOut(1, "there was a small dragon", 0.4, t=now - 0.2))
+    events.emit(ev.SpeechStarted(2, 5.0))
+    return events, log, scope, speaker, playback
+
+
+def test_speech_over_the_reply_pauses_it_and_a_stop_word_ends_it() -> None:
+    events, log, scope, speaker, playback = paused_reply()
+    paused = log.first(ev.ReplyPaused, 2)
+    assert speaker.paused and speaker.cleared == 0 and not scope.is_stale(1)  # held, not cancelled
+    assert paused is not None and paused.interrupted == 1 and paused.reaction_ms < 50
+    events.emit(ev.SpeechEnded(2, 5.4, t_decided=time.monotonic()))
+    events.emit(ev.TranscriptFinal(2, "Stop."))
+    assert scope.is_stale(1) and not scope.is_stale(2)
+    assert speaker.cleared == 1 and playback.interrupted == 1 and speaker.resumed == 0
+    outcome = log.first(ev.Interruption, 2)
+    assert outcome is not None and (outcome.outcome, outcome.reason) == ("stopped", "stop phrase")
+    assert outcome.interrupted == 1 and outcome.pause_ms >= 0
+    barge = log.first(ev.BargeIn, 2)  # what was heard: up to the pause, not to the decision
+    assert barge is not None and barge.spoken.startswith("Once upon a time there was")
+    assert not barge.spoken.endswith("dragon")
+
+
+@pytest.mark.parametrize(
+    ("said", "reason"),
+    [
+        ("", "no words"),
+        ("Mm-hmm.", "backchannel"),
+        ("Yeah, right.", "backchannel"),
+        ("a time there was", "echo"),
+    ],
+)
+def test_a_cough_a_backchannel_or_its_own_echo_resumes_the_reply(said: str, reason: str) -> None:
+    events, log, scope, speaker, playback = paused_reply()
+    events.emit(ev.TranscriptFinal(2, said))
+    assert speaker.resumed == 1 and not speaker.paused and speaker.cleared == 0
+    assert not scope.is_stale(1) and log.first(ev.BargeIn, 2) is None
+    outcome = log.first(ev.Interruption, 2)
+    assert outcome is not None and (outcome.outcome, outcome.reason) == ("resumed", reason)
+    assert playback.delayed > 0  # the clauses still queued start later by the pause
+    events.emit(ev.SpeechStarted(3, 9.0))  # a later pause: the dragon clause counts from its new start
+    paused = log.first(ev.ReplyPaused, 3)
+    assert paused is not None and paused.interrupted == 1
+    events.emit(ev.TranscriptFinal(3, "What is a dragon?"))
+    barge = log.first(ev.BargeIn, 3)
+    assert barge is not None and barge.spoken.startswith("Once upon a time there was")
+    assert not barge.spoken.endswith("dragon")
+    assert log.first(ev.Interruption, 3).outcome == "answered"  # type: ignore[union-attr]
+
+
+def test_a_question_over_the_reply_cancels_it_and_is_answered() -> None:
+    events, log, scope, speaker, _ = paused_reply()
+    events.emit(ev.TranscriptFinal(2, "What is the capital of Spain?"))
+    assert scope.is_stale(1) and speaker.cleared == 1
+    outcome = log.first(ev.Interruption, 2)
+    assert outcome is not None and outcome.outcome == "answered"
+    events.emit(ev.SpeechStarted(3, 9.0))  # over turn 2's reply, which is now the one replying
+    assert log.first(ev.ReplyPaused, 3).interrupted == 2  # type: ignore[union-attr]
+
+
+def test_speech_without_a_transcript_in_time_resumes_and_a_late_one_may_still_cut() -> None:
+    events, log, scope, speaker, _ = paused_reply(BargeInConfig(decide_timeout_s=0.2))
+    events.emit(ev.SpeechEnded(2, 5.4, t_decided=time.monotonic()))
+    end = time.monotonic() + 10
+    while log.first(ev.Interruption, 2) is None and time.monotonic() < end:
+        time.sleep(0.02)
+    outcome = log.first(ev.Interruption, 2)
+    assert outcome is not None and outcome.outcome == "resumed" and speaker.resumed == 1
+    events.emit(ev.TranscriptFinal(2, "Cancel."))  # late, but a stop all the same
+    assert scope.is_stale(1) and speaker.cleared == 1
+    assert [e.outcome for e in log.of(ev.Interruption)] == ["resumed", "stopped"]
+
+
+def test_the_speaker_holds_its_buffer_while_paused_and_plays_on_from_there(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from assistant.audio.sinks import SpeakerSink
+
+    monkeypatch.setattr(SpeakerSink, "_open", lambda self: setattr(self, "rate", RATE))
+    played: list[np.ndarray] = []
+    speaker = SpeakerSink(on_played=lambda block, rate: played.append(block.copy()))
+    speaker.write((np.arange(1, 801) % 100 + 1).astype(np.int16), RATE, 0.0)  # 50 ms, never zero
+    out = np.zeros((320, 1), np.float32)
+    speaker._callback(out, 320, None, None)
+    assert (out[:, 0] != 0).all()
+    assert speaker.pause() == pytest.approx(480 / RATE)
+    for _ in range(3):  # paused: silence goes out (and to the echo reference), nothing is lost
+        speaker._callback(out, 320, None, None)
+        assert not out.any() and not played[-1].any()
+    assert speaker.pending_s() == pytest.approx(480 / RATE)
+    speaker.resume()
+    speaker._callback(out, 320, None, None)
+    assert (out[:, 0] != 0).all() and speaker.pending_s() == pytest.approx(160 / RATE)
+    speaker.pause()
+    assert speaker.clear() == pytest.approx(160 / RATE) and not speaker.paused  # a cut unpauses
 
 
 # -- the microphone ---------------------------------------------------------------------------------------

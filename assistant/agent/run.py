@@ -19,6 +19,7 @@ from assistant.core.events import EventBus
 from assistant.core.pipeline import Pipeline
 from assistant.core.stage import Stage
 from assistant.reply.base import Responder
+from assistant.stages.policy import InterruptionRules
 
 
 def agent_speaking_stages(
@@ -41,6 +42,7 @@ def agent_speaking_stages(
         cfg.agent.followup_s,
         scheduler,
         on_stop=actions[0].drop_pending,
+        rules=InterruptionRules(cfg.barge_in),
     )
     stage = build.responder_stage(cfg, responder, policy=policy)
     return build.speaking_stages(cfg, engines, sinks, responder=stage, prepared=(WAKE_REPLY, *FIXED_REPLIES))
