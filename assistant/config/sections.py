@@ -130,9 +130,21 @@ class DeadlineConfig:
 
 
 STOP_PHRASES = (
-    "stop", "cancel", "be quiet", "quiet", "that's enough", "enough", "okay thanks", "ok thanks",
-    "thanks", "thank you", "never mind", "shut up", "silence", "that's it", "that will do",
-)  # fmt: skip
+    "stop",
+    "cancel",
+    "be quiet",
+    "quiet",
+    "that's enough",
+    "enough",
+    "okay thanks",
+    "ok thanks",
+    "no thanks",
+    "never mind",
+    "shut up",
+    "silence",
+    "that's it",
+    "that will do",
+)  # fmt: skip (no bare "thanks" / "thank you": Whisper makes those of noise, see stages/policy.py)
 BACKCHANNELS = (
     "mm-hmm", "mhm", "mm", "hmm", "uh-huh", "uh huh", "yeah", "yes", "yep", "right", "okay", "ok",
     "sure", "i see", "got it", "cool", "oh", "ah", "uh", "um", "huh", "wow", "nice", "alright",

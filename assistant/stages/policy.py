@@ -27,6 +27,19 @@ from assistant.reply.intents import default_matcher, normalise
 
 Outcome = Literal["stop", "resume", "answer"]
 KEEP_TURNS = 10  # per-turn marks older than this many turns are forgotten
+# what Whisper makes of a cough, a breath or a scrap of echo (it was trained on subtitled videos):
+# heard over a reply, these are no words (a self-interruption live gave "Thanks for watching.")
+NOISE_TRANSCRIPTS = frozenset(
+    {
+        "you",
+        "thank you",
+        "thanks",
+        "thank you for watching",
+        "thanks for watching",
+        "bye",
+        "thank you so much",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -61,6 +74,8 @@ class InterruptionRules:
         resume: Outcome = "resume" if can_resume else "stop"
         if not words:
             return resume, "no words"
+        if norm in NOISE_TRANSCRIPTS:
+            return resume, "noise"
         intent = default_matcher().match(text)
         if (intent is not None and intent.name == "stop") or self._has_stop_phrase(words, intent is None):
             return "stop", "stop phrase"
