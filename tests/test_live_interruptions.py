@@ -96,7 +96,14 @@ def settle(assistant: pulse.Assistant, since: float, timeout_s: float = 90.0) ->
         kinds = [e["kind"] for e in events]
         last_audio = max((i for i, k in enumerate(kinds) if k == "audio_out"), default=-1)
         quiet = time.time() - (events[-1]["wall"] if events else since) > 2.5
-        if "reply_done" in kinds and "playback_stopped" in kinds[last_audio + 1 :] and quiet:
+        paused = {e["turn"] for e in events if e["kind"] == "reply_paused"}
+        undecided = paused - {e["turn"] for e in events if e["kind"] == "interruption"}
+        if (
+            "reply_done" in kinds
+            and "playback_stopped" in kinds[last_audio + 1 :]
+            and quiet
+            and not undecided
+        ):
             return events
         time.sleep(0.2)
     return events

@@ -146,9 +146,27 @@ STOP_PHRASES = (
     "that will do",
 )  # fmt: skip (no bare "thanks" / "thank you": Whisper makes those of noise, see stages/policy.py)
 BACKCHANNELS = (
-    "mm-hmm", "mhm", "mm", "hmm", "uh-huh", "uh huh", "yeah", "yes", "yep", "right", "okay", "ok",
-    "sure", "i see", "got it", "cool", "oh", "ah", "uh", "um", "huh", "wow", "nice", "alright",
-)  # fmt: skip
+    "mm-hmm",
+    "mhm",
+    "mm",
+    "hmm",
+    "uh-huh",
+    "uh huh",
+    "yeah",
+    "yes",
+    "yep",
+    "right",
+    "okay",
+    "ok",
+    "sure",
+    "i see",
+    "got it",
+    "cool",
+    "oh",
+    "wow",
+    "nice",
+    "alright",
+)  # fmt: skip (no "ah", "uh", "um": live, a "Stop." clipped by the echo canceller came out as "ah")
 
 
 @dataclass(frozen=True, config=_STRICT)
