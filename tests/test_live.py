@@ -355,6 +355,46 @@ def test_speech_without_a_transcript_in_time_resumes_and_a_late_one_may_still_cu
     assert [e.outcome for e in log.of(ev.Interruption)] == ["resumed", "stopped"]
 
 
+class FakeMic:
+    """Raw microphone levels on the monotonic clock: ``level`` before ``until``, ``after`` later."""
+
+    def __init__(self, level: float, after: float) -> None:
+        self.until = time.monotonic()
+        self.level, self.after = level, after
+
+    def mic_level(self, t0: float, t1: float) -> float | None:
+        return self.level if t1 <= self.until + 0.05 else self.after
+
+
+@pytest.mark.parametrize("user", [True, False])
+def test_speech_that_falls_silent_with_the_speaker_is_its_own_echo(user: bool) -> None:
+    """Its echo stops when the speaker pauses, a user goes on: the echo resumes the reply at once,
+    and its transcript (a scrap of noise) no longer counts; a user's speech waits for its words."""
+    events, log, scope = EventBus(), EventLog(), TurnScope()
+    events.subscribe(log)
+    speaker, mic = FakeSpeaker(pending=2.0), FakeMic(3000.0, 2000.0 if user else 100.0)
+    BargeIn(BargeInConfig(), scope, speaker, FakePlayback(), events, mic=mic)
+    events.emit(ev.TranscriptFinal(1, "tell me a story"))
+    events.emit(ev.AudioOut(1, "Once upon a time", 0.8, t=time.monotonic() - 0.5))
+    events.emit(ev.SpeechStarted(2, 5.0))
+    end = time.monotonic() + 3.0
+    while log.first(ev.Interruption, 2) is None and time.monotonic() < end:
+        time.sleep(0.02)
+    outcome = log.first(ev.Interruption, 2)
+    if user:
+        assert outcome is None and speaker.paused
+        events.emit(ev.TranscriptFinal(2, "Seconds."))
+        assert log.first(ev.Interruption, 2).outcome == "stopped"  # type: ignore[union-attr]
+        return
+    assert outcome is not None and outcome.outcome == "resumed" and outcome.reason.startswith("echo")
+    assert speaker.resumed == 1
+    events.emit(ev.TranscriptFinal(2, "Seconds."))  # what Whisper made of the echo: ignored
+    assert speaker.cleared == 0 and not scope.is_stale(1)
+    events.emit(ev.SpeechStarted(3, 7.0))
+    events.emit(ev.TranscriptFinal(3, "Stop."))  # an explicit stop phrase still stops
+    assert scope.is_stale(1) and log.first(ev.Interruption, 3).outcome == "stopped"  # type: ignore[union-attr]
+
+
 def test_the_speaker_holds_its_buffer_while_paused_and_plays_on_from_there(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -32,6 +32,7 @@ GATE_HOLD_S = 0.25  # once a frame passes the gate, keep it open this long: word
 AEC_IDLE_S = 30.0  # keep the canceller running this long after playback: pausing it between
 # replies was followed by echo getting through; idle (no reply for 30 s) it costs nothing
 LEVEL_EVERY_S = 0.1
+RAW_LEVELS = 250  # frames (5 s) of raw microphone level kept for barge-in's echo check
 RESIDUAL_WINDOW = 250  # frames of playback (5 s) over which the canceller's residue is judged
 RESIDUAL_HEADROOM_DB = 6.0  # input level events for the live view
 
@@ -148,6 +149,14 @@ class EchoGuard:
         self._level_at = 0.0
         self._level_peak = 0.0
         self._gated = False
+        self._raw: deque[tuple[float, float]] = deque(maxlen=RAW_LEVELS)  # (arrival, raw mic RMS)
+
+    def mic_level(self, t0: float, t1: float) -> float | None:
+        """The loudest raw (uncancelled) microphone frame that arrived in ``t0..t1`` (monotonic);
+        None when none did. Barge-in asks it: the assistant's own echo falls silent when its speaker
+        pauses, a user goes on."""
+        levels = [rms for t, rms in list(self._raw) if t0 <= t <= t1]
+        return max(levels) if levels else None
 
     def chunks(self, stop: threading.Event) -> Iterator[AudioChunk]:
         if self.cfg.echo == "aec" and self._aec is None:
@@ -166,6 +175,7 @@ class EchoGuard:
             self.events.emit(EchoResync(-1, round(time.monotonic() - msg.t_arrival, 3)))
         echo_rms = self._echo_level(t_end, _rms(far) if far.any() else 0.0, msg.duration)
         pcm = msg.pcm
+        self._raw.append((msg.t_arrival, _rms(pcm)))
         if self._aec is not None and t_end - self._far_heard_at < AEC_IDLE_S:
             pcm = self._aec.process(pcm, far)
         gated = self._gate(pcm, echo_rms, t_end)

@@ -8,6 +8,10 @@ transcript then decides, by the interruption rules (``assistant.stages.policy.In
 - no words (a cough, a click), a backchannel ("mm-hmm") or the reply's own words coming back
   through the loudspeaker: the speaker resumes where it paused;
 - anything else: the reply is cut and the new question answered.
+Before the words are known, the microphone itself may tell: the assistant's own echo (a canceller
+that let it through) falls silent once the speaker pauses, a user goes on. Speech whose raw microphone
+level drops by ``ECHO_DROP_DB`` right after the pause resumes the reply at once, and its transcript
+can then only stop it with an explicit stop phrase (a user's short "Stop." may end just then).
 Each decision is an ``Interruption`` event (outcome, pause length); a cut also reports ``BargeIn``
 with what of the reply was heard (the history keeps that). Speech whose transcript does not come
 within ``barge_in.decide_timeout_s`` of its end resumes the reply (a late transcript may still cut it).
@@ -22,6 +26,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
+
 from assistant.config import BargeInConfig
 from assistant.core import events as ev
 from assistant.core.events import EventBus
@@ -30,6 +36,14 @@ from assistant.stages.policy import InterruptionRules
 
 log = logging.getLogger(__name__)
 ECHO_WORDS = 30  # the reply's last words heard before a pause: a transcript of only these is echo
+ECHO_BEFORE_S = 0.3  # the microphone level of the speech just before the pause ...
+ECHO_AFTER_S = (0.15, 0.35)  # ... against after it, once the device, the room and the mic caught up
+ECHO_DROP_DB = 15.0  # this much quieter after: it was the speaker's sound
+ECHO_CHECKS = 4  # tries, 0.2 s apart, while microphone frames are late (a busy machine)
+
+
+class MicLevels(Protocol):
+    def mic_level(self, t0: float, t1: float) -> float | None: ...
 
 
 class Speaker(Protocol):
@@ -62,6 +76,7 @@ class _Pause:
     spoken: str  # what of the reply was heard by then
     reaction_ms: float
     resumed: bool = False  # the timeout resumed it; a late transcript may still cut it
+    echo: bool = False  # resumed as the assistant's own echo: only a stop phrase may still cut it
     timer: threading.Timer | None = field(default=None, repr=False)
 
 
@@ -91,7 +106,9 @@ class BargeIn:
         playback: Interruptible | None,
         events: EventBus,
         rules: InterruptionRules | None = None,
+        mic: MicLevels | None = None,
     ) -> None:
+        self.mic = mic
         self.cfg = cfg
         self.scope = scope
         self.speaker = speaker
@@ -156,6 +173,34 @@ class BargeIn:
             self._pauses[e.turn] = pause
         log.info("barge-in: turn %s paused by turn %d", pause.cut, e.turn)
         self.events.emit(ev.ReplyPaused(e.turn, pause.cut, reaction_ms, t=now))
+        if self.mic is not None and not paused:
+            self._later(ECHO_AFTER_S[1] + 0.05, self._echo_check, e.turn, ECHO_CHECKS)
+
+    @staticmethod
+    def _later(delay_s: float, fn, *args) -> None:  # type: ignore[no-untyped-def]
+        timer = threading.Timer(delay_s, fn, args)
+        timer.daemon = True
+        timer.start()
+
+    def _echo_check(self, turn: int, tries: int) -> None:
+        """Resume at once when the microphone fell silent with the speaker: it heard the speaker."""
+        with self._lock:
+            pause = self._pauses.get(turn)
+        if pause is None or pause.resumed or self.mic is None:
+            return
+        before = self.mic.mic_level(pause.t - ECHO_BEFORE_S, pause.t)
+        after = self.mic.mic_level(pause.t + ECHO_AFTER_S[0], pause.t + ECHO_AFTER_S[1])
+        if after is None and tries > 1:  # its frames have not all arrived yet
+            self._later(0.2, self._echo_check, turn, tries - 1)
+            return
+        if before is None or after is None or after > before * 10 ** (-ECHO_DROP_DB / 20):
+            return
+        with self._lock:
+            if pause.resumed or self._pauses.get(turn) is not pause:
+                return
+            pause.resumed = pause.echo = True
+        drop = 20 * np.log10(max(before, 1.0) / max(after, 1.0))
+        self._resume(turn, pause, "", f"echo: the microphone fell {drop:.0f} dB with the speaker")
 
     def _arm_timeout(self, turn: int) -> None:
         with self._lock:
@@ -179,6 +224,8 @@ class BargeIn:
             pause.timer.cancel()
         played = " ".join(pause.spoken.split()[-ECHO_WORDS:])
         outcome, reason = self.rules.decide(text, played)
+        if pause.echo and reason != "stop phrase":
+            return  # the assistant's own sound: its transcript is a scrap of the reply or noise
         if outcome == "resume":
             if not pause.resumed:  # (a late transcript after the timeout: it is playing again)
                 self._resume(turn, pause, text, reason)

@@ -95,9 +95,10 @@ def run_listen(
         else:
             speaking_stages = speaking(engines, [speaker])
         stages = [*build.listening_stages(cfg, engines), *speaking_stages]
-        pipeline = Pipeline(EchoGuard(mic, cfg.barge_in, far, events), stages, events=events)
+        guard = EchoGuard(mic, cfg.barge_in, far, events)
+        pipeline = Pipeline(guard, stages, events=events)
         playback = next((s for s in stages if isinstance(s, PlaybackStage)), None)
-        BargeIn(cfg.barge_in, pipeline.scope, speaker, playback, events)
+        BargeIn(cfg.barge_in, pipeline.scope, speaker, playback, events, mic=guard)
         watchdog = Watchdog(speaker, events)
         try:
             pipeline.setup()
