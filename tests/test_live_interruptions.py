@@ -57,9 +57,10 @@ def room():
     yield from pulse.session()
 
 
-@pytest.fixture(scope="module")
-def rig(room, tmp_path_factory: pytest.TempPathFactory):
-    """One `assistant listen` (echo path on) shared by these tests; the sounds they play."""
+@pytest.fixture(scope="module", params=[False, True], ids=["headphones", "loudspeaker"])
+def rig(room, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
+    """One `assistant listen` shared by these tests, without and then with the echo path (the
+    speaker looped back into the microphone); the sounds they play."""
     work = tmp_path_factory.mktemp("interrupt")
     sounds = {
         "question": spoken(LONG_QUESTION, work / "question.wav", post_s=1.5),
@@ -80,7 +81,7 @@ def rig(room, tmp_path_factory: pytest.TempPathFactory):
         return holder.assistant
 
     holder.get = assistant
-    room.echo(True)
+    room.echo(request.param)
     yield holder
     room.echo(False)
     if holder.assistant is not None:

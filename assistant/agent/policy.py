@@ -76,7 +76,7 @@ class WakePolicy:
         with self._lock:
             addressed = self._addressed.get(msg.turn, False)
         if not msg.final and self.interruptions.paused(msg.turn):
-            return Verdict("ignore", msg.text)  # no speculative reply before the pause is decided
+            return Verdict("ignore", msg.text)  # no speculative reply for speech over a reply
         found = self.wake.find(msg.text)
         text = found.rest if found is not None else msg.text
         # speech over a reply: the interruption rules (zero words cannot resume a reply that was

@@ -131,9 +131,10 @@ class Interruptions:
 
     def paused(self, turn: int) -> bool:
         """Speech that paused a reply: its end opens no reply (a deadline's filler would sound after
-        the paused reply) until its words are known."""
+        the paused reply, or answer the assistant's own echo); its final transcript opens one if it
+        is answered."""
         with self._lock:
-            return turn in self._paused and turn not in self._decided
+            return turn in self._paused
 
     def outcome(self, msg: Transcript, text: str | None = None) -> Outcome | None:
         with self._lock:
@@ -196,7 +197,7 @@ class AlwaysAddressed:
         if outcome is not None:
             return self.interruptions.verdict(outcome, msg.text) or Verdict("answer", msg.text)
         if not msg.final and self.interruptions.paused(msg.turn):
-            return Verdict("ignore", msg.text)  # no speculative reply before the pause is decided
+            return Verdict("ignore", msg.text)  # no speculative reply for speech over a reply
         return Verdict("answer", msg.text)
 
     def opens_early(self, ended: SpeechEnded, speculation_answered: bool) -> bool:
