@@ -356,23 +356,20 @@ def test_speech_without_a_transcript_in_time_resumes_and_a_late_one_may_still_cu
 
 
 class FakeMic:
-    """Raw microphone levels on the monotonic clock: ``level`` before ``until``, ``after`` later."""
+    def __init__(self, likeness: float | None) -> None:
+        self.likeness = likeness
 
-    def __init__(self, level: float, after: float) -> None:
-        self.until = time.monotonic()
-        self.level, self.after = level, after
-
-    def mic_level(self, t0: float, t1: float) -> float | None:
-        return self.level if t1 <= self.until + 0.05 else self.after
+    def echo_likeness(self, t0: float, t1: float) -> float | None:
+        return self.likeness
 
 
 @pytest.mark.parametrize("user", [True, False])
-def test_speech_that_falls_silent_with_the_speaker_is_its_own_echo(user: bool) -> None:
-    """Its echo stops when the speaker pauses, a user goes on: the echo resumes the reply at once,
-    and its transcript (a scrap of noise) no longer counts; a user's speech waits for its words."""
+def test_speech_that_is_the_played_audio_coming_back_is_its_own_echo(user: bool) -> None:
+    """The echo resumes the reply at once, and its transcript (a scrap of noise) no longer counts;
+    a user's speech waits for its words."""
     events, log, scope = EventBus(), EventLog(), TurnScope()
     events.subscribe(log)
-    speaker, mic = FakeSpeaker(pending=2.0), FakeMic(3000.0, 2000.0 if user else 100.0)
+    speaker, mic = FakeSpeaker(pending=2.0), FakeMic(0.1 if user else 0.97)
     BargeIn(BargeInConfig(), scope, speaker, FakePlayback(), events, mic=mic)
     events.emit(ev.TranscriptFinal(1, "tell me a story"))
     events.emit(ev.AudioOut(1, "Once upon a time", 0.8, t=time.monotonic() - 0.5))
@@ -390,9 +387,29 @@ def test_speech_that_falls_silent_with_the_speaker_is_its_own_echo(user: bool) -
     assert speaker.resumed == 1
     events.emit(ev.TranscriptFinal(2, "Seconds."))  # what Whisper made of the echo: ignored
     assert speaker.cleared == 0 and not scope.is_stale(1)
+    mic.likeness = 0.3  # the user now, over the reply
     events.emit(ev.SpeechStarted(3, 7.0))
-    events.emit(ev.TranscriptFinal(3, "Stop."))  # an explicit stop phrase still stops
+    events.emit(ev.TranscriptFinal(3, "Stop."))
     assert scope.is_stale(1) and log.first(ev.Interruption, 3).outcome == "stopped"  # type: ignore[union-attr]
+
+
+def test_echo_likeness_tells_the_played_audio_from_a_user() -> None:
+    rng = np.random.default_rng(3)
+    played = (rng.standard_normal(RATE * 2) * 2000).astype(np.int16)
+    user = (np.convolve(rng.standard_normal(RATE * 2), np.ones(4) / 4, "same") * 2000).astype(np.int16)
+    delay = 960  # 60 ms from the reference to the microphone
+    echo = np.concatenate([np.zeros(delay, np.int16), (played[:-delay] * 0.5).astype(np.int16)])
+
+    def likeness(mic: np.ndarray) -> float | None:
+        guard = EchoGuard(ListSource([]), BargeInConfig(echo="none"), FarEnd(), EventBus())
+        t = 100.0
+        for i in range(0, RATE * 2, 320):
+            guard._raw.append((t + i / RATE, mic[i : i + 320], played[i : i + 320]))
+        return guard.echo_likeness(t + 1.4, t + 1.9)
+
+    assert likeness(echo) > 0.9  # type: ignore[operator]
+    assert likeness(user) < 0.1  # type: ignore[operator]
+    assert 0.2 < likeness((echo + user).astype(np.int16)) < 0.8  # type: ignore[operator]
 
 
 def test_the_speaker_holds_its_buffer_while_paused_and_plays_on_from_there(

@@ -8,10 +8,10 @@ transcript then decides, by the interruption rules (``assistant.stages.policy.In
 - no words (a cough, a click), a backchannel ("mm-hmm") or the reply's own words coming back
   through the loudspeaker: the speaker resumes where it paused;
 - anything else: the reply is cut and the new question answered.
-Before the words are known, the microphone itself may tell: the assistant's own echo (a canceller
-that let it through) falls silent once the speaker pauses, a user goes on. Speech whose raw microphone
-level drops by ``ECHO_DROP_DB`` right after the pause resumes the reply at once, and its transcript
-can then only stop it with an explicit stop phrase (a user's short "Stop." may end just then).
+Before the words are known, the microphone itself may tell: speech whose raw (uncancelled) signal is
+the played audio, delayed and scaled (squared correlation >= ``ECHO_LIKENESS``), is the assistant's
+own voice that got past the canceller. It resumes the reply at once, and its transcript can then only
+stop it with an explicit stop phrase.
 Each decision is an ``Interruption`` event (outcome, pause length); a cut also reports ``BargeIn``
 with what of the reply was heard (the history keeps that). Speech whose transcript does not come
 within ``barge_in.decide_timeout_s`` of its end resumes the reply (a late transcript may still cut it).
@@ -26,8 +26,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import numpy as np
-
 from assistant.config import BargeInConfig
 from assistant.core import events as ev
 from assistant.core.events import EventBus
@@ -36,14 +34,13 @@ from assistant.stages.policy import InterruptionRules
 
 log = logging.getLogger(__name__)
 ECHO_WORDS = 30  # the reply's last words heard before a pause: a transcript of only these is echo
-ECHO_BEFORE_S = 0.3  # the microphone level of the speech just before the pause ...
-ECHO_AFTER_S = (0.15, 0.35)  # ... against after it, once the device, the room and the mic caught up
-ECHO_DROP_DB = 15.0  # this much quieter after: it was the speaker's sound
-ECHO_CHECKS = 4  # tries, 0.2 s apart, while microphone frames are late (a busy machine)
+ECHO_SPEECH_S = 0.5  # the speech's last this many seconds before the pause are checked for echo
+ECHO_LIKENESS = 0.8  # squared correlation with the played audio above which it is echo: a user
+# alone gives ~0; a user as loud as the echo ~0.5; the echo alone ~1 (a linear path)
 
 
 class MicLevels(Protocol):
-    def mic_level(self, t0: float, t1: float) -> float | None: ...
+    def echo_likeness(self, t0: float, t1: float) -> float | None: ...
 
 
 class Speaker(Protocol):
@@ -174,33 +171,22 @@ class BargeIn:
         log.info("barge-in: turn %s paused by turn %d", pause.cut, e.turn)
         self.events.emit(ev.ReplyPaused(e.turn, pause.cut, reaction_ms, t=now))
         if self.mic is not None and not paused:
-            self._later(ECHO_AFTER_S[1] + 0.05, self._echo_check, e.turn, ECHO_CHECKS)
+            threading.Thread(target=self._echo_check, args=(e.turn,), daemon=True).start()
 
-    @staticmethod
-    def _later(delay_s: float, fn, *args) -> None:  # type: ignore[no-untyped-def]
-        timer = threading.Timer(delay_s, fn, args)
-        timer.daemon = True
-        timer.start()
-
-    def _echo_check(self, turn: int, tries: int) -> None:
-        """Resume at once when the microphone fell silent with the speaker: it heard the speaker."""
+    def _echo_check(self, turn: int) -> None:
+        """Resume at once when the speech was the played audio coming back (off the VAD's thread)."""
         with self._lock:
             pause = self._pauses.get(turn)
         if pause is None or pause.resumed or self.mic is None:
             return
-        before = self.mic.mic_level(pause.t - ECHO_BEFORE_S, pause.t)
-        after = self.mic.mic_level(pause.t + ECHO_AFTER_S[0], pause.t + ECHO_AFTER_S[1])
-        if after is None and tries > 1:  # its frames have not all arrived yet
-            self._later(0.2, self._echo_check, turn, tries - 1)
-            return
-        if before is None or after is None or after > before * 10 ** (-ECHO_DROP_DB / 20):
+        likeness = self.mic.echo_likeness(pause.t - ECHO_SPEECH_S, pause.t)
+        if likeness is None or likeness < ECHO_LIKENESS:
             return
         with self._lock:
             if pause.resumed or self._pauses.get(turn) is not pause:
                 return
             pause.resumed = pause.echo = True
-        drop = 20 * np.log10(max(before, 1.0) / max(after, 1.0))
-        self._resume(turn, pause, "", f"echo: the microphone fell {drop:.0f} dB with the speaker")
+        self._resume(turn, pause, "", f"echo: {likeness:.2f} of it was the played audio")
 
     def _arm_timeout(self, turn: int) -> None:
         with self._lock:
