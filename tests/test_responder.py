@@ -300,7 +300,7 @@ def test_interruption_rules_stop_resume_or_answer() -> None:
     for text, expected in [
         ("Stop.", "stop"), ("Okay, thanks.", "stop"), ("Please stop talking.", "stop"), ("That's enough.", "stop"),
         ("Top.", "stop"), ("Time.", "stop"), ("Ah.", "stop"),  # a lone "stop" misheard over the reply
-        ("", "resume"), ("Thanks for watching.", "resume"), ("Mm-hmm.", "resume"), ("Yeah.", "resume"), ("Okay.", "resume"),
+        ("", "resume"), ("Thanks for watching.", "resume"), ("Mm-hmm.", "resume"), ("MMM.", "resume"), ("Mmhmm", "resume"), ("Yeah.", "resume"), ("Okay.", "resume"),
         ("the capital of", "resume"),  # its own voice coming back
         ("What is the capital of Spain?", "answer"), ("stop the timer", "answer"), ("volume up", "answer"),
     ]:  # fmt: skip

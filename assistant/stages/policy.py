@@ -14,6 +14,7 @@ words coming back) or the usual answer.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -27,6 +28,8 @@ from assistant.reply.intents import default_matcher, normalise
 
 Outcome = Literal["stop", "resume", "answer"]
 KEEP_TURNS = 10  # per-turn marks older than this many turns are forgotten
+# a hum however Whisper spells it ("Mmm.", "Mmhmm", "Hm."): a backchannel, never a word
+HUM = re.compile(r"h?m+(h?m+)*|m+h+m*")
 # what Whisper makes of a cough, a breath or a scrap of echo (it was trained on subtitled videos):
 # heard over a reply, these are no words (a self-interruption live gave "Thanks for watching.")
 NOISE_TRANSCRIPTS = frozenset(
@@ -82,7 +85,7 @@ class InterruptionRules:
         heard = set(normalise(played).split())
         if heard and all(w in heard for w in words):
             return resume, "echo"  # its own words came back through the loudspeaker
-        if all(w in self.backchannel_words for w in words):
+        if all(w in self.backchannel_words or HUM.fullmatch(w) for w in words):
             return resume, "backchannel"
         if len(words) <= self.cfg.stop_short_words and intent is None:
             # a word or two over the reply that is no command: a lone "Stop." said over the
