@@ -393,6 +393,33 @@ def test_speech_that_is_the_played_audio_coming_back_is_its_own_echo(user: bool)
     assert scope.is_stale(1) and log.first(ev.Interruption, 3).outcome == "stopped"  # type: ignore[union-attr]
 
 
+def test_a_new_turn_that_is_the_echo_of_a_filler_is_reported_as_echo() -> None:
+    """A "Hmm." already handed to the device (nothing to pause) came back through the canceller:
+    the turn is reported as echo, and the conversation's policy neither opens nor answers it."""
+    from assistant.core.messages import SpeechEnded, Transcript
+    from assistant.stages.policy import AlwaysAddressed
+
+    events, log = EventBus(), EventLog()
+    events.subscribe(log)
+    policy = AlwaysAddressed()
+    events.subscribe(policy.on_event, *policy.listens_to)
+    mic = FakeMic(0.95)
+    BargeIn(BargeInConfig(), TurnScope(), FakeSpeaker(0.0), None, events, mic=mic)
+    events.emit(ev.SpeechStarted(1, 1.0))
+    end = time.monotonic() + 3.0
+    while log.first(ev.Interruption, 1) is None and time.monotonic() < end:
+        time.sleep(0.02)
+    assert log.first(ev.Interruption, 1).outcome == "echo"  # type: ignore[union-attr]
+    now = time.monotonic()
+    ended = SpeechEnded(1, 1.5, t_decided=now)
+    assert not policy.opens_early(ended, True)
+    assert policy.verdict(Transcript(1, "Hmm.", True, ended, now)).action == "resume"
+    mic.likeness = 0.05  # a user this time
+    events.emit(ev.SpeechStarted(2, 3.0))
+    time.sleep(0.3)
+    assert log.first(ev.Interruption, 2) is None and log.first(ev.ReplyPaused, 2) is None
+
+
 def test_echo_likeness_tells_the_played_audio_from_a_user() -> None:
     rng = np.random.default_rng(3)
     played = (rng.standard_normal(RATE * 2) * 2000).astype(np.int16)

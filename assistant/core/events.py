@@ -188,7 +188,7 @@ class Interruption(Event):
     answered)."""
 
     interrupted: int | None
-    outcome: str  # "stopped", "resumed" or "answered"
+    outcome: str  # "stopped", "resumed", "answered"; "echo": a turn (no pause) that was its own voice
     pause_ms: float  # how long the speaker was paused (to the decision)
     text: str = ""  # the transcript that decided it
     reason: str = ""  # "stop phrase", "backchannel", "no words", "echo", "timeout", ...

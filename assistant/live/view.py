@@ -88,6 +88,8 @@ class _Turns:
             self.state = "hearing"
         elif isinstance(e, ev.Interruption):
             said = f"{e.text!r}" if e.text.strip() else "no words"
+            if e.outcome == "echo":
+                return [f"  [turn {e.turn} was my own voice coming back ({e.reason}): ignored]"]
             if e.outcome == "resumed":
                 self.state = "speaking"
                 return [f"  [reply resumed after a {e.pause_ms:.0f} ms pause: {said} ({e.reason})]"]

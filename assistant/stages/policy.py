@@ -123,8 +123,12 @@ class Interruptions:
             if isinstance(event, ReplyPaused):
                 self._paused.add(event.turn)
             elif isinstance(event, Interruption):
-                outcome = {"stopped": "stop", "resumed": "resume"}.get(event.outcome, "answer")
+                outcome = {"stopped": "stop", "resumed": "resume", "echo": "resume"}.get(
+                    event.outcome, "answer"
+                )
                 self._decided[event.turn] = outcome  # type: ignore[assignment]
+                if event.outcome == "echo":  # its own voice, no reply paused: open no reply for it
+                    self._paused.add(event.turn)
             elif event.interrupted is not None or event.dropped_s > 0:
                 self._cut.add(event.turn)
             for marks in (self._paused, self._cut):
