@@ -159,8 +159,11 @@ def test_a_cough_or_an_mm_hmm_over_the_reply_lets_it_go_on(rig, sound: str) -> N
     if sound == "mm-hmm":  # speech: it paused, then resumed (a cough may stay under vad.min_speech_ms)
         assert outcomes, assistant.timeline(t0)
     resumed = [e["wall"] for e in events if e["kind"] == "interruption"]
-    played = [e for e in events if e["kind"] == "playback_started" and e["wall"] > max(resumed, default=t1)]
-    assert played, assistant.timeline(t0)  # the reply went on being heard after the sound
+    if resumed:  # paused, then the reply was heard again
+        played = [e for e in events if e["kind"] == "playback_started" and e["wall"] > max(resumed)]
+        assert played, assistant.timeline(t0)
+    else:  # never paused (under vad.min_speech_ms): the reply simply went on
+        assert "reply_paused" not in {e["kind"] for e in events}, assistant.timeline(t0)
 
 
 @pytest.mark.real
