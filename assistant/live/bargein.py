@@ -154,8 +154,10 @@ class BargeIn:
             paused = [p for p in self._pauses.values() if not p.resumed]
         cut = max(older, default=None)
         if cut is None and not paused and self.speaker.pending_s() <= 0:
-            if self.mic is not None:  # nothing to pause, but it may be the echo of what just played
-                threading.Thread(target=self._echo_turn, args=(e.turn, time.monotonic()), daemon=True).start()
+            # nothing to pause; unless it is the echo of what just played (a filler), a new turn
+            # makes older replies still in the making moot, as ever
+            if not self._echo_turn(e.turn, time.monotonic()):
+                self.scope.interrupt(e.turn)
             return
         if not self.cfg.pause:
             self._cut(e.turn, cut, time.monotonic(), round((time.monotonic() - e.t) * 1000, 1))
@@ -207,15 +209,17 @@ class BargeIn:
             pause.resumed = True
         self._resume(turn, pause, "", "no transcript in time")
 
-    def _echo_turn(self, turn: int, t: float) -> None:
+    def _echo_turn(self, turn: int, t: float) -> bool:
         """A turn that started just after a sound (a "Hmm." filler) and is that sound coming back:
-        reported as ``echo``, so the policy answers it no more than it would a pause's echo."""
-        assert self.mic is not None
-        likeness = self.mic.echo_likeness(t - ECHO_SPEECH_S, t)
-        if likeness is not None and likeness >= ECHO_LIKENESS:
-            log.info("barge-in: turn %d is the assistant's own echo (%.2f)", turn, likeness)
-            reason = f"echo: {likeness:.2f} of it was the played audio"
-            self.events.emit(ev.Interruption(turn, None, "echo", 0.0, "", reason))
+        reported as ``echo``, so the policy answers it no more than it would a pause's echo.
+        On the VAD's thread: the check is a few FFTs over a second of audio."""
+        likeness = None if self.mic is None else self.mic.echo_likeness(t - ECHO_SPEECH_S, t)
+        if likeness is None or likeness < ECHO_LIKENESS:
+            return False
+        log.info("barge-in: turn %d is the assistant's own echo (%.2f)", turn, likeness)
+        reason = f"echo: {likeness:.2f} of it was the played audio"
+        self.events.emit(ev.Interruption(turn, None, "echo", 0.0, "", reason))
+        return True
 
     def _decide(self, turn: int, pause: _Pause, text: str) -> None:
         if pause.timer is not None:
