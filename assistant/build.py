@@ -15,13 +15,13 @@ from pathlib import Path
 from assistant.audio.file_source import FileSource
 from assistant.audio.sinks import AudioSink
 from assistant.config import Config
-from assistant.core.engines import Recognizer, Synthesizer, TextStreamer
+from assistant.core.engines import Recognizer, Synthesizer, TextStreamer, TurnDetector, WakeWordDetector
 from assistant.core.events import EventBus
 from assistant.core.pipeline import AudioSource, Pipeline
 from assistant.core.stage import Stage
 from assistant.engines.store import ModelStore
 from assistant.reply.base import Responder
-from assistant.reply.deadline import DeadlineResponder
+from assistant.reply.deadline import DeadlineResponder, acknowledgements
 from assistant.reply.fastpath import FastPathResponder
 from assistant.reply.llm import LlmResponder
 from assistant.stages.asr import AsrStage
@@ -47,6 +47,7 @@ class Engines:
     recognizer: Recognizer
     llm: TextStreamer
     synth: Synthesizer
+    turn: TurnDetector | None = None  # end of turn from the audio (vad.end_of_turn); None: hangover
 
 
 def model_store(cfg: Config) -> ModelStore:
@@ -54,25 +55,76 @@ def model_store(cfg: Config) -> ModelStore:
 
 
 def load_engines(cfg: Config, progress: Progress = _quiet) -> Engines:
-    """Load the three models in parallel: start-up costs the slowest one, not the sum."""
+    """Load the models in parallel: start-up costs the slowest one, not the sum."""
     store = model_store(cfg)
-    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="load") as pool:
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="load") as pool:
         recognizer = pool.submit(whisper_engine, cfg, store)
         llm = pool.submit(llm_engine, cfg, store, progress)
         synth = pool.submit(piper_engine, cfg, store)
-        return Engines(recognizer.result(), llm.result(), synth.result())
+        turn = pool.submit(turn_engine, cfg)
+        return Engines(recognizer.result(), llm.result(), synth.result(), turn.result())
+
+
+def turn_engine(cfg: Config) -> TurnDetector | None:
+    """The end-of-turn model, or None (``vad.end_of_turn: none``, or not installed: the VAD's
+    hangover alone then ends turns, as before, and a warning says why)."""
+    if cfg.vad.end_of_turn == "none":
+        return None
+    from assistant.engines.turn import SmartTurnEngine, TurnModelMissing
+
+    try:
+        engine = SmartTurnEngine()
+    except TurnModelMissing as exc:
+        log.warning("end of turn: %s; falling back to vad.hangover_ms", exc)
+        return None
+    engine.warm_up()
+    return engine
+
+
+def vad_stage(cfg: Config, turn: TurnDetector | None) -> VadStage:
+    """The one place a VAD is made, so every command cuts turns the same way."""
+    return VadStage(cfg.vad, cfg.audio.frame_ms, turn, await_transcript=cfg.asr.speculative)
+
+
+def longest_pause_ms(cfg: Config) -> int:
+    """The most silence that can still belong to a turn."""
+    vad = cfg.vad
+    return vad.hangover_ms if vad.end_of_turn == "none" else max(vad.hangover_ms, vad.max_silence_ms)
 
 
 def whisper_engine(cfg: Config, store: ModelStore) -> Recognizer:
+    """faster-whisper in this process (``asr.backend: local``) or on Wyoming servers."""
+    if cfg.asr.backend == "wyoming":
+        from assistant.engines.wyoming_speech import WyomingRecognizer
+
+        return WyomingRecognizer(cfg.asr)
     from assistant.engines.whisper import WhisperEngine
 
     return WhisperEngine(store.asr_path(cfg.asr.model), cfg.asr)
 
 
 def piper_engine(cfg: Config, store: ModelStore) -> Synthesizer:
+    """A piper voice in this process (``tts.backend: local``) or on Wyoming servers."""
+    if cfg.tts.backend == "wyoming":
+        from assistant.engines.wyoming_speech import WyomingSynthesizer
+
+        return WyomingSynthesizer(cfg.tts)
     from assistant.engines.piper import PiperEngine
 
     return PiperEngine(*store.voice_paths(cfg.tts.voice), cfg.tts)
+
+
+def _uris(uri: str | tuple[str, ...]) -> str:
+    return uri if isinstance(uri, str) else ", ".join(uri)
+
+
+def asr_label(cfg: Config) -> str:
+    """Where speech recognition runs, as messages and reports name it."""
+    return f"Wyoming ASR at {_uris(cfg.asr.uri)}" if cfg.asr.backend == "wyoming" else cfg.asr.model
+
+
+def tts_label(cfg: Config) -> str:
+    return f"Wyoming TTS at {_uris(cfg.tts.uri)}" if cfg.tts.backend == "wyoming" else cfg.tts.voice
 
 
 def llm_engine(cfg: Config, store: ModelStore, progress: Progress = _quiet) -> TextStreamer:
@@ -86,6 +138,16 @@ def llm_engine(cfg: Config, store: ModelStore, progress: Progress = _quiet) -> T
     return LlmEngine(store.llm_path(cfg.llm.model, progress=progress), cfg.llm)
 
 
+def wake_detector(name: str, cutoff: float | None = None) -> WakeWordDetector | None:
+    """A fresh wake-word model for one audio stream (it keeps the stream's state; loading takes
+    milliseconds), or None for ``none``."""
+    if name == "none":
+        return None
+    from assistant.engines.wakeword import MicroWakeWordEngine
+
+    return MicroWakeWordEngine(name, cutoff)
+
+
 def llm_label(cfg: Config) -> str:
     """The LLM as messages and reports name it: the local model, or the server's model and address."""
     if cfg.llm.backend == "openai":
@@ -96,13 +158,13 @@ def llm_label(cfg: Config) -> str:
 def file_source(cfg: Config, path: Path, realtime: bool) -> FileSource:
     """A recording as the pipeline's input, followed by enough silence that a turn ending at the very
     end of the file is closed by the VAD's hangover like any other."""
-    tail_s = cfg.vad.hangover_ms / 1000 + 0.3
+    tail_s = longest_pause_ms(cfg) / 1000 + 0.3
     return FileSource(path, realtime=realtime, frame_ms=cfg.audio.frame_ms, tail_silence_s=tail_s)
 
 
 def listening_stages(cfg: Config, engines: Engines) -> list[Stage]:
     """VAD + ASR: audio in, transcripts out."""
-    return [VadStage(cfg.vad, cfg.audio.frame_ms), AsrStage(cfg.asr, engines.recognizer)]
+    return [vad_stage(cfg, engines.turn), AsrStage(cfg.asr, engines.recognizer)]
 
 
 def responder_chain(
@@ -124,13 +186,14 @@ def responder_stage(
         cfg.llm.system_prompt,
         cfg.llm.speculative if speculative is None else speculative,
         policy or AlwaysAddressed(InterruptionRules(cfg.barge_in)),
+        cfg.deadline.apology_error,
     )
 
 
 def fallback_phrases(cfg: Config) -> tuple[str, ...]:
     """What the deadline may say at once: TTS synthesises these at start-up."""
     d = cfg.deadline
-    return (d.acknowledgement, d.apology_timeout, d.apology_error)
+    return (*acknowledgements(d), d.apology_timeout, d.apology_error)
 
 
 def speaking_stages(
@@ -159,5 +222,5 @@ def conversation_pipeline(
 def transcription_pipeline(
     cfg: Config, recognizer: Recognizer, source: AudioSource, events: EventBus
 ) -> Pipeline:
-    stages: list[Stage] = [VadStage(cfg.vad, cfg.audio.frame_ms), AsrStage(cfg.asr, recognizer)]
+    stages: list[Stage] = [vad_stage(cfg, turn_engine(cfg)), AsrStage(cfg.asr, recognizer)]
     return Pipeline(source, stages, events=events)

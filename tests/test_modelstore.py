@@ -230,6 +230,100 @@ def test_llm_materialises_once_and_again_when_source_changes(fake: Fake, convers
     assert (d / "model.safetensors").read_bytes() == new
 
 
+GGUF1, GGUF2, GGUF3 = b"GGUF" + b"\1" * 96, b"\2" * 100, b"\3" * 41
+
+
+def _add_split_gguf(fake: Fake, joined_sha: str | None = None) -> None:
+    """An LLM whose GGUF ships split over three packages, as Qwen2.5-Coder-0.5B does (six there)."""
+    parts = {"part01.bin": GGUF1, "part02.bin": GGUF2, "part03.bin": GGUF3}
+    fake.add(
+        "qlm",
+        "llm",
+        [fake.package(f"q{i}", "data", {n: c}, f"fake-q{i}==1") for i, (n, c) in enumerate(parts.items())],
+        default=False,
+        materialise={
+            "kind": "gguf-to-safetensors",
+            "parts": list(parts),
+            "gguf": "joined.gguf",
+            "joined": {
+                k: v for k, v in _entry("x", GGUF1 + GGUF2 + GGUF3, sha=joined_sha).items() if k != "name"
+            },
+            "seconds": 2,
+        },
+    )
+
+
+def test_multipart_gguf_joins_in_order_verifies_converts_once(fake: Fake, conversions: list[Path]) -> None:
+    _add_split_gguf(fake)
+    store = fake.store()
+    assert _states(store)["qlm"] == "needs-prepare"
+    messages: list[str] = []
+    d = store.llm_path("qlm", progress=messages.append)
+    assert d == fake.cache / "qlm" and len(conversions) == 1
+    assert (
+        d / "model.safetensors"
+    ).read_bytes() == GGUF1 + GGUF2 + GGUF3  # the converter saw the joined file
+    assert (
+        not (d / "joined.gguf").exists() and not (d / "part01.bin").exists()
+    )  # only the converted model stays
+    assert any("joining 3 parts" in m for m in messages)
+    assert _states(store, verify=True)["qlm"] == "ready"
+    assert store.llm_path("qlm") == d and len(conversions) == 1  # once
+    row = next(s for s in store.status() if s.name == "qlm")
+    assert row.size_bytes == len(GGUF1 + GGUF2 + GGUF3) and not row.default
+    assert row.package == "fake-q0==1 + fake-q1==1 + fake-q2==1"
+
+
+def test_multipart_gguf_bad_joined_checksum_builds_nothing(fake: Fake, conversions: list[Path]) -> None:
+    _add_split_gguf(fake, joined_sha="e" * 64)
+    with pytest.raises(ModelError, match="expected sha256 e{64}.*after joining the parts"):
+        fake.store().llm_path("qlm")
+    assert not conversions
+    assert not (fake.cache / "qlm").exists()
+    assert not [p for p in fake.cache.iterdir() if ".tmp-" in p.name]
+
+
+def test_multipart_gguf_part_order_matters(fake: Fake, conversions: list[Path]) -> None:
+    _add_split_gguf(fake)
+    fake.models[-1]["materialise"]["parts"] = ["part02.bin", "part01.bin", "part03.bin"]
+    with pytest.raises(ModelError, match="after joining the parts"):
+        fake.store().llm_path("qlm")
+
+
+def test_prepare_name_pip_installs_a_missing_model_then_verifies(
+    fake: Fake, conversions: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _add_split_gguf(fake)
+    hidden = fake.site / "hidden"
+    hidden.mkdir()
+    installed = [p for p in fake.site.iterdir() if p.name.startswith("msfake_q")]
+    for p in installed:  # not installed yet: move the packages out of the import path
+        p.rename(hidden / p.name)
+    store = fake.store()
+    assert _states(store)["qlm"] == "missing"
+    with pytest.raises(ModelError, match="not installed; run: pip install fake-q0==1"):
+        store.prepare(["qlm"])  # without install=True, nothing is installed
+    calls: list[list[str]] = []
+
+    def fake_pip(cmd: list[str], **kwargs: Any) -> Any:
+        calls.append(cmd)
+        for p in installed:
+            (hidden / p.name).rename(p)
+        return type("Done", (), {"returncode": 0, "stderr": ""})()
+
+    monkeypatch.setattr("assistant.engines.store.subprocess.run", fake_pip)
+    store.prepare(["qlm"], install=True)
+    assert calls and calls[0][1:] == ["-m", "pip", "install", "fake-q0==1", "fake-q1==1", "fake-q2==1"]
+    assert _states(store)["qlm"] == "ready" and len(conversions) == 1
+
+
+def test_prepare_install_failure_says_so(fake: Fake, monkeypatch: pytest.MonkeyPatch) -> None:
+    done = type("Done", (), {"returncode": 1, "stderr": "No matching distribution found for ghost-pkg==2"})()
+    monkeypatch.setattr("assistant.engines.store.subprocess.run", lambda cmd, **kw: done)
+    with pytest.raises(ModelError, match="pip install ghost-pkg==2 failed:\nNo matching distribution"):
+        fake.store().prepare(["ghost"], install=True)
+
+
 def test_interrupted_conversion_leaves_no_cache(fake: Fake, monkeypatch: pytest.MonkeyPatch) -> None:
     def boom(m: Any, files: Any, tmp: Path, progress: Any) -> None:
         (tmp / "config.json").write_text("{}")
@@ -290,8 +384,21 @@ def test_format_status_row_per_model(fake: Fake) -> None:
 
 def test_real_manifest_is_consistent() -> None:
     store = ModelStore(default_cache_dir(), default_manifest_path())
-    assert set(store.models) == {"tiny.en", "base", "smollm2-135m-instruct", "en_US-joe-medium"}
-    assert {n for n, m in store.models.items() if m.get("default")} == set(store.models) - {"base"}
+    assert set(store.models) == {
+        "tiny.en",
+        "base",
+        "smollm2-135m-instruct",
+        "qwen2.5-coder-0.5b-instruct",
+        "en_US-joe-medium",
+    }
+    optional = {"base", "qwen2.5-coder-0.5b-instruct"}
+    assert {n for n, m in store.models.items() if m.get("default")} == set(store.models) - optional
+    for m in store.models.values():
+        spec = m["materialise"]
+        if spec.get("parts") and spec["kind"] == "gguf-to-safetensors":  # a split GGUF: parts in the packages
+            shipped = {f["name"]: f["size"] for p in m["packages"] for f in p["files"]}
+            assert set(spec["parts"]) == set(shipped)
+            assert spec["joined"]["size"] == sum(shipped.values()) and len(spec["joined"]["sha256"]) == 64
     for m in store.models.values():
         for p in m["packages"]:
             for f in p["files"]:

@@ -35,3 +35,40 @@ def test_long_text_without_punctuation_is_cut_at_a_space() -> None:
 def test_clean_for_speech() -> None:
     assert clean_for_speech("**Paris** is the `capital` 🇫🇷😀 see https://x.org") == "Paris is the capital see"
     assert clean_for_speech("- one\n- two\n1. three") == "one two three"
+
+
+def test_markdown_code_and_emoji_never_reach_the_voice() -> None:
+    assert clean_for_speech("## Steps\n| a | b |\n> quoted ~~x~~") == "Steps a b quoted x"
+    assert clean_for_speech("See [the guide](https://example.org/guide) now ✅⭐") == "See the guide now"
+    assert clean_for_speech("* one\n+ two\n2) three") == "one two three"
+    # a fenced code block is dropped whole, even when it arrives token by token
+    assert split("Here you go: ```python\nprint('hi')\n``` That prints hi.", step=2) == [
+        "Here you go:",
+        "That prints hi.",
+    ]
+    assert split("Try this. ```x = 1. y = 2.") == ["Try this."]  # an unclosed block is dropped too
+
+
+def test_numbers_units_and_symbols_read_naturally() -> None:
+    assert clean_for_speech("2 * 3 = 6, 10 - 3 = 7, 8 / 2 = 4, 2+2=4") == (
+        "2 times 3 equals 6, 10 minus 3 equals 7, 8 divided by 2 equals 4, 2 plus 2 equals 4"
+    )
+    assert clean_for_speech("It is 5 km, 70kg, 30°C, 50% and 60 mph.") == (
+        "It is 5 kilometers, 70 kilograms, 30 degrees Celsius, 50 percent and 60 miles per hour."
+    )
+    assert clean_for_speech("It costs $1,200 or €5, for 10-15 people") == (
+        "It costs 1200 dollars or 5 euros, for 10 to 15 people"
+    )
+    # letters after a number that are not a unit stay as they are
+    assert clean_for_speech("in 5 minutes, 2 more, the 3rd one") == "in 5 minutes, 2 more, the 3rd one"
+
+
+def test_abbreviations_are_read_and_do_not_end_a_sentence() -> None:
+    assert clean_for_speech("Tea, e.g. green, i.e. unfermented, etc.") == (
+        "Tea, for example green, that is unfermented, et cetera."
+    )
+    assert split("Ask Dr. Smith about it. J. K. Rowling wrote it.") == [
+        "Ask Doctor Smith about it.",
+        "J. K. Rowling wrote it.",
+    ]
+    assert split("1. Boil the water. 2. Add the egg.") == ["Boil the water.", "Add the egg."]

@@ -12,14 +12,16 @@ import re
 import socket
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 from wyoming.asr import Transcribe
 from wyoming.asr import Transcript as WyTranscript
 from wyoming.audio import AudioChunk, AudioStart
-from wyoming.event import Event
+from wyoming.event import Event, async_read_event, async_write_event
 from wyoming.info import Describe, Info
+from wyoming.ping import Ping
 from wyoming.pipeline import PipelineStage, RunPipeline
 from wyoming.tts import Synthesize
 
@@ -39,9 +41,11 @@ from tests.wyoming_client import (
     texts,
     wait_for_new_threads,
     wait_for_no_pipeline_threads,
+    wav_pcm,
     wyoming_cfg,
 )
 
+QUESTION_WAV = Path(__file__).resolve().parent.parent / "assistant" / "samples" / "question.wav"
 SPEECH = (np.sin(np.arange(16000 * 2) * 2 * np.pi * 300 / 16000) * 8000).astype("<i2").tobytes()
 
 
@@ -217,7 +221,7 @@ def test_abrupt_disconnects_leave_no_threads_and_others_are_served(cfg: Config) 
 def test_sixteen_clients_at_once_each_get_their_own_answers(cfg: Config) -> None:
     """Plumbing under load: every client's history reaches only its own prompts."""
     llm = FakeLlm("Nice to meet you.", ttft_s=0.01)
-    thread, port = start_server(fake_service(cfg, llm))
+    thread, port = start_server(fake_service(cfg, llm, max_clients_per_address=16))  # all from 127.0.0.1
 
     async def one(i: int) -> tuple[str, str]:
         async with client(port) as c:
@@ -307,6 +311,123 @@ def test_a_client_that_stops_reading_is_held_back_then_served_in_order(server) -
     assert len(sizes) == 30 and all(size > 600_000 for size in sizes)
 
 
+class FromAddress:
+    """A Wyoming client connecting from another loopback address (127.0.0.2, ...), as a second host
+    on the network would; the wyoming package's own event reader and writer."""
+
+    def __init__(self, port: int, source: str) -> None:
+        self.port, self.source = port, source
+
+    async def __aenter__(self) -> FromAddress:
+        self.reader, self.writer = await asyncio.open_connection(
+            "127.0.0.1", self.port, local_addr=(self.source, 0)
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.writer.close()
+
+    async def write_event(self, event: Event) -> None:
+        await async_write_event(event, self.writer)
+
+    async def read_event(self) -> Event | None:
+        return await async_read_event(self.reader)
+
+
+def test_one_address_cannot_take_every_slot(cfg: Config) -> None:
+    thread, port = start_server(fake_service(cfg, max_clients=4, max_clients_per_address=2))
+
+    async def go() -> tuple[list[str], list[str]]:
+        async with client(port) as a, client(port) as b:
+            for c in (a, b):
+                await c.write_event(Describe().event())
+                await read_until(c, {"info"})
+            async with client(port) as third:
+                refused = [e.type for e in await read_until(third, {"error"}, 10)]
+            async with FromAddress(port, "127.0.0.2") as other:
+                await other.write_event(Describe().event())
+                served = [e.type for e in await read_until(other, {"info"}, 10)]  # type: ignore[arg-type]
+            return refused, served
+
+    try:
+        assert asyncio.run(go()) == (["error"], ["info"])
+    finally:
+        thread.stop()
+
+
+def test_idle_clients_are_closed_sooner_while_the_server_is_full(cfg: Config) -> None:
+    """Two clients take every slot and only ping. The server, full, closes an idle one after the busy
+    idle timeout (0.5 s here), not the idle timeout (300 s), and a new client gets served."""
+    service = fake_service(cfg, max_clients=2, busy_idle_timeout_s=0.5, idle_timeout_s=300)
+    thread, port = start_server(service)
+    served = asyncio.Event()
+
+    async def pinger(source: str) -> str:
+        async with FromAddress(port, source) as c:
+            while not served.is_set():
+                await c.write_event(Ping().event())
+                while (event := await asyncio.wait_for(c.read_event(), 20)) is not None:
+                    if event.type == "error":
+                        return str(event.data.get("code"))
+                    if event.type == "pong":
+                        break
+                if event is None:
+                    return "closed"
+                await asyncio.sleep(0.1)
+        return "still open"
+
+    async def newcomer() -> tuple[list[str], int]:
+        await asyncio.sleep(0.3)  # the pingers first
+        for refused in range(100):  # turned away while both pingers hold their slots
+            async with client(port) as c:
+                await c.write_event(WyTranscript("Hello").event())
+                events = await read_until(c, {"handled-stop", "error"}, 20)
+                if events and events[-1].type == "handled-stop":
+                    served.set()
+                    return texts(events, "handled"), refused
+            await asyncio.sleep(0.2)
+        served.set()
+        return [], 100
+
+    async def go() -> tuple[list[str], tuple[list[str], int]]:
+        a, b, answered = await asyncio.wait_for(
+            asyncio.gather(pinger("127.0.0.2"), pinger("127.0.0.3"), newcomer()), 30
+        )
+        return sorted([a, b]), answered
+
+    try:
+        codes, (answered, refused) = asyncio.run(go())
+    finally:
+        thread.stop()
+    assert "idle-timeout" in codes  # within the test's 30 s, not after idle_timeout_s (300 s)
+    assert answered == ["It is on."] and refused < 100
+
+
+def test_a_conversation_id_is_scoped_to_the_client_address(cfg: Config) -> None:
+    """Another host naming the same conversation_id gets a conversation of its own."""
+    llm = FakeLlm("Noted.")
+    thread, port = start_server(fake_service(cfg, llm))
+
+    async def ask(text: str, source: str) -> None:
+        async with FromAddress(port, source) as c:
+            await c.write_event(WyTranscript(text, context={"conversation_id": "kitchen-1"}).event())
+            await read_until(c, {"handled"})  # type: ignore[arg-type]
+
+    async def go() -> None:
+        await ask("My secret is 42.", "127.0.0.1")
+        await ask("What is my secret?", "127.0.0.2")
+        await ask("What is my secret?", "127.0.0.1")
+
+    try:
+        asyncio.run(go())
+    finally:
+        thread.stop()
+    history = [
+        [m["content"] for m in p[1:-1]] for p in llm.prompts if p[-1]["content"] == "What is my secret?"
+    ]
+    assert history == [[], ["My secret is 42.", "Noted."]]
+
+
 def test_a_named_conversation_continues_across_connections(cfg: Config) -> None:
     """Home Assistant connects once per question and names the conversation in the context."""
     llm = FakeLlm("Noted.")
@@ -331,3 +452,86 @@ def test_a_named_conversation_continues_across_connections(cfg: Config) -> None:
         thread.stop()
     history = [[m["content"] for m in p[1:-1]] for p in llm.prompts if p[-1]["content"] == "What is my name?"]
     assert history == [["My name is Ada.", "Noted."], []]
+
+
+def test_a_client_flooding_noise_leaves_memory_bounded_and_others_answered(cfg: Config) -> None:
+    """One client streams noise through run-pipeline as fast as the socket takes it, starting a new
+    pipeline after every error; meanwhile another client's questions are answered, and the
+    process's memory stays within 100 MB of where it started (bench/flood.py: the real models, longer)."""
+    from bench.soak import process_stats
+
+    thread, port = start_server(fake_service(cfg))
+    noise = (np.random.default_rng(0).standard_normal(16000) * 6000).astype("<i2").tobytes()
+    question, *_ = wav_pcm(QUESTION_WAV)  # a recorded question, 16 kHz
+    stop = asyncio.Event()
+    errors: list[str] = []
+
+    async def flood() -> int:
+        sent = 0
+        async with client(port) as c:
+
+            async def drain() -> None:
+                while (event := await c.read_event()) is not None:
+                    if event.type == "error":
+                        errors.append(str(event.data.get("code")))
+                        restart.set()
+
+            restart = asyncio.Event()
+            reader = asyncio.create_task(drain())
+            while not stop.is_set():
+                restart.clear()
+                await c.write_event(
+                    RunPipeline(
+                        start_stage=PipelineStage.ASR, end_stage=PipelineStage.TTS, restart_on_end=True
+                    ).event()
+                )
+                await c.write_event(AudioStart(rate=16000, width=2, channels=1).event())
+                while not stop.is_set() and not restart.is_set():
+                    for i in range(0, len(noise), 2048):
+                        await c.write_event(
+                            AudioChunk(rate=16000, width=2, channels=1, audio=noise[i : i + 2048]).event()
+                        )
+                    sent += 1
+                    await asyncio.sleep(0)  # a refused stream is read fast: let this client's other tasks run
+            reader.cancel()
+        return sent
+
+    async def ask() -> list[str]:
+        answers = []
+        for _ in range(3):
+            await asyncio.sleep(1.0)
+            async with client(port) as c:
+                await c.write_event(WyTranscript("Is the light on?").event())
+                answers += texts(await read_until(c, {"handled-stop"}, 20), "handled")
+            async with client(port) as c:
+                await c.write_event(
+                    RunPipeline(start_stage=PipelineStage.ASR, end_stage=PipelineStage.HANDLE).event()
+                )
+                await send_audio(c, question + bytes(32000), 16000, 2, 1)
+                answers += texts(await read_until(c, {"handled-stop"}, 20), "handled")
+        return answers
+
+    async def watch(peak: list[float]) -> None:
+        while not stop.is_set():
+            peak.append(process_stats()[0])
+            await asyncio.sleep(0.2)
+
+    async def go() -> tuple[int, list[str], list[float]]:
+        peak: list[float] = []
+        flooding = asyncio.create_task(flood())
+        watching = asyncio.create_task(watch(peak))
+        answers = await ask()
+        await asyncio.sleep(1.0)
+        stop.set()
+        seconds = await flooding
+        await watching
+        return seconds, answers, peak
+
+    before = process_stats()[0]
+    try:
+        seconds, answers, peak = asyncio.run(go())
+    finally:
+        thread.stop()
+    assert seconds >= 30  # seconds of noise sent: far more than the pipeline keeps
+    assert answers == ["It is on."] * 6
+    assert max(peak) - before < 100, (before, max(peak))

@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 MAX_TIMER_S = 24 * 3600
 CONFIRM_WINDOW_S = 30.0  # a "yes" later than this confirms nothing
 MAX_SPOKEN_CLIPBOARD = 300  # characters read out
+CLIPBOARD_SAYS = "The clipboard says: "
+# The clipboard is spoken, never kept: the history goes into every later prompt, which
+# llm.backend: openai sends to another machine, and a clipboard often holds passwords or private text.
+CLIPBOARD_KEPT = "(I read the clipboard aloud.)"
 
 # replies whose words never depend on what was said: synthesised at start-up, so they sound at once
 OKAY = "Okay."
@@ -89,7 +93,8 @@ class ActionResponder:
                 inner.ask(messages)
                 return inner
             inner.cancel()
-            return ready_answer(Clause(answer, "action"))
+            kept = CLIPBOARD_KEPT if answer.startswith(CLIPBOARD_SAYS) else None
+            return ready_answer(Clause(answer, "action", kept))
 
         return DeferredReply(start)
 
@@ -207,7 +212,7 @@ class ActionResponder:
             text = " ".join(self.desktop.read_clipboard().split())
             if not text:
                 return EMPTY_CLIPBOARD
-            return f"The clipboard says: {text[:MAX_SPOKEN_CLIPBOARD]}"
+            return f"{CLIPBOARD_SAYS}{text[:MAX_SPOKEN_CLIPBOARD]}"
         if name == "media":
             self.desktop.media(str(s["command"]))
             return DONE

@@ -50,6 +50,7 @@ class Microphone:
         self.stall_s = stall_s
         self.retry_s = retry_s
         self._factory = stream_factory  # tests inject a fake stream here
+        # Unbounded: the device callback must never block; the VAD thread takes a block in microseconds.
         self._blocks: queue.Queue[tuple[np.ndarray, float]] = queue.Queue()
         self._stream: Any = None
         self._lock = threading.Lock()

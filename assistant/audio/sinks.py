@@ -100,6 +100,7 @@ class SpeakerSink:
         self.block_s = block_s
         self.on_played = on_played
         self.latency = latency  # "low" for live use: what is in the device cannot be taken back
+        # audio not yet played: replies come one turn at a time, and barge-in clears it
         self._buffer: deque[np.ndarray] = deque()
         self._paused = False  # the device plays silence; the buffer waits
         self._lock = threading.Lock()

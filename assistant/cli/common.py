@@ -46,7 +46,7 @@ def say(args: argparse.Namespace, message: str) -> None:
 def say_loading(cfg: Config, args: argparse.Namespace) -> None:
     from assistant import build
 
-    say(args, f"Loading models ({cfg.asr.model}, {build.llm_label(cfg)}, {cfg.tts.voice})...")
+    say(args, f"Loading models ({build.asr_label(cfg)}, {build.llm_label(cfg)}, {build.tts_label(cfg)})...")
 
 
 def load_engines(cfg: Config, args: argparse.Namespace) -> build.Engines:

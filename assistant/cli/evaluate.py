@@ -72,7 +72,7 @@ def evaluate(cfg: Config, args: argparse.Namespace) -> int:
         "corpus": str(args.corpus),
         "mode": mode,
         "wall_s": round(time.monotonic() - start, 1),
-        "models": {"asr": cfg.asr.model, "llm": build.llm_label(cfg), "tts": cfg.tts.voice},
+        "models": {"asr": build.asr_label(cfg), "llm": build.llm_label(cfg), "tts": build.tts_label(cfg)},
         "config": config_to_dict(cfg),
     }
     report = summary.build_report(meta, results, baseline, args.baseline)

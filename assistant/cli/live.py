@@ -28,9 +28,11 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     p = sub.add_parser(
         "agent",
         parents=parents,
-        help="hands-free desktop agent: wake phrase, timers, notes, typing, apps",
-        description="Hands-free mode. Only speech that starts with the wake phrase (agent.wake_phrase, "
-        'default "hey assistant") is answered, plus follow-ups within agent.followup_s of a reply. '
+        help="hands-free desktop agent: wake word, timers, notes, typing, apps",
+        description='Hands-free mode. Only speech after the wake word (agent.wake_word, default "okay '
+        'nabu", heard by a small model before anything is transcribed; with agent.wake_word none the '
+        'transcript must start with agent.wake_phrase, default "hey assistant") is answered, plus '
+        "follow-ups within agent.followup_s of a reply. "
         '"Stop" or "cancel" silences it. Commands run on the desktop: the time and date, timers and '
         "reminders, notes, opening a URL or an allowlisted app, typing dictated text, reading the "
         "clipboard, media and volume keys. Launching and typing ask for a spoken yes first "
@@ -109,7 +111,7 @@ def agent(cfg: Config, args: argparse.Namespace) -> int:
     import signal
 
     from assistant import build
-    from assistant.agent.run import agent_file_pipeline, agent_speaking_stages
+    from assistant.agent.run import Agent, agent_file_pipeline
     from assistant.audio.file_source import probe
     from assistant.audio.sinks import AudioSink, TimelineWavSink
     from assistant.core.events import EventBus
@@ -128,7 +130,8 @@ def agent(cfg: Config, args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     progress = lambda m: say(args, m)  # noqa: E731
     say_loading(cfg, args)
-    say(args, f'Say "{cfg.agent.wake_phrase}" and then what you want. Event log: {log_path or "off"}')
+    wake = cfg.agent.wake_phrase if cfg.agent.wake_word == "none" else cfg.agent.wake_word.replace("_", " ")
+    say(args, f'Say "{wake}" and then what you want. Event log: {log_path or "off"}')
     try:
         if args.input is not None:
             sinks: list[AudioSink] = [TimelineWavSink(args.out)]
@@ -137,6 +140,7 @@ def agent(cfg: Config, args: argparse.Namespace) -> int:
             run_pipeline(pipeline, args, f"Listening to {args.input}")
             print(f"reply audio: {args.out}")
         else:
+            live_agent = Agent(cfg, events)
             run_listen(
                 cfg,
                 events,
@@ -144,7 +148,8 @@ def agent(cfg: Config, args: argparse.Namespace) -> int:
                 args.input_device,
                 args.output_device,
                 args.duration,
-                speaking=lambda engines, sinks: agent_speaking_stages(cfg, engines, sinks, events),
+                speaking=live_agent.speaking,
+                listening=live_agent.listening,
             )
     finally:
         if jsonl is not None:

@@ -3,7 +3,7 @@
 assistant respond IN [--out REPLY.wav] [--report REPORT.json] [--fast]
 assistant transcribe IN [--json]
 assistant say "TEXT" --out F.wav
-assistant models [--prepare] [--verify]
+assistant models [--prepare [NAME ...]] [--verify]
 assistant listen [--input-device D] [--output-device D]
 assistant agent [--input WAV --out REPLY.wav --linger S]
 assistant eval CORPUS [--report-dir DIR] [--fast] [--baseline OLD.json]

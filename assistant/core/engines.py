@@ -19,6 +19,11 @@ ChatMessage = dict[str, str]
 ANSWER_SOURCES = ("llm", "fastpath", "action")
 
 
+class EngineUnavailable(RuntimeError):
+    """A remote engine could not serve this request (every server down, cut off or failing): the
+    stage makes it a failed turn and carries on; the next request tries again."""
+
+
 class Recognizer(Protocol):
     def transcribe(self, pcm: np.ndarray) -> str: ...
 
@@ -37,5 +42,29 @@ class TextStreamer(Protocol):
     """What the responder needs of a language model (the real engine, or a scripted fake)."""
 
     def stream(self, messages: list[ChatMessage], should_stop: Callable[[], bool] = ...) -> Iterator[str]: ...
+
+    def warm_up(self) -> None: ...
+
+
+class WakeWordDetector(Protocol):
+    """A streaming wake-word model: 16 kHz int16 audio in, in any block size; ``feed`` says whether
+    the word ended inside that block. One instance per audio stream (it keeps the stream's state)."""
+
+    name: str  # the model's id ("hey_jarvis")
+    phrase: str  # what the user says ("Hey Jarvis")
+
+    def feed(self, pcm: np.ndarray) -> bool: ...
+
+    def reset(self) -> None: ...
+
+
+class TurnDetector(Protocol):
+    """At a pause: the probability (0..1) that the speaker has finished the turn, from its audio
+    (16 kHz mono, ending at the pause), then ``blend``ed with the speculative transcript when it
+    is known (None: not yet). The VAD holds an unfinished turn open longer."""
+
+    def complete(self, pcm: np.ndarray) -> float: ...
+
+    def blend(self, p_audio: float | None, text: str | None) -> float: ...
 
     def warm_up(self) -> None: ...

@@ -63,6 +63,14 @@ class SpeechStarted(Event):
 
 
 @dataclass(frozen=True)
+class WakeWordDetected(Event):
+    """The wake-word model heard its word (``t_input`` on the input timeline: where the word ended)."""
+
+    name: str
+    t_input: float
+
+
+@dataclass(frozen=True)
 class SpeechEnded(Event):
     """End of a user turn. ``t_input`` and ``t`` (its arrival) are those of the *last voiced frame*,
     not of the moment the VAD decided (``t_decided``): every latency is measured from here, so
@@ -77,6 +85,34 @@ class SpeechEnded(Event):
 
 
 @dataclass(frozen=True)
+class UtteranceLimit(Event):
+    """The turn reached ``vad.max_utterance_s`` of speech and was ended there (it is answered)."""
+
+    limit_s: float
+
+
+@dataclass(frozen=True)
+class TranscriptCommitted(Event):
+    """A long turn's oldest ``seconds`` of audio were transcribed once and kept as text only, so no
+    recognition pass (nor the shared Whisper lock) covers more than one bounded window."""
+
+    seconds: float
+
+
+@dataclass(frozen=True)
+class EndOfTurn(Event):
+    """The VAD's judgement at a pause: is the turn finished (``complete``: it ends now) or held open?
+    ``probability`` is the audio model's (None when the transcript decided), ``score`` the blend."""
+
+    probability: float | None
+    text: str | None
+    score: float
+    complete: bool
+    infer_ms: float | None
+    silence_ms: int
+
+
+@dataclass(frozen=True)
 class TranscriptPartial(Event):
     text: str
 
@@ -84,6 +120,7 @@ class TranscriptPartial(Event):
 @dataclass(frozen=True)
 class TranscriptSpeculative(Event):
     text: str
+    until: float | None = _optional()  # the pause it was made at (input timeline): the VAD waits on it
 
 
 @dataclass(frozen=True)

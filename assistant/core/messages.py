@@ -54,11 +54,13 @@ class SpeechPaused:
     """The user stopped voicing, but the hangover has not yet decided the turn is over.
 
     Stages may start speculative work on the audio so far; it is dropped if speech resumes.
+    ``awaited``: the VAD's end-of-turn judgement waits for this pause's speculative transcript.
     """
 
     turn: int
     t_input: float
     t_arrival: float
+    awaited: bool = False
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ class Transcript:
     ended: SpeechEnded | None  # the turn's end of speech (None for partials)
     t: float  # when this transcript was produced
     speculative: bool = False  # made at a pause: the final one, unless the user goes on
+    failed: bool = False  # recognition failed (a speech server down): the reply is an apology
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Protocol
 
 from assistant.core.events import EventBus
 from assistant.core.messages import AudioChunk, End, Message
-from assistant.core.stage import Stage, StageContext, run_stage
+from assistant.core.stage import MAX_QUEUED, Stage, StageContext, put, run_stage
 from assistant.core.turn import TurnScope
 
 log = logging.getLogger(__name__)
@@ -55,9 +55,11 @@ class Pipeline:
         self.scope = scope or TurnScope()
         self.stop_flag = threading.Event()
         self.ctx = StageContext(self.scope, self.events, self.stop_flag)
-        self._queues: list[queue.Queue[Message]] = [queue.Queue() for _ in self.stages]
+        # Bounded: a stage that cannot keep up makes the one before it wait, back to the source (a
+        # microphone's callback never waits: it has a queue of its own, audio/microphone.py).
+        self._queues: list[queue.Queue[Message]] = [queue.Queue(MAX_QUEUED) for _ in self.stages]
         self._threads: list[threading.Thread] = []
-        self._errors: queue.Queue[PipelineError] = queue.Queue()
+        self._errors: queue.Queue[PipelineError] = queue.Queue()  # at most one per stage: it then ends
         self._done = threading.Event()
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -125,10 +127,9 @@ class Pipeline:
         inbox = self._queues[0]
         try:
             for chunk in self.source.chunks(self.stop_flag):
-                if self.stop_flag.is_set():
+                if self.stop_flag.is_set() or not put(inbox, chunk, self.stop_flag):
                     return
-                inbox.put(chunk)
-            inbox.put(End())
+            put(inbox, End(), self.stop_flag)
         except BaseException as exc:  # noqa: BLE001 - reported, not swallowed
             self._on_error("source", exc)
 

@@ -23,6 +23,21 @@ log = logging.getLogger(__name__)
 
 POLL_S = 0.02  # how often a stage with time-driven work (a deadline) ticks while idle
 IDLE_POLL_S = 0.1  # how often the others look at the stop flag: each wake-up costs CPU while idle
+# Messages a stage's inbox holds before the stage before it waits: 30 s of 20 ms audio frames. A
+# recording replayed as fast as possible fits whole; input faster than the stages can follow (a
+# Wyoming client streaming noise) backs up to the source, which refuses it, instead of into memory.
+MAX_QUEUED = 1500
+
+
+def put(q: queue.Queue[Message], msg: Message, stop: threading.Event) -> bool:
+    """Put ``msg``, waiting while ``q`` is full (backpressure), unless ``stop`` is set meanwhile."""
+    while not stop.is_set():
+        try:
+            q.put(msg, timeout=IDLE_POLL_S)
+            return True
+        except queue.Full:
+            continue
+    return False
 
 
 @dataclass
@@ -72,10 +87,12 @@ def run_stage(
         for out in outputs:
             if ctx.stop.is_set():
                 return
-            if not isinstance(out, End) and ctx.scope.is_stale(out.turn):
+            # raw audio (turn -1, from a stage before the VAD such as the wake-word gate) belongs
+            # to no turn yet, so no barge-in can make it stale
+            if not isinstance(out, End) and out.turn >= 0 and ctx.scope.is_stale(out.turn):
                 continue
             if outbox is not None:
-                outbox.put(out)
+                put(outbox, out, ctx.stop)
 
     try:
         while not ctx.stop.is_set():
@@ -87,7 +104,7 @@ def run_stage(
             if isinstance(msg, End):
                 forward(stage.process(msg))
                 if outbox is not None:
-                    outbox.put(msg)
+                    put(outbox, msg, ctx.stop)
                 return
             if stage.drops_stale and ctx.scope.is_stale(msg.turn):
                 continue

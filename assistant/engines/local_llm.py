@@ -38,11 +38,8 @@ class LlmEngine:
         model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype)
         if self.device != "cpu" and self.quantization in ("int8", "int4"):
             model = _weight_only_quantize(model.to(self.device), self.quantization)
-        elif self.quantization == "int8":
-            with warnings.catch_warnings():  # torch marks its quantised tensor types deprecated; they work
-                warnings.simplefilter("ignore", UserWarning)
-                warnings.simplefilter("ignore", DeprecationWarning)
-                model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        elif self.quantization in ("int8", "int8-mlp"):
+            model = _dynamic_int8(model, mlp_only=self.quantization == "int8-mlp")
         self.model = model.to(self.device).eval()
         self._eos = {self.tokenizer.eos_token_id}
         im_end = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
@@ -158,11 +155,41 @@ def pick_device(device: str) -> str:
 
 def pick_quantization(quantization: str, device: str) -> str:
     if quantization == "auto":
-        return "int8" if device == "cpu" else "bf16"
+        return "int8-mlp" if device == "cpu" else "bf16"
     if quantization == "int4" and device == "cpu":
-        log.warning("int4 weight-only quantisation needs a GPU; using int8 on the CPU")
-        return "int8"
+        log.warning("int4 weight-only quantisation needs a GPU; using int8-mlp on the CPU")
+        return "int8-mlp"
+    if quantization == "int8-mlp" and device != "cpu":
+        return "int8"  # torchao weight-only: activations stay bf16, so nothing to keep out
     return quantization
+
+
+def _dynamic_int8(model, mlp_only: bool):  # type: ignore[no-untyped-def]
+    """CPU dynamic int8: int8 weights, activations scaled per call from the tensor fed.
+
+    Because the activation scale depends on what is fed, prefilling a prompt in two chunks (the
+    prefix cache: system prompt cached, the rest fed later) gives other numbers than one pass, and
+    with every Linear quantised SmolLM2-135M then answered "What is the capital of France?" with
+    nonsense. ``mlp_only`` quantises only the MLP's input projections (gate, up): attention, the
+    output layer and the MLP's down projection stay fp32. The down projection reads the activations
+    with the large outliers that per-tensor int8 handles worst; quantised too, SmolLM2 answered
+    "How many legs does the spider have?" with "1" where fp32 and this split say eight."""
+    import torch
+
+    spec: set[type] | dict[str, object] = {torch.nn.Linear}
+    if mlp_only:
+        qconfig = torch.ao.quantization.default_dynamic_qconfig
+        spec = {
+            name: qconfig
+            for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Linear)
+            and ".mlp." in f".{name}."
+            and not name.endswith(("down_proj", "fc2", "c_proj"))
+        }
+    with warnings.catch_warnings():  # torch marks its quantised tensor types deprecated; they work
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.ao.quantization.quantize_dynamic(model, spec, dtype=torch.qint8)
 
 
 def _weight_only_quantize(model, quantization: str):  # type: ignore[no-untyped-def]

@@ -1,8 +1,10 @@
 """Local model store: finds the shipped model files (models/manifest.yaml), checks and materialises them.
 
 Weights ship inside pip packages whose folders are located with importlib.util.find_spec (the packages are
-never imported). Models that cannot be used in place (Whisper base split in two parts, the SmolLM2 GGUF)
-are materialised once into <cache>/<name>/, whose stamp file records what they were built from.
+never imported). Models that cannot be used in place (Whisper base split in two parts, a GGUF, a GGUF split over several
+packages) are materialised once into <cache>/<name>/, whose stamp file records what they were built from.
+A model that is not installed is pip-installed by ``prepare([name], install=True)`` (`assistant models
+--prepare NAME`), then checked like any other.
 Fingerprints of files are [path, size, mtime_ns, sha256]; sha256 is only computed by prepare/verify.
 """
 
@@ -10,109 +12,53 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import logging
 import os
+import shlex
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
+from assistant.engines.manifest import (
+    OVERRIDES,
+    ROLE_NAMES,
+    STAMP,
+    VERIFIED_DIR,
+    VERIFY_CMD,
+    Files,
+    Model,
+    ModelError,
+    ModelStatus,
+    Progress,
+    _fp,
+    _load_manifest,
+    _materialised,
+    _mismatch,
+    _override_ok,
+    _read_json,
+    _say,
+    _sha256,
+    _write_json,
+    default_cache_dir,
+    default_manifest_path,
+    format_status,
+)
+
+__all__ = [
+    "ModelError",
+    "ModelStatus",
+    "ModelStore",
+    "default_cache_dir",
+    "default_manifest_path",
+    "format_status",
+]
 
 log = logging.getLogger(__name__)
-
-STAMP = ".stamp.json"  # inside a materialised model folder
-VERIFIED_DIR = ".verified"  # <cache>/.verified/<name>.json: fingerprints of checked package files
-VERIFY_CMD = "assistant models --verify"
-ROLE_NAMES = {"asr": "ASR", "llm": "LLM", "tts": "TTS"}
-OVERRIDES = {  # what a user-supplied path must be, per role
-    "asr": "a folder holding a CTranslate2 Whisper model (model.bin, config.json, tokenizer.json)",
-    "llm": "a folder holding a transformers model (config.json and weights, from save_pretrained)",
-    "tts": "a Piper .onnx file with its .onnx.json beside it",
-}
-Progress = Callable[[str], None] | None
-Model = dict[str, Any]
-Files = dict[str, tuple[Path, str]]  # file name -> (path, expected sha256)
-
-
-class ModelError(RuntimeError):
-    """A model is unknown, missing or damaged; the message says what and the command that fixes it."""
-
-
-@dataclass(frozen=True)
-class ModelStatus:
-    name: str
-    role: str
-    package: str
-    licence: str
-    size_bytes: int  # the shipped files, as listed in the manifest
-    state: str  # "ready" | "needs-prepare" | "missing" | "corrupt"
-    detail: str
-    default: bool
-
-
-def default_manifest_path() -> Path:
-    return Path(__file__).resolve().parents[2] / "models" / "manifest.yaml"
-
-
-def default_cache_dir() -> Path:
-    return Path(__file__).resolve().parents[2] / "models" / "cache"
-
-
-def _sha256(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
-def _fp(path: Path, sha256: str) -> list[Any]:
-    st = path.stat()
-    return [str(path), st.st_size, st.st_mtime_ns, sha256]
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(tmp, path)
-
-
-def _mismatch(path: Path, expected: str, actual: str) -> str:
-    return f"checksum mismatch for {path}: expected sha256 {expected}, got {actual}"
-
-
-def _say(progress: Progress, message: str) -> None:
-    log.info(message)
-    if progress is not None:
-        progress(message)
-
-
-def _load_manifest(path: Path) -> dict[str, Model]:
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise ModelError(f"cannot read the model manifest {path}: {e}") from e
-    models: dict[str, Model] = {}
-    for m in data.get("models") or []:
-        lacking = [k for k in ("name", "role", "install", "licence", "packages") if k not in m]
-        if lacking or m["role"] not in ROLE_NAMES:
-            raise ModelError(
-                f"model manifest {path}: entry {m.get('name')!r} lacks {lacking} or has a bad role"
-            )
-        m.setdefault("materialise", {"kind": "none"})
-        models[m["name"]] = m
-    return models
 
 
 class ModelStore:
@@ -151,15 +97,25 @@ class ModelStore:
         return p, p.with_name(p.name + ".json")
 
     def prepare(
-        self, names: Sequence[str] | None = None, progress: Progress = None, verify: bool = True
+        self,
+        names: Sequence[str] | None = None,
+        progress: Progress = None,
+        verify: bool = True,
+        install: bool = False,
     ) -> None:
-        """Verify (sha256) and materialise the named models, by default those marked default."""
-        chosen = list(names) if names is not None else [n for n, m in self.models.items() if m.get("default")]
+        """Verify (sha256) and materialise the named models, by default those marked default.
+
+        With ``install``, a model whose packages are missing is pip-installed first (its manifest
+        ``install`` command, run with this interpreter's pip), then verified the same way."""
+        chosen = list(names) if names else [n for n, m in self.models.items() if m.get("default")]
         for name in chosen:
             if (m := self.models.get(name)) is None:
                 raise ModelError(f"unknown model {name!r}; known: {', '.join(self.models)}")
             _say(progress, f"checking {name}" + (" (sha256)" if verify else ""))
             state, detail, files = self._check_sources(m, verify)
+            if state == "missing" and install:
+                _pip_install(m, progress)
+                state, detail, files = self._check_sources(m, verify)
             if state in ("missing", "corrupt"):
                 raise ModelError(f"{ROLE_NAMES[m['role']]} model {name}: {detail}")
             if _materialised(m) and self._check_output(m, files, verify)[0] != "ready":
@@ -279,8 +235,15 @@ class ModelStore:
                 self._concat(spec, files, tmp)
             elif spec["kind"] == "gguf-to-safetensors":
                 title, secs = m.get("title", name), spec.get("seconds", "?")
+                if spec.get("parts"):  # a GGUF split over packages: join and check it, convert, drop it
+                    _say(progress, f"joining {len(spec['parts'])} parts of {title} into one GGUF (once)")
+                    joined = {"name": spec["gguf"], **spec["joined"]}
+                    self._concat({"parts": spec["parts"], "output": joined}, files, tmp, copy_rest=False)
+                    files = {**files, spec["gguf"]: (tmp / spec["gguf"], joined["sha256"])}
                 _say(progress, f"converting {title} GGUF to safetensors (once, ~{secs} s)")
                 self._convert_gguf(m, files, tmp, progress)
+                if spec.get("parts"):
+                    (tmp / spec["gguf"]).unlink()
             else:
                 raise ModelError(f"model manifest: unknown materialise kind {spec['kind']!r} for {name}")
             outputs = {
@@ -302,7 +265,7 @@ class ModelStore:
         return out
 
     @staticmethod
-    def _concat(spec: dict[str, Any], files: Files, tmp: Path) -> None:
+    def _concat(spec: dict[str, Any], files: Files, tmp: Path, copy_rest: bool = True) -> None:
         target, digest = spec["output"], hashlib.sha256()
         with (tmp / target["name"]).open("wb") as dst:
             for part in spec["parts"]:
@@ -315,7 +278,7 @@ class ModelStore:
                 _mismatch(tmp / target["name"], target["sha256"], actual) + " (after joining the parts)"
             )
         for fname, (p, _) in files.items():
-            if fname not in spec["parts"]:
+            if copy_rest and fname not in spec["parts"]:
                 shutil.copyfile(p, tmp / fname)
 
     @staticmethod
@@ -336,32 +299,13 @@ class ModelStore:
         tok.save_pretrained(tmp)
 
 
-def _override_ok(role: str, p: Path) -> bool:
-    if role == "tts":
-        return p.suffix == ".onnx" and p.is_file() and p.with_name(p.name + ".json").is_file()
-    return p.is_dir() and (p / ("model.bin" if role == "asr" else "config.json")).is_file()
-
-
-def _materialised(m: Model) -> bool:
-    return m["materialise"].get("kind", "none") != "none"
-
-
-def format_status(statuses: list[ModelStatus]) -> str:
-    """An aligned table for `assistant models`, with the fix under each model that is not ready."""
-    head = ("NAME", "ROLE", "STATE", "SIZE (MB)", "LICENCE")
-    rows = [
-        (s.name + " *" * s.default, s.role, s.state, f"{s.size_bytes / 1e6:.1f}", s.licence) for s in statuses
-    ]
-    widths = [max(len(r[i]) for r in (head, *rows)) for i in range(len(head))]
-
-    def line(r: tuple[str, ...]) -> str:
-        return "  ".join(
-            c.rjust(w) if i == 3 else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
-        ).rstrip()
-
-    lines = [line(head)]
-    for r, s in zip(rows, statuses, strict=True):
-        lines.append(line(r))
-        if s.state != "ready":
-            lines.append(f"    -> {s.detail}")
-    return "\n".join([*lines, "(* = a default model, set up by scripts/setup.sh)"])
+def _pip_install(m: Model, progress: Progress) -> None:
+    """Run the manifest's ``pip install ...`` with this interpreter, so it lands in this environment."""
+    args = shlex.split(m["install"])
+    if args[:2] != ["pip", "install"]:
+        raise ModelError(f"model manifest: {m['name']}: install must be a 'pip install ...' command")
+    _say(progress, f"installing {m['name']}: {m['install']}")
+    done = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise ModelError(f"{m['install']} failed:\n{done.stderr.strip()[-2000:]}")
+    importlib.invalidate_caches()  # find_spec must see the packages just installed

@@ -53,6 +53,7 @@ def aggregate(results: list[CaseResult]) -> dict[str, Any]:
     words = sum(r.words for r in results)
     errors = sum(r.word_errors for r in results)
     fallbacks = sum(t["fallback"] for t in turns)
+    acks = sum(t.get("acknowledged", False) for t in turns)
     groups = sorted({r.group for r in results})
     return {
         "cases": len(results),
@@ -65,7 +66,9 @@ def aggregate(results: list[CaseResult]) -> dict[str, Any]:
         "wer": round(errors / words, 4) if words else 0.0,
         "sentence_accuracy": round(sum(r.sentence_ok for r in results) / len(results), 4) if results else 0.0,
         "fallbacks": fallbacks,
-        "fallback_rate": round(fallbacks / len(turns), 4) if turns else 0.0,
+        "fallback_rate": round(fallbacks / len(turns), 4) if turns else 0.0,  # timeouts, errors
+        "acks": acks,
+        "ack_rate": round(acks / len(turns), 4) if turns else 0.0,  # fillers before a late answer
         "fastpath_turns": sum(t["fastpath"] for t in turns),
         "latency_ms": latency_stats(turns),
         "by_group": {g: _group([r for r in results if r.group == g]) for g in groups}

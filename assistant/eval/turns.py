@@ -1,7 +1,8 @@
 """Per-turn records built from the event stream: what was heard, what was said, and how fast.
 
 Every latency is measured from the turn's end of speech (the arrival of its last voiced frame), so
-the VAD's hangover is counted honestly.
+the VAD's hangover is counted honestly. Sound the recogniser found no words in (noise, music the VAD
+took for speech) is no turn: nothing was asked, and nothing answered.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ class TurnRecord:
     end_s: float = 0.0
     transcript: str = ""
     reply: str = ""
-    fallback: bool = False  # the deadline spoke: a filler, or an apology instead of an answer
-    fallback_kind: str | None = None  # "ack", "timeout", "error"
+    fallback: bool = False  # the deadline apologised instead of answering (late, or an error)
+    fallback_kind: str | None = None  # "timeout", "error"
+    acknowledged: bool = False  # a filler ("Hmm.") before a late answer: counted apart (ack_rate)
     fastpath: bool = False  # answered without the LLM (time, date, ...)
     speculative_asr: bool = False
     latency_ms: dict[str, float] = field(default_factory=dict)
@@ -39,6 +41,7 @@ class TurnRecord:
 def build_turns(events: list[ev.Event]) -> list[TurnRecord]:
     turns: dict[int, TurnRecord] = {}
     speech_end: dict[int, float] = {}
+    wordless: set[int] = set()
     for e in events:  # emission order: causal within a turn (times may be backdated)
         if isinstance(e, ev.SpeechStarted):
             turns[e.turn] = TurnRecord(e.turn, start_s=round(e.t_input, 3))
@@ -51,11 +54,15 @@ def build_turns(events: list[ev.Event]) -> list[TurnRecord]:
             record.latency_ms["vad_decided"] = _ms(e.t_decided - e.t)
         elif isinstance(e, ev.TranscriptFinal):
             record.transcript = e.text
+            if not record.transcript.strip():
+                wordless.add(e.turn)
             record.speculative_asr = e.speculative
         elif isinstance(e, ev.ReplyClause):
             source = e.source
             record.fastpath |= source == "fastpath"
-            if source not in ANSWER_SOURCES:
+            if source == "ack":  # manners, not a failure: kept apart so real fallbacks still show
+                record.acknowledged = True
+            elif source not in ANSWER_SOURCES:
                 record.fallback = True
                 record.fallback_kind = record.fallback_kind or source
             elif e.turn in speech_end:  # the answer's first clause, fillers aside
@@ -64,7 +71,7 @@ def build_turns(events: list[ev.Event]) -> list[TurnRecord]:
             record.reply = e.text
         if type(e) in LATENCY_EVENTS and e.turn in speech_end:
             record.latency_ms.setdefault(LATENCY_EVENTS[type(e)], _ms(e.t - speech_end[e.turn]))
-    return [turns[k] for k in sorted(turns)]
+    return [turns[k] for k in sorted(turns) if k not in wordless]
 
 
 def turns_as_dicts(turns: list[TurnRecord]) -> list[dict[str, Any]]:

@@ -82,7 +82,7 @@ def summary_table(report: dict[str, Any], width: int = 120) -> str:
     head = (
         f"{agg['passed']}/{agg['cases']} recordings passed, {agg['turns']} turns, "
         f"WER {agg['wer']:.1%}, sentence accuracy {agg['sentence_accuracy']:.0%}, "
-        f"fallback rate {agg['fallback_rate']:.0%} ({report['mode']})"
+        f"fallback rate {agg['fallback_rate']:.0%}, ack rate {agg.get('ack_rate', 0):.0%} ({report['mode']})"
     )
     stages = Table("stage (ms from end of speech)", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     for name in ("median", "p95", "max", "n"):
@@ -223,7 +223,8 @@ def markdown(report: dict[str, Any], plots: Sequence[Path] = ()) -> str:
         "WER and sentence accuracy compare each recording's whole transcript with its NAME.txt after the "
         "text normaliser (assistant/textnorm.py): lowercase, punctuation dropped, digits written out as "
         "words, so '8' and 'eight' match. A sentence is accurate when the normalised texts are equal. "
-        "A fallback is a turn where the deadline spoke a filler or an apology; fast-path answers "
+        "A fallback is a turn where the deadline apologised (no answer in time, or an error); an ack "
+        "is one where it said a filler before a late answer; fast-path answers "
         "(time, date) are answers, not fallbacks. Reply audio of each recording, on the input's "
         "timeline, is in replies/.",
         "",

@@ -28,6 +28,7 @@ from typing import Protocol
 
 from assistant.config import BargeInConfig
 from assistant.core import events as ev
+from assistant.core.engines import ANSWER_SOURCES
 from assistant.core.events import EventBus
 from assistant.core.turn import TurnScope
 from assistant.stages.policy import InterruptionRules
@@ -124,7 +125,9 @@ class BargeIn:
             self._on_speech(e)
         elif isinstance(e, ev.SpeechEnded):
             self._arm_timeout(e.turn)
-        elif isinstance(e, ev.AudioOut):
+        elif isinstance(e, ev.AudioOut) and e.source in ANSWER_SOURCES:
+            # the answer only: what was heard of it enters the history, and a filler there ("Hmm.")
+            # is copied by the model into its next replies
             with self._lock:
                 self._clauses.setdefault(e.turn, []).append(_Clause(e.text, e.t, e.duration_s))
         elif isinstance(e, ev.TranscriptFinal):

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 # Builds the stages from the responder to the speaker, given the engines and the audio sinks.
 SpeakingStages = Callable[[build.Engines, list[AudioSink]], list[Stage]]
+ListeningStages = Callable[[build.Engines], list[Stage]]
 
 
 class Watchdog:
@@ -67,9 +68,11 @@ def run_listen(
     output_device: str | int | None = None,
     duration_s: float | None = None,
     speaking: SpeakingStages | None = None,
+    listening: ListeningStages | None = None,
 ) -> None:
     """Microphone -> echo stage -> the usual listening and speaking stages -> speaker, until Ctrl-C
-    (or ``duration_s``). ``speaking`` builds other speaking stages (the agent's) for the speaker.
+    (or ``duration_s``). ``speaking`` builds other speaking stages (the agent's) for the speaker, ``listening``
+    other listening stages (the agent's, behind its wake-word gate).
     Device errors at start-up raise DeviceError; later ones are survived."""
     from assistant.audio.microphone import Microphone
     from assistant.audio.sinks import SpeakerSink
@@ -94,7 +97,8 @@ def run_listen(
             speaking_stages = build.speaking_stages(cfg, engines, [speaker])
         else:
             speaking_stages = speaking(engines, [speaker])
-        stages = [*build.listening_stages(cfg, engines), *speaking_stages]
+        listening_stages = build.listening_stages(cfg, engines) if listening is None else listening(engines)
+        stages = [*listening_stages, *speaking_stages]
         guard = EchoGuard(mic, cfg.barge_in, far, events)
         pipeline = Pipeline(guard, stages, events=events)
         playback = next((s for s in stages if isinstance(s, PlaybackStage)), None)

@@ -22,6 +22,7 @@ from assistant.core.engines import ChatMessage
 class Clause:
     text: str
     source: str = "llm"  # one of ANSWER_SOURCES, or a fallback kind: "ack", "timeout", "error"
+    kept: str | None = None  # what the conversation history keeps instead of ``text`` (private words)
 
 
 class Reply(Protocol):
@@ -55,6 +56,7 @@ class ReplyStream:
     """A queue of clauses filled by a producer (a worker thread, or a ready answer)."""
 
     def __init__(self) -> None:
+        # one reply's clauses: bounded by llm.max_new_tokens (and a fallback's one clause)
         self._items: queue.Queue[Clause | BaseException | None] = queue.Queue()
         self.cancelled = threading.Event()
         self.t_first_token: float | None = None

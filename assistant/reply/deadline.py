@@ -2,7 +2,9 @@
 
 Deadlines count from the end of the user's speech:
 - ``first_audio_ms``: nothing speakable yet? Say a short acknowledgement now (its audio was
-  synthesised at start-up, so it costs no TTS time), then carry on with the real answer.
+  synthesised at start-up, so it costs no TTS time), then carry on with the real answer. Only once
+  the question is known (``ask``): a turn whose transcript turns out empty is never acknowledged.
+  The phrases take turns, so the filler does not sound like a tic.
 - ``answer_ms``: still no answer (a hung or crawling LLM)? Apologise and give up cleanly.
 - ``reply_ms``: the answer is running long? Stop generating; the reply ends at a clause boundary.
 An engine error becomes a spoken apology; the pipeline keeps listening.
@@ -29,6 +31,7 @@ class DeadlineResponder:
     def __init__(self, inner: Responder, cfg: DeadlineConfig) -> None:
         self.inner = inner
         self.cfg = cfg
+        self._opened = 0
 
     def setup(self) -> None:
         self.inner.setup()
@@ -37,16 +40,26 @@ class DeadlineResponder:
         self.inner.prefetch(messages)
 
     def open(self, t_speech_end: float) -> Reply:
-        return DeadlineReply(self.inner.open(t_speech_end), t_speech_end, self.cfg)
+        phrases = acknowledgements(self.cfg)
+        self._opened += 1
+        ack = phrases[(self._opened - 1) % len(phrases)]
+        return DeadlineReply(self.inner.open(t_speech_end), t_speech_end, self.cfg, ack)
 
     def close(self) -> None:
         self.inner.close()
 
 
+def acknowledgements(cfg: DeadlineConfig) -> tuple[str, ...]:
+    """The fillers: ``acknowledgement`` (the older, single-phrase key) when set, else the list."""
+    return (cfg.acknowledgement,) if cfg.acknowledgement else cfg.acknowledgements or ("Hmm.",)
+
+
 class DeadlineReply:
-    def __init__(self, inner: Reply, t0: float, cfg: DeadlineConfig) -> None:
+    def __init__(self, inner: Reply, t0: float, cfg: DeadlineConfig, ack: str = "Hmm.") -> None:
         self.inner = inner
         self.cfg = cfg
+        self.ack = ack
+        self._asked = False  # the question is known (and not empty): only then may a filler sound
         self.t_ack = t0 + cfg.first_audio_ms / 1000 - HAND_OFF_S
         self.t_answer = t0 + cfg.answer_ms / 1000
         self.t_reply = t0 + cfg.reply_ms / 1000
@@ -59,6 +72,7 @@ class DeadlineReply:
         return self.inner.t_first_token
 
     def ask(self, messages: list[ChatMessage]) -> None:
+        self._asked = True
         self.inner.ask(messages)
 
     def cancel(self) -> None:
@@ -96,8 +110,8 @@ class DeadlineReply:
             return self._said(Clause(self.cfg.apology_timeout, "timeout"))
         if now >= self.t_reply:
             return self._finish("reply_ms passed: the reply ends here")
-        if not self._said_any and now >= self.t_ack:
-            return self._said(Clause(self.cfg.acknowledgement, "ack"))
+        if not self._said_any and now >= self.t_ack and self._asked:
+            return self._said(Clause(self.ack, "ack"))
         raise queue.Empty
 
     def _said(self, clause: Clause) -> Clause:

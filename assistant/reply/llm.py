@@ -13,7 +13,7 @@ import threading
 from assistant.config import LlmConfig
 from assistant.core.engines import ChatMessage, TextStreamer
 from assistant.reply.base import Clause, DeferredReply, ReplyStream, produce
-from assistant.reply.clauses import ClauseSplitter
+from assistant.reply.clauses import ClauseSplitter, ends_sentence
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,7 @@ class LlmResponder:
         def work(stream: ReplyStream) -> None:
             splitter = ClauseSplitter()
             said: set[str] = set()
+            sentence_done = False  # the last clause spoken ended a sentence
             for piece in engine.stream(messages, should_stop=stream.cancelled.is_set):
                 stream.first_token()
                 last_piece = "\n\n" in piece  # a second paragraph: small models start rambling there
@@ -73,9 +74,14 @@ class LlmResponder:
                         return
                     said.add(clause.lower())
                     stream.put(Clause(clause))
+                    sentence_done = ends_sentence(clause)
                 if last_piece:
                     break
             rest = splitter.flush()
+            if rest and sentence_done and not ends_sentence(rest):
+                # cut off by max_new_tokens (or a stop) mid-sentence: end on the sentence already said
+                log.debug("LLM reply: dropped the unfinished tail %r", rest)
+                return
             if rest and rest.lower() not in said and not stream.cancelled.is_set():
                 stream.put(Clause(rest))
 

@@ -5,6 +5,11 @@ Three moments per turn:
 - at the first pause, a speculative transcript of the audio so far: if the user does not go on, it
   *is* the final transcript, ready the moment the VAD's hangover ends instead of ~0.5 s later;
 - at the end of speech, the final transcript (reusing the speculation when no speech followed it).
+
+A turn's audio is kept only up to one Whisper window (``MAX_PASS_S``): when a turn runs longer (a
+long transcription request, or speech up to vad.max_utterance_s), the oldest part is transcribed once,
+at its quietest moment, and only its text is kept. So a turn's memory is bounded and no pass, which
+holds the recogniser (shared between Wyoming clients) for its whole length, is longer than a window.
 """
 
 from __future__ import annotations
@@ -18,8 +23,13 @@ import numpy as np
 
 from assistant.audio.convert import PIPELINE_RATE
 from assistant.config import AsrConfig
-from assistant.core.engines import Recognizer
-from assistant.core.events import TranscriptFinal, TranscriptPartial, TranscriptSpeculative
+from assistant.core.engines import EngineUnavailable, Recognizer
+from assistant.core.events import (
+    TranscriptCommitted,
+    TranscriptFinal,
+    TranscriptPartial,
+    TranscriptSpeculative,
+)
 from assistant.core.messages import (
     AudioChunk,
     End,
@@ -49,13 +59,20 @@ SPECULATE_WITHIN_S = 0.3  # a pause seen later than this is likely already past 
 # A partial pass takes a few hundred ms; one running when the user pauses delays the speculative
 # pass (and so the reply). Start one only in the middle of a voiced run, when a pause is unlikely.
 PARTIAL_AFTER_VOICED_S = 0.3
+# Whisper hears 30 s at a time; a pass over more is several windows, each with a cut the model did
+# not choose. 25 s leaves room for the tail zeros and a cut a few seconds early at a quiet moment.
+MAX_PASS_S = 25.0
+CUT_SEARCH_S = 5.0  # the cut goes at the quietest 20 ms of the last few seconds of a full window
+CUT_FRAME = PIPELINE_RATE // 50
 
 
 @dataclass
 class _Turn:
     number: int
     chunks: list[np.ndarray]
-    samples: int = 0
+    samples: int = 0  # received in this turn
+    kept_from: int = 0  # samples before this were transcribed into ``committed`` and dropped
+    committed: str = ""
     t_input_start: float = 0.0
     partial_at: int = 0  # samples covered by the last partial
     voiced_run: int = 0  # samples of the current run of voiced frames
@@ -82,18 +99,24 @@ class AsrStage(Stage):
             self._turn.chunks.append(msg.pcm)
             self._turn.samples += len(msg.pcm)
             self._turn.voiced_run = self._turn.voiced_run + len(msg.pcm) if msg.voiced else 0
+            if self._turn.samples - self._turn.kept_from > MAX_PASS_S * PIPELINE_RATE:
+                self._commit(self._turn)
             if _caught_up(msg):
                 yield from self._maybe_partial()
         elif (
             isinstance(msg, SpeechPaused)
             and self._turn is not None
             and self.cfg.speculative
-            and _caught_up(msg, SPECULATE_WITHIN_S)
+            # (a pause the VAD's end-of-turn judgement waits on is not past, however late it is seen)
+            and (msg.awaited or _caught_up(msg, SPECULATE_WITHIN_S))
         ):
             turn = self._turn
-            turn.spec_text = self._transcribe(self._samples_until(turn, msg.t_input))
-            turn.spec_until = msg.t_input
-            self.ctx.events.emit(TranscriptSpeculative(turn.number, turn.spec_text))
+            text = self._try_transcribe(self._samples_until(turn, msg.t_input))
+            if text is None:
+                return  # no speculation: the final pass tries again
+            turn.spec_text, turn.spec_until = text, msg.t_input
+            # `until` names the pause, so the VAD's end-of-turn decision knows which one it hears
+            self.ctx.events.emit(TranscriptSpeculative(turn.number, turn.spec_text, until=msg.t_input))
             # downstream may start answering; a SpeechResumed or a different final text voids it
             yield Transcript(turn.number, turn.spec_text, False, None, time.monotonic(), speculative=True)
         elif isinstance(msg, SpeechResumed):
@@ -112,7 +135,9 @@ class AsrStage(Stage):
         if turn.voiced_run < PARTIAL_AFTER_VOICED_S * PIPELINE_RATE:
             return
         turn.partial_at = turn.samples
-        text = self._transcribe(turn.samples)
+        text = self._try_transcribe(turn.samples)
+        if text is None:
+            return
         self.ctx.events.emit(TranscriptPartial(turn.number, text))
         yield Transcript(turn.number, text, final=False, ended=None, t=time.monotonic())
 
@@ -122,27 +147,66 @@ class AsrStage(Stage):
         self._turn = None
         # the speculation stands if it already covered the last voiced frame
         reused = turn.spec_text is not None and turn.spec_until >= ended.t_input
+        failed = False
         if reused:
             text = turn.spec_text or ""
         else:
-            text = self._transcribe(self._samples_until(turn, ended.t_input + END_PAD_S), turn)
+            try:
+                text = self._transcribe(self._samples_until(turn, ended.t_input + END_PAD_S), turn)
+            except EngineUnavailable as exc:  # a remote recogniser: this turn is lost, the pipeline is not
+                log.warning("speech recognition failed for turn %d: %s", turn.number, exc)
+                text, failed = "", True
         now = time.monotonic()
         self.ctx.events.emit(TranscriptFinal(turn.number, text, reused, t=now))
-        return Transcript(turn.number, text, final=True, ended=ended, t=now)
+        return Transcript(turn.number, text, final=True, ended=ended, t=now, failed=failed)
+
+    def _commit(self, turn: _Turn) -> None:
+        """Transcribe the oldest part of a full window, keep its text, drop its audio."""
+        audio = np.concatenate(turn.chunks)
+        search = audio[max(0, len(audio) - int(CUT_SEARCH_S * PIPELINE_RATE)) :]
+        frames = len(search) // CUT_FRAME
+        energy = np.abs(search[: frames * CUT_FRAME].reshape(frames, CUT_FRAME).astype(np.int32)).sum(1)
+        cut = len(audio) - len(search) + int(np.argmin(energy)) * CUT_FRAME + CUT_FRAME // 2
+        try:
+            text = self._pass(audio[:cut])
+        except EngineUnavailable as exc:  # the window's audio goes all the same: memory stays bounded
+            log.warning(
+                "speech recognition failed for %.1f s of turn %d: %s", cut / PIPELINE_RATE, turn.number, exc
+            )
+            text = ""
+        turn.committed = f"{turn.committed} {text}".strip()
+        turn.chunks = [audio[cut:]]
+        turn.kept_from += cut
+        turn.spec_text, turn.spec_until = None, -1.0  # it heard audio that is now only text
+        self.ctx.events.emit(TranscriptCommitted(turn.number, round(cut / PIPELINE_RATE, 2)))
 
     @staticmethod
     def _samples_until(turn: _Turn, t_input: float) -> int:
         return max(0, min(turn.samples, round((t_input - turn.t_input_start) * PIPELINE_RATE)))
 
     def _transcribe(self, samples: int, turn: _Turn | None = None) -> str:
+        """The turn's text up to ``samples`` (counted from its start): committed text, and a pass
+        over the audio kept since."""
         turn = turn or self._turn
-        assert self.engine is not None and turn is not None
-        audio = np.concatenate(turn.chunks)[:samples] if turn.chunks else np.zeros(0, np.int16)
+        assert turn is not None
+        kept = samples - turn.kept_from
+        audio = np.concatenate(turn.chunks)[:kept] if turn.chunks and kept > 0 else np.zeros(0, np.int16)
+        return f"{turn.committed} {self._pass(audio)}".strip()
+
+    def _pass(self, audio: np.ndarray) -> str:
         if len(audio) == 0:
             return ""
         return self.engine.transcribe(
             np.concatenate([audio, np.zeros(int(TAIL_ZEROS_S * PIPELINE_RATE), np.int16)])
         )
+
+    def _try_transcribe(self, samples: int) -> str | None:
+        """A partial or speculative pass: None when it failed (the final pass tries again)."""
+        try:
+            return self._transcribe(samples)
+        except EngineUnavailable as exc:
+            log.warning("speech recognition failed (a partial or speculative pass): %s", exc)
+            return None
 
 
 def _caught_up(msg: AudioChunk | SpeechPaused, within_s: float = CAUGHT_UP_S) -> bool:

@@ -61,6 +61,7 @@ class Exchange:
     reply: str
     played: list[str] = field(default_factory=list)  # answer clauses whose audio started playing
     heard: str | None = None  # set on barge-in: the words played before the cut (live.py measures it)
+    private: bool = False  # the reply said what the history must not keep (``reply`` is what it keeps)
 
 
 @dataclass
@@ -80,8 +81,10 @@ class ResponderStage(Stage):
         system_prompt: str,
         speculative: bool = True,
         policy: TurnPolicy | None = None,
+        apology: str = "",
     ) -> None:
         self.responder = responder
+        self.apology = apology  # said when recognition failed (a speech server down)
         self.system_prompt = system_prompt
         self.speculative = speculative
         self.policy: TurnPolicy = policy or AlwaysAddressed()
@@ -192,6 +195,9 @@ class ResponderStage(Stage):
         state = self._open_reply(msg.ended)
         with self._open_lock:
             self._open.pop(turn, None)
+        if msg.failed:
+            yield from self._apologise(turn, state)
+            return
         if not msg.text.strip():
             self.responder.prefetch(None)
             state.reply.cancel()
@@ -211,6 +217,7 @@ class ResponderStage(Stage):
             except queue.Empty:
                 self._report_first_token(turn, state)
                 continue
+            exchange.private |= clause is not None and clause.kept is not None
             yield from self._emit(turn, state, clause, spoken)
         exchange.reply = " ".join(spoken)
         if not exchange.reply:
@@ -244,6 +251,17 @@ class ResponderStage(Stage):
         self.ctx.events.emit(ReplyDone(turn, text))
         yield ReplyText(turn, "", True, ended, time.monotonic())
 
+    def _apologise(self, turn: int, state: _OpenReply) -> Iterator[Message]:
+        """Recognition failed: the question is unknown, so say so (unless the deadline already gave
+        up) instead of answering, and keep listening."""
+        self.responder.prefetch(None)
+        state.reply.cancel()
+        if not state.done and self.apology:
+            self.ctx.events.emit(ReplyClause(turn, self.apology, "error"))
+            yield ReplyText(turn, self.apology, False, state.ended, time.monotonic(), "error")
+        self.ctx.events.emit(ReplyDone(turn, ""))
+        yield ReplyText(turn, "", True, state.ended, time.monotonic())
+
     def _open_reply(self, ended: SpeechEnded) -> _OpenReply:
         """The turn's reply, opened now unless it already is (the event usually comes first)."""
         with self._open_lock:
@@ -260,7 +278,7 @@ class ResponderStage(Stage):
             state.done = True
             return
         if clause.source in ANSWER_SOURCES:
-            spoken.append(clause.text)
+            spoken.append(clause.text if clause.kept is None else clause.kept)
         self.ctx.events.emit(ReplyClause(turn, clause.text, clause.source))
         yield ReplyText(turn, clause.text, False, state.ended, time.monotonic(), clause.source)
 
@@ -271,7 +289,7 @@ class ResponderStage(Stage):
 
     def _as_heard(self, exchange: Exchange) -> str:
         """A reply cut off by barge-in enters the history as far as it was played."""
-        if not self.ctx.scope.is_stale(exchange.turn):
+        if exchange.private or not self.ctx.scope.is_stale(exchange.turn):
             return exchange.reply
         heard = exchange.heard if exchange.heard is not None else " ".join(exchange.played)
         return f"{heard} ..." if heard else "..."

@@ -11,7 +11,7 @@ import numpy as np
 
 from assistant.audio.convert import trim_silence
 from assistant.config import TtsConfig
-from assistant.core.engines import Synthesizer
+from assistant.core.engines import EngineUnavailable, Synthesizer
 from assistant.core.messages import Message, ReplyText, SpeechAudio
 from assistant.core.stage import Stage, StageContext
 
@@ -44,13 +44,16 @@ class TtsStage(Stage):
 
     def setup(self, ctx: StageContext) -> None:
         super().setup(ctx)
-        self.engine.synthesize_all("Ready.")  # warm-up: the first call pays onnxruntime's set-up
-        # fillers are trimmed both sides: the answer that follows should not wait for their silence
-        rate = self.engine.sample_rate
-        self._prepared = {
-            text: [trim_silence(self.engine.synthesize_all(text), rate, LEAD_KEEP_S, FILLER_TRAIL_KEEP_S)]
-            for text in self.prepared_phrases
-        }
+        try:
+            self.engine.synthesize_all("Ready.")  # warm-up: the first call pays onnxruntime's set-up
+            # fillers are trimmed both sides: the answer that follows should not wait for their silence
+            rate = self.engine.sample_rate
+            self._prepared = {
+                text: [trim_silence(self.engine.synthesize_all(text), rate, LEAD_KEEP_S, FILLER_TRAIL_KEEP_S)]
+                for text in self.prepared_phrases
+            }
+        except EngineUnavailable as exc:  # a remote synthesiser that is down: synthesised when said
+            log.warning("cannot prepare the fallback phrases now: %s", exc)
 
     def process(self, msg: Message) -> Iterator[Message]:
         if not isinstance(msg, ReplyText):
@@ -58,11 +61,16 @@ class TtsStage(Stage):
         assert self.engine is not None
         rate = self.engine.sample_rate
         if msg.text:
-            for audio in self._pieces(msg.text):
-                if self.ctx.scope.is_stale(msg.turn):
-                    return
-                yield SpeechAudio(
-                    msg.turn, audio, rate, msg.text, False, msg.ended, time.monotonic(), msg.source
+            try:
+                for audio in self._pieces(msg.text):
+                    if self.ctx.scope.is_stale(msg.turn):
+                        return
+                    yield SpeechAudio(
+                        msg.turn, audio, rate, msg.text, False, msg.ended, time.monotonic(), msg.source
+                    )
+            except EngineUnavailable as exc:  # a remote synthesiser: this clause is lost, not the pipeline
+                log.warning(
+                    "speech synthesis failed for turn %d (%r is not said): %s", msg.turn, msg.text, exc
                 )
         if msg.final:
             yield SpeechAudio(msg.turn, np.zeros(0, np.int16), rate, "", True, msg.ended, time.monotonic())

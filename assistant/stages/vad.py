@@ -3,12 +3,25 @@
 States: idle -> (onset: a run of voiced frames) -> candidate -> (enough voice) -> speaking
 -> (silence for the hangover) -> idle. A candidate that never gathers ``min_speech_ms`` of voice
 (a cough, a click) is dropped without a trace. While speaking, a short silence emits
-``SpeechPaused`` so the recogniser can start speculatively; the turn ends only after the hangover.
+``SpeechPaused`` so the recogniser can start speculatively; the turn ends only after the hangover,
+or at ``max_utterance_s`` (music, a TV, noise or a client streaming without end): then it is ended
+and answered like any other, and what follows is a new turn, so no turn holds unbounded audio.
+
+With an end-of-turn engine (``vad.end_of_turn``), the hangover follows what was said: after
+``min_silence_ms`` of a pause the turn is judged from the recogniser's speculative transcript of
+the pause (an event) and, when that is not there, from the engine's hearing of the audio. A finished
+turn ends at once, an unfinished one ("What is the capital of ...") is held open up to
+``max_silence_ms``. The judgement waits for the transcript on this thread (a transcript comes
+~100-300 ms into the pause on 2 quiet cores; the frames that queue meanwhile are caught up at once,
+so a user who goes on is still heard) but no longer than the longest pause could last: an
+overloaded machine ends turns late rather than cutting sentences. Waiting, rather than polling
+frame by frame, also judges a file fed faster than real time the same way every run.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -18,6 +31,8 @@ import webrtcvad
 
 from assistant.audio.convert import PIPELINE_RATE
 from assistant.config import VadConfig
+from assistant.core.engines import TurnDetector
+from assistant.core.events import EndOfTurn, TranscriptSpeculative, UtteranceLimit
 from assistant.core.messages import (
     AudioChunk,
     End,
@@ -27,19 +42,30 @@ from assistant.core.messages import (
     SpeechResumed,
     SpeechStarted,
 )
-from assistant.core.stage import Stage
+from assistant.core.stage import Stage, StageContext
 
 log = logging.getLogger(__name__)
 
 PAUSE_MS = 100  # silence after which speculative recognition starts
+TURN_WINDOW_MS = 8000  # the audio an end-of-turn engine hears (Smart Turn's input is the last 8 s)
 
 
 class VadStage(Stage):
     name = "vad"
     drops_stale = False  # raw audio has no turn yet
 
-    def __init__(self, cfg: VadConfig, frame_ms: int = 20) -> None:
+    def __init__(
+        self,
+        cfg: VadConfig,
+        frame_ms: int = 20,
+        engine: TurnDetector | None = None,
+        await_transcript: bool = False,
+    ) -> None:
+        """``await_transcript``: the recogniser speculates at pauses (asr.speculative), so the
+        end-of-turn judgement waits for its transcript."""
         self.cfg = cfg
+        self.engine = engine
+        self.await_transcript = await_transcript
         self.frame_ms = frame_ms
         self.frame_len = PIPELINE_RATE * frame_ms // 1000
         self._vad = webrtcvad.Vad(cfg.aggressiveness)
@@ -53,6 +79,25 @@ class VadStage(Stage):
         self._silence_ms = 0
         self._last_voiced: AudioChunk | None = None
         self._paused = False
+        self._turn_start = 0.0  # input time of the turn's first frame
+        self._heard: deque[np.ndarray] = deque(maxlen=TURN_WINDOW_MS // frame_ms)  # the turn so far
+        self._limit_ms = self._unjudged_ms()  # silence that ends this pause's turn
+        self._judged = False
+        self._pause_t = -1.0  # input time of this pause's SpeechPaused
+        self._spec: tuple[float, str] | None = None  # (pause, its speculative transcript)
+        self._spec_lock = threading.Lock()  # set from the recogniser's thread
+        self._spec_ready = threading.Condition(self._spec_lock)
+
+    def setup(self, ctx: StageContext) -> None:
+        super().setup(ctx)
+        if self.engine is not None:
+            ctx.events.subscribe(self._on_speculative, TranscriptSpeculative)
+
+    def _on_speculative(self, event: TranscriptSpeculative) -> None:
+        if event.turn == self._turn:
+            with self._spec_ready:
+                self._spec = (event.until if event.until is not None else -2.0, event.text)
+                self._spec_ready.notify_all()
 
     def process(self, msg: Message) -> Iterator[Message]:
         if isinstance(msg, End):
@@ -94,6 +139,7 @@ class VadStage(Stage):
             self._silence_ms = 0
             self._last_voiced = frame
             self._paused = False
+            self._judged, self._limit_ms = False, self._unjudged_ms()
         else:
             self._silence_ms += self.frame_ms
         if self._state == "candidate":
@@ -105,21 +151,57 @@ class VadStage(Stage):
             return
         if resumed:
             yield SpeechResumed(self._turn, frame.t_input, frame.t_arrival)
+        self._heard.append(frame.pcm)
         yield AudioChunk(self._turn, frame.pcm, PIPELINE_RATE, frame.t_input, frame.t_arrival, voiced)
         if not voiced and not self._paused and self._silence_ms >= PAUSE_MS:
             self._paused = True
-            yield SpeechPaused(self._turn, frame.t_input + self.frame_ms / 1000, frame.t_arrival)
-        if self._silence_ms >= self.cfg.hangover_ms:
+            self._pause_t = frame.t_input + self.frame_ms / 1000
+            awaited = self.engine is not None and self.await_transcript
+            yield SpeechPaused(self._turn, self._pause_t, frame.t_arrival, awaited)
+        if self.engine is not None and not self._judged and self._silence_ms >= self.cfg.min_silence_ms:
+            self._judge(self.engine)
+        if self._silence_ms >= self._limit_ms:
             yield from self._end()
+        elif frame.t_input + self.frame_ms / 1000 - self._turn_start >= self.cfg.max_utterance_s:
+            self.ctx.events.emit(UtteranceLimit(self._turn, self.cfg.max_utterance_s))
+            self._last_voiced = frame  # the turn ends here, whether this frame was voiced or not
+            yield from self._end()
+
+    def _judge(self, engine: TurnDetector) -> None:
+        """Once per pause: has the speaker finished? Sets the silence that ends this turn."""
+        self._judged = True
+        text = self._transcript() if self.await_transcript else None
+        p_audio, infer_ms = None, None
+        if text is None:
+            t0 = time.monotonic()
+            p_audio = round(engine.complete(np.concatenate(self._heard)), 3)
+            infer_ms = round((time.monotonic() - t0) * 1000, 1)
+        score = engine.blend(p_audio, text)
+        done = score >= self.cfg.end_of_turn_threshold
+        self._limit_ms = self._silence_ms if done else self.cfg.max_silence_ms
+        self.ctx.events.emit(
+            EndOfTurn(self._turn, p_audio, text, round(score, 3), done, infer_ms, self._silence_ms)
+        )
+
+    def _transcript(self) -> str | None:
+        """This pause's speculative transcript, waited for as long as the pause could still last."""
+        wait_s = max(0, self.cfg.max_silence_ms - self._silence_ms) / 1000
+        with self._spec_ready:
+            self._spec_ready.wait_for(
+                lambda: self._spec is not None and self._spec[0] == self._pause_t, wait_s
+            )
+            return self._spec[1] if self._spec is not None and self._spec[0] == self._pause_t else None
 
     def _start(self) -> Iterator[Message]:
         self._turn += 1
         self._state = "speaking"
         self._paused = False
+        self._turn_start = self._candidate[0].t_input
         started = SpeechStarted(self._turn, self._candidate[0].t_input)
         self.ctx.events.emit(started)  # the barge-in acts now, not when the queue gets to it
         yield started
         for frame in self._candidate:
+            self._heard.append(frame.pcm)
             yield AudioChunk(self._turn, frame.pcm, PIPELINE_RATE, frame.t_input, frame.t_arrival, True)
         self._candidate = []
 
@@ -140,3 +222,9 @@ class VadStage(Stage):
         self._voiced_ms = self._silence_ms = self._run_ms = 0
         self._last_voiced = None
         self._paused = False
+        self._heard.clear()
+        self._judged, self._limit_ms = False, self._unjudged_ms()
+
+    def _unjudged_ms(self) -> int:
+        """Until the engine has heard this pause the turn stays open (up to max_silence_ms)."""
+        return self.cfg.hangover_ms if self.engine is None else self.cfg.max_silence_ms

@@ -31,6 +31,7 @@ class Feed:
     """A pipeline source fed from the connection: messages in, in order, until ``finish``."""
 
     def __init__(self) -> None:
+        # bounded by what the client may send: AudioFeed's backlog limit, wyoming.max_text_chars
         self._queue: queue.Queue[Message | None] = queue.Queue()
         self.finished = threading.Event()
 
@@ -64,7 +65,8 @@ class Feed:
 class AudioFeed(Feed):
     """Audio from the client as the pipeline's ``AudioChunk`` stream, on its own input timeline.
 
-    Bounded twice: ``max_audio_s`` caps one request's recording (a transcription keeps all of it),
+    Bounded twice: ``max_audio_s`` caps one request's recording (how long a transcription runs; the
+    recogniser keeps at most one window of it),
     and ``max_backlog_s`` caps audio received but not yet taken by the pipeline, so a client sending
     faster than the pipeline can follow gets an error instead of making the server buffer it.
     """
@@ -105,6 +107,7 @@ class Outbox:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        # bounded by backpressure: the server stops reading requests past MAX_PENDING_EVENTS (server.py)
         self._queue: asyncio.Queue[Event | None] = asyncio.Queue()
         self._closed = False
 

@@ -90,7 +90,12 @@ class SharedSynth:
 def shared(engines: Engines) -> Engines:
     """The same engines, safe to use from every connection's pipelines at once."""
     assert engines.recognizer and engines.llm and engines.synth, "load every engine first"
-    return Engines(SharedRecognizer(engines.recognizer), SharedLlm(engines.llm), SharedSynth(engines.synth))
+    return Engines(
+        SharedRecognizer(engines.recognizer),
+        SharedLlm(engines.llm),
+        SharedSynth(engines.synth),
+        engines.turn,  # an onnxruntime session may be run from several threads at once
+    )
 
 
 def warm(engines: Engines, phrases: tuple[str, ...]) -> None:

@@ -1,4 +1,5 @@
-"""The answer to ``describe``: speech-to-text, text-to-speech and conversation (handle), all streaming."""
+"""The answer to ``describe``: speech-to-text, text-to-speech and conversation (handle), all streaming,
+and wake-word detection (wake.py)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from wyoming.info import (
 
 from assistant import __version__
 from assistant.config import Config
+from assistant.wyoming.wake import wake_program
 
 PROGRAM = "assistant"  # one program name per domain; select-program with it is accepted
 SELF = Attribution(name="assistant (local voice assistant)", url="")
@@ -88,4 +90,5 @@ def build_info(cfg: Config) -> Info:
                 supports_handled_streaming=True,
             )
         ],
+        wake=[wake_program()],
     )

@@ -7,25 +7,30 @@ own, and a last stage that turns messages into events for the client.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 from assistant import build
 from assistant.config import Config
+from assistant.core.pipeline import Pipeline
 from assistant.core.stage import Stage
+from assistant.reply.clauses import ClauseSplitter
 from assistant.stages.asr import AsrStage
 from assistant.stages.playback import PlaybackStage
 from assistant.stages.responder import Exchange, ResponderStage
 from assistant.stages.tts import TtsStage
-from assistant.wyoming.bridge import Outbox
+from assistant.wyoming.bridge import Feed, Outbox
 from assistant.wyoming.stages import (
     ClientPlayback,
     ClientSpeaker,
+    ConversationEvents,
     HandledEvents,
     SpeechEvents,
     TranscriptEvents,
     UtteranceStage,
 )
+from assistant.wyoming.wire import PcmConverter
 
 
 def transcription(cfg: Config, engines: build.Engines, outbox: Outbox) -> list[Stage]:
@@ -67,3 +72,19 @@ def conversation(
     if end == "handle":
         return [*stages, responder]
     return [*stages, *speaking[:-1], ClientPlayback(ClientSpeaker(outbox), on_reply_done)]
+
+
+@dataclass
+class Request:
+    """One request of a session, running: its pipeline, its feed, and what it has seen so far."""
+
+    kind: str  # transcribe, synthesize, synthesize-stream, handle, pipeline
+    pipeline: Pipeline
+    feed: Feed
+    takes_audio: bool = False
+    converter: PcmConverter | None = None
+    splitter: ClauseSplitter | None = None
+    chars: int = 0
+    turns: int = 0
+    conversation: ConversationEvents | None = None
+    task: asyncio.Task[None] | None = field(default=None, repr=False)

@@ -3,6 +3,10 @@
 Built on the ``wyoming`` package's ``AsyncServer`` (tcp:// and unix:// URIs) and
 ``AsyncEventHandler``; the handler's read loop is replaced by one with limits (wire.py), an idle
 timeout, and a single writer task per connection that sends the Outbox's events in order.
+
+Slots: at most ``max_clients`` connections, ``max_clients_per_address`` from one host; while every
+slot is taken, a connection that has asked for nothing for ``busy_idle_timeout_s`` (pings and
+describes do not count) is closed, so clients that only keep sockets open cannot lock others out.
 """
 
 from __future__ import annotations
@@ -17,11 +21,13 @@ from urllib.parse import urlparse
 
 from wyoming.error import Error
 from wyoming.event import Event, async_write_event
+from wyoming.info import Describe
+from wyoming.ping import Ping
 from wyoming.server import AsyncEventHandler, AsyncServer
 
 from assistant.config import Config
 from assistant.wyoming.bridge import Outbox
-from assistant.wyoming.service import WyomingService
+from assistant.wyoming.service import LOCAL, WyomingService
 from assistant.wyoming.session import Session
 from assistant.wyoming.wire import ProtocolError, read_event
 
@@ -33,6 +39,8 @@ SHUTDOWN_WAIT_S = (
 )
 MAX_PENDING_EVENTS = 2000  # unsent events before reading pauses: ~90 s of 22 kHz speech in 1024-sample chunks
 LINGER_S, LINGER_BYTES = 1.0, 1 << 20  # closing: how long / how much of the client's input to drain
+CHECK_S = 0.5  # how often a waiting connection looks whether the server has become full
+KEEPALIVE = (Ping.is_type, Describe.is_type)  # events that keep a connection open, but ask nothing
 
 
 def default_uri(cfg: Config) -> str:
@@ -60,7 +68,9 @@ class ConnectionHandler(AsyncEventHandler):
         super().__init__(reader, writer)
         self.service = service
         self.outbox = Outbox(asyncio.get_running_loop())
-        self.session = Session(service, self.outbox)
+        peer = writer.get_extra_info("peername")
+        self.address = str(peer[0]) if isinstance(peer, tuple) and peer else LOCAL
+        self.session = Session(service, self.outbox, self.address)
 
     async def handle_event(self, event: Event) -> bool:
         try:
@@ -79,16 +89,19 @@ class ConnectionHandler(AsyncEventHandler):
         assert task is not None
         self.service.connections.add(task)
         writer = asyncio.create_task(self._write_loop())
+        refusal = self.service.admit(self.address)
         try:
-            if not self.service.admit():
-                limit = self.service.cfg.wyoming.max_clients
-                self.outbox.put(Error(f"server busy: {limit} clients already connected", "busy"))
+            if refusal is not None:
+                log.info("refused a connection from %s: %s", self.address, refusal)
+                self.outbox.put(Error(refusal, "busy"))
                 return
             await self._read_loop()
         except Exception:
             log.exception("connection failed")
             self.outbox.put(Error("internal server error", "internal-error"))
         finally:
+            if refusal is None:
+                self.service.release(self.address)
             try:
                 await self.session.close()
             finally:
@@ -102,22 +115,49 @@ class ConnectionHandler(AsyncEventHandler):
                 self.service.connections.discard(task)
 
     async def _read_loop(self) -> None:
-        timeout = self.service.cfg.wyoming.idle_timeout_s
-        while True:
-            if not await self._client_keeps_up(timeout):
-                log.info("client stopped reading its answers: closing")
-                return
-            try:
-                event = await asyncio.wait_for(read_event(self.reader, self.service.max_bytes), timeout)
-            except TimeoutError:
-                self.outbox.put(Error(f"no event for {timeout:.0f} s: closing", "idle-timeout"))
-                return
-            except ProtocolError as exc:
-                log.info("client error (%s): %s", exc.code, exc.text)
-                self.outbox.put(Error(exc.text, exc.code))
-                return
-            if event is None or not await self.handle_event(event):
-                return
+        cfg = self.service.cfg.wyoming
+        last_event = last_request = time.monotonic()
+        read: asyncio.Task[Event | None] | None = None
+        try:
+            while True:
+                if not await self._client_keeps_up(cfg.idle_timeout_s):
+                    log.info("client stopped reading its answers: closing")
+                    return
+                if read is None:  # one read at a time, never cancelled half-way through an event
+                    read = asyncio.create_task(read_event(self.reader, self.service.max_bytes))
+                now = time.monotonic()
+                if self.session.working:
+                    last_request = now  # waiting for its answer is not idling
+                why = self._idle(now - last_event, now - last_request)
+                if why is not None:
+                    self.outbox.put(Error(why, "idle-timeout"))
+                    return
+                done, _ = await asyncio.wait({read}, timeout=CHECK_S)
+                if not done:
+                    continue
+                try:
+                    event, read = read.result(), None
+                except ProtocolError as exc:
+                    log.info("client error (%s): %s", exc.code, exc.text)
+                    self.outbox.put(Error(exc.text, exc.code))
+                    return
+                last_event = time.monotonic()
+                if event is not None and not any(is_type(event.type) for is_type in KEEPALIVE):
+                    last_request = last_event
+                if event is None or not await self.handle_event(event):
+                    return
+        finally:
+            if read is not None:
+                read.cancel()
+
+    def _idle(self, since_event: float, since_request: float) -> str | None:
+        """Why this connection is closed for idling, or None."""
+        cfg = self.service.cfg.wyoming
+        if since_event >= cfg.idle_timeout_s:
+            return f"no event for {cfg.idle_timeout_s:.0f} s: closing"
+        if since_request >= cfg.busy_idle_timeout_s and self.service.full():
+            return f"server full and no request for {cfg.busy_idle_timeout_s:g} s: closing"
+        return None
 
     async def _client_keeps_up(self, timeout: float) -> bool:
         """Backpressure: a client that does not read its answers gets no new requests served, so

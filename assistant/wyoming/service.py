@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 
 from assistant import build
 from assistant.config import Config
@@ -11,6 +11,7 @@ from assistant.stages.responder import Exchange
 from assistant.wyoming import engines as shared_engines
 from assistant.wyoming.info import build_info
 
+LOCAL = "local"  # the address of unix-socket clients: its file permissions decide who connects
 MAX_CONVERSATIONS = 256  # named conversations whose history is kept (each at most 50 exchanges)
 
 
@@ -23,18 +24,39 @@ class WyomingService:
         self.info = build_info(cfg).event()
         self.max_bytes = cfg.wyoming.max_payload_kb * 1024
         self.connections: set[asyncio.Task[None]] = set()
+        self._admitted: Counter[str] = Counter()  # served connections per client address
         # Home Assistant's conversation agent opens a connection per question and names the
         # conversation in the transcript's context: its history is kept under that name (the
         # most recent MAX_CONVERSATIONS), so follow-up questions are understood.
         self._histories: OrderedDict[str, list[Exchange]] = OrderedDict()
 
-    def admit(self) -> bool:
-        return len(self.connections) <= self.cfg.wyoming.max_clients
+    def admit(self, address: str) -> str | None:
+        """Take a slot for a client at ``address`` (None: a unix socket), or say why not. One host
+        may hold max_clients_per_address slots, so it cannot lock the others out."""
+        cfg = self.cfg.wyoming
+        if self.full():
+            return f"server busy: {cfg.max_clients} clients already connected"
+        if address != LOCAL and self._admitted[address] >= cfg.max_clients_per_address:
+            return f"server busy: {cfg.max_clients_per_address} connections from {address} already"
+        self._admitted[address] += 1
+        return None
 
-    def history(self, conversation_id: str) -> list[Exchange]:
-        """The history of a named conversation (only the event loop's thread calls this)."""
-        history = self._histories.pop(conversation_id, None)
-        self._histories[conversation_id] = history = history if history is not None else []
+    def release(self, address: str) -> None:
+        self._admitted[address] -= 1
+        if self._admitted[address] <= 0:
+            del self._admitted[address]
+
+    def full(self) -> bool:
+        """Every slot taken: idle connections then get wyoming.busy_idle_timeout_s, not idle_timeout_s."""
+        return self._admitted.total() >= self.cfg.wyoming.max_clients
+
+    def history(self, address: str, conversation_id: str) -> list[Exchange]:
+        """The history of a conversation named by a client at ``address`` (only the event loop's
+        thread calls this). The name is scoped to the address: a client elsewhere that guesses or
+        overhears it gets a conversation of its own, not this one."""
+        key = f"{address} {conversation_id}"
+        history = self._histories.pop(key, None)
+        self._histories[key] = history = history if history is not None else []
         while len(self._histories) > MAX_CONVERSATIONS:
             self._histories.popitem(last=False)
         return history

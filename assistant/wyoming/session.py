@@ -7,7 +7,7 @@ they were asked. The conversation history belongs to the connection: every Respo
 session builds shares ``self.history``, and nothing else does, so one client's questions never
 reach another client's prompt. The one exception is asked for by the client: a text question whose
 context names a ``conversation_id`` (Home Assistant's conversation agent connects once per question)
-continues that named conversation's history.
+continues that named conversation's history, if it was started from the same address.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from wyoming.asr import Transcribe
@@ -38,42 +37,29 @@ from assistant.reply.clauses import ClauseSplitter
 from assistant.stages.responder import Exchange
 from assistant.wyoming import requests
 from assistant.wyoming.bridge import AudioFeed, Feed, Outbox
+from assistant.wyoming.requests import Request
 from assistant.wyoming.service import WyomingService
-from assistant.wyoming.stages import (
-    ConversationEvents,
-)
+from assistant.wyoming.stages import ConversationEvents
+from assistant.wyoming.wake import WakeRequest
 from assistant.wyoming.wire import PcmConverter, ProtocolError
 
 log = logging.getLogger(__name__)
 
 POLL_S = 0.02
-NEVER = (
-    10**9
-)  # ClauseSplitter word counts that never cut at commas: a TTS client's text, sentence by sentence
-
-
-@dataclass
-class Request:
-    kind: str  # transcribe, synthesize, synthesize-stream, handle, pipeline
-    pipeline: Pipeline
-    feed: Feed
-    takes_audio: bool = False
-    converter: PcmConverter | None = None
-    splitter: ClauseSplitter | None = None
-    chars: int = 0
-    turns: int = 0
-    conversation: ConversationEvents | None = None
-    task: asyncio.Task[None] | None = field(default=None, repr=False)
+# ClauseSplitter word counts that never cut at commas: a TTS client's text, sentence by sentence
+NEVER = 10**9
 
 
 class Session:
-    def __init__(self, service: WyomingService, outbox: Outbox) -> None:
+    def __init__(self, service: WyomingService, outbox: Outbox, address: str) -> None:
         self.service = service
+        self.address = address
         self.cfg = service.cfg
         self.outbox = outbox
         self.history: list[Exchange] = []
         self._current: Request | None = None
         self._discard_audio = False  # after a bad audio stream, until the client starts another
+        self._wake: WakeRequest | None = None  # a `detect` takes the audio stream after it (wake.py)
 
     async def handle(self, event: Event) -> None:
         """Serve one event; raises ProtocolError for what the client must be told about."""
@@ -87,7 +73,11 @@ class Session:
 
     async def _dispatch(self, event: Event) -> None:
         kind = event.type
-        if Describe.is_type(kind):
+        if self._wake is not None and self._wake.takes(kind):  # the audio after a `detect` (wake.py)
+            self._wake.handle(event)
+        elif WakeRequest.starts(kind):
+            self._wake = WakeRequest(self.cfg, event, self.outbox)
+        elif Describe.is_type(kind):
             self.outbox.put(self.service.info)
         elif Ping.is_type(kind):
             self.outbox.put(Pong(text=Ping.from_event(event).text))
@@ -130,6 +120,12 @@ class Session:
             req.feed.finish()
             if req.task is not None:
                 await req.task
+
+    @property
+    def working(self) -> bool:
+        """A request is still being answered: the client is waiting, not idle."""
+        req = self._current
+        return req is not None and req.task is not None and not req.task.done()
 
     def discard_audio(self) -> None:
         """After a refused audio stream: ignore its remaining chunks, until the next request."""
@@ -296,7 +292,7 @@ class Session:
         history = self.history  # this connection's, unless the client names the conversation
         named = context.get("conversation_id") if isinstance(context, dict) else None
         if isinstance(named, str) and named:
-            history = service.history(named)
+            history = service.history(self.address, named)
         stages = requests.text_conversation(self.cfg, service.engines, self.outbox, history)
         req = self._start("handle", Feed(), stages)
         now = time.monotonic()

@@ -226,7 +226,7 @@ class ConversationEvents:
         self.outbox = outbox
         self.end_stage = end_stage
         self.on_turn_done = on_turn_done
-        self.heard = 0  # turns the VAD found: none at all, and the client is told so
+        self.heard = 0  # turns with words in them: none at all (silence, noise), and the client is told so
         self._handled: set[int] = set()
 
     LISTENS_TO = (
@@ -241,11 +241,11 @@ class ConversationEvents:
     def __call__(self, event: ev.Event) -> None:
         turn = event.turn
         if isinstance(event, ev.SpeechStarted):
-            self.heard += 1
             self.outbox.put(VoiceStarted(timestamp=_ms(event.t_input)))
         elif isinstance(event, ev.SpeechEnded):
             self.outbox.put(VoiceStopped(timestamp=_ms(event.t_input)))
         elif isinstance(event, ev.TranscriptFinal):
+            self.heard += bool(event.text.strip())
             self.outbox.put(WyTranscript(event.text))
             if self.end_stage == "asr":
                 self.on_turn_done(turn)

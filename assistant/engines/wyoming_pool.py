@@ -1,0 +1,216 @@
+"""Wyoming servers as a pool: the addresses of one role (speech recognition or synthesis), each
+request sent to the least busy server that is up, round-robin among equals.
+
+A request is one short TCP connection spoken with the wyoming package's own event framing
+(``read_event``/``write_event`` on the socket's file): no event loop and no thread of its own, so an
+engine is safe to call from any stage thread, from several pipelines at once, and nothing outlives
+the request. Closing the connection is how a request is abandoned (a barge-in closes the synthesis
+generator); every Wyoming server takes a closed connection as the end of that request.
+
+A server that fails (refused, timed out, cut off, an error event) is skipped for a back-off that
+doubles up to ``MAX_BACKOFF_S``, then tried again by the next request; the log says when it goes and
+when it answers again. A request that no server can serve raises ``EngineUnavailable``.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import BinaryIO, TypeVar
+from urllib.parse import urlsplit
+
+from wyoming.event import Event, read_event, write_event
+
+from assistant.config import ConfigError
+from assistant.core.engines import EngineUnavailable
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 2.0  # a server on the LAN connects in milliseconds; a dead one is known quickly
+READ_TIMEOUT_S = 15.0  # the longest wait for the next event of a reply
+FIRST_BACKOFF_S = 1.0
+MAX_BACKOFF_S = 30.0
+
+T = TypeVar("T")
+
+
+class ServerError(RuntimeError):
+    """One server could not serve one request (the pool tries the next)."""
+
+
+@dataclass
+class Server:
+    uri: str
+    host: str
+    port: int
+    busy: int = 0  # requests in flight
+    down_until: float = 0.0  # skipped until then
+    backoff_s: float = 0.0  # 0 while the server is up
+    served: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def parse_uris(setting: str, value: str | Sequence[str]) -> list[tuple[str, str, int]]:
+    """``tcp://host:port`` (one, or a list) as (uri, host, port); a ConfigError names the setting."""
+    uris = [value] if isinstance(value, str) else list(value)
+    if not uris:
+        raise ConfigError(f"{setting}: give at least one server, e.g. tcp://speech-box:10300")
+    parsed = []
+    for uri in uris:
+        try:
+            parts = urlsplit(uri)
+            port = parts.port
+        except ValueError:
+            port = None
+            parts = None
+        if parts is None or parts.scheme != "tcp" or not parts.hostname or port is None or parts.path:
+            raise ConfigError(f"{setting}: {uri!r} is not a Wyoming address; expected tcp://host:port")
+        parsed.append((uri, parts.hostname, port))
+    return parsed
+
+
+class Connection:
+    """One request's connection: Wyoming events out and in."""
+
+    def __init__(self, sock: socket.socket, uri: str) -> None:
+        self.sock = sock
+        self.uri = uri
+        self._file: BinaryIO = sock.makefile("rwb")
+
+    def send(self, *events: Event) -> None:
+        for event in events:
+            write_event(event, self._file)  # (flushes)
+
+    def read(self) -> Event:
+        event = read_event(self._file)
+        if event is None:
+            raise ServerError(f"{self.uri} closed the connection mid-request")
+        if event.type == "error":
+            raise ServerError(f"{self.uri} answered with an error: {event.data.get('text', event.data)}")
+        return event
+
+    def close(self) -> None:
+        try:
+            self._file.close()
+        finally:
+            self.sock.close()
+
+
+class ServerPool:
+    def __init__(self, role: str, setting: str, uris: str | Sequence[str]) -> None:
+        self.role = role  # "ASR" or "TTS", for the log
+        self.servers = [Server(u, h, p) for u, h, p in parse_uris(setting, uris)]
+        self._lock = threading.Lock()
+        self._next = 0  # round-robin among equally busy servers
+
+    @property
+    def label(self) -> str:
+        return ", ".join(s.uri for s in self.servers)
+
+    def call(self, request: Callable[[Connection], T]) -> T:
+        """``request`` on one connection to the best server; on failure the next, until none is left."""
+        errors = []
+        for server in self._candidates():
+            try:
+                with self.connect(server) as conn:
+                    result = request(conn)
+            except (OSError, ServerError, ValueError) as exc:
+                errors.append(self._failed(server, exc))
+                continue
+            self._ok(server)
+            return result
+        raise self._unavailable(errors)
+
+    def stream(self, request: Callable[[Connection], Iterator[T]]) -> Iterator[T]:
+        """Like ``call`` for a streamed reply: items as they arrive. Once one is out, a failure is
+        not retried elsewhere (the listener would hear the start twice) but raised."""
+        errors = []
+        for server in self._candidates():
+            started = False
+            try:
+                with self.connect(server) as conn:
+                    for item in request(conn):
+                        started = True
+                        yield item
+            except (OSError, ServerError, ValueError) as exc:
+                errors.append(self._failed(server, exc))
+                if started:
+                    raise EngineUnavailable(errors[-1]) from exc
+                continue
+            self._ok(server)
+            return
+        raise self._unavailable(errors)
+
+    @contextmanager
+    def connect(self, server: Server) -> Iterator[Connection]:
+        with self._lock:
+            server.busy += 1
+        conn = None
+        try:
+            sock = socket.create_connection((server.host, server.port), timeout=CONNECT_TIMEOUT_S)
+            sock.settimeout(READ_TIMEOUT_S)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn = Connection(sock, server.uri)
+            yield conn
+        finally:
+            if conn is not None:
+                conn.close()  # also when the caller abandons the request: the server sees it go
+            with self._lock:
+                server.busy -= 1
+
+    def check(self, request: Callable[[Connection], object]) -> None:
+        """At start-up: ``request`` on every server; one that fails is logged and skipped for now."""
+        for server in self.servers:
+            try:
+                with self.connect(server) as conn:
+                    request(conn)
+                self._ok(server)
+                log.info("%s server %s answers", self.role, server.uri)
+            except (OSError, ServerError, ValueError) as exc:
+                self._failed(server, exc)
+        if all(s.backoff_s for s in self.servers):
+            log.warning(
+                "no %s server answers (%s); starting anyway: turns fail until one does", self.role, self.label
+            )
+
+    def _candidates(self) -> list[Server]:
+        """Servers that are up, least busy first (round-robin among equals), then those whose
+        back-off is over; none when every server is inside its back-off."""
+        now = time.monotonic()
+        with self._lock:
+            n = len(self.servers)
+            order = [self.servers[(self._next + i) % n] for i in range(n)]
+            self._next = (self._next + 1) % n
+            up = sorted((s for s in order if not s.backoff_s), key=lambda s: s.busy)
+            due = [s for s in order if s.backoff_s and s.down_until <= now]
+            return up + due
+
+    def _ok(self, server: Server) -> None:
+        with self._lock:
+            server.served += 1
+            was_down, server.backoff_s, server.down_until = bool(server.backoff_s), 0.0, 0.0
+        if was_down:
+            log.warning("%s server %s answers again", self.role, server.uri)
+
+    def _failed(self, server: Server, exc: BaseException) -> str:
+        with self._lock:
+            server.failed += 1
+            server.backoff_s = min(MAX_BACKOFF_S, server.backoff_s * 2 or FIRST_BACKOFF_S)
+            server.down_until = time.monotonic() + server.backoff_s
+            backoff = server.backoff_s
+        what = f"{self.role} server {server.uri} failed: {exc}"
+        log.warning("%s; skipping it for %.0f s", what, backoff)
+        return what
+
+    def _unavailable(self, errors: list[str]) -> EngineUnavailable:
+        if not errors:
+            return EngineUnavailable(
+                f"every {self.role} server is down ({self.label}); retrying after a back-off"
+            )
+        return EngineUnavailable("; ".join(errors))

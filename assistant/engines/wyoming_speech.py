@@ -1,0 +1,122 @@
+"""Speech recognition and synthesis on Wyoming servers (``asr.backend`` / ``tts.backend: wyoming``).
+
+Any Wyoming STT or TTS server will do: wyoming-faster-whisper (on a GPU box: ``--device cuda``),
+wyoming-piper, or another assistant's ``assistant serve --wyoming``. The engines satisfy the same
+Recognizer / Synthesizer interfaces as the in-process ones, so the stages above them (speculative
+recognition, clause-by-clause synthesis, the caches, barge-in) work unchanged. Requests go to a
+ServerPool: several servers per role, a failed one skipped until it answers again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import numpy as np
+from wyoming.asr import Transcribe, Transcript
+from wyoming.audio import AudioChunk, AudioStart, AudioStop
+from wyoming.info import Describe
+from wyoming.tts import Synthesize
+
+from assistant.audio.convert import PIPELINE_RATE, resample, to_mono
+from assistant.config import AsrConfig, TtsConfig
+from assistant.core.engines import EngineUnavailable
+from assistant.engines.wyoming_pool import Connection, ServerError, ServerPool
+
+log = logging.getLogger(__name__)
+
+CHUNK_SAMPLES = 8000  # 0.5 s of 16 kHz audio per audio-chunk event: few events, no server limit hit
+DEFAULT_RATE = 22050  # piper's medium voices; used until a TTS server has answered once
+
+
+def _describe(conn: Connection) -> None:
+    conn.send(Describe().event())
+    while conn.read().type != "info":
+        pass
+
+
+class WyomingRecognizer:
+    """A Recognizer on Wyoming STT servers: one connection per transcription."""
+
+    def __init__(self, cfg: AsrConfig) -> None:
+        self.cfg = cfg
+        self.pool = ServerPool("ASR", "asr.uri", cfg.uri)
+
+    def transcribe(self, pcm: np.ndarray) -> str:
+        if len(pcm) == 0:
+            return ""
+        return self.pool.call(lambda conn: self._transcribe(conn, pcm))
+
+    def _transcribe(self, conn: Connection, pcm: np.ndarray) -> str:
+        fmt = {"rate": PIPELINE_RATE, "width": 2, "channels": 1}
+        events = [Transcribe(language=self.cfg.language).event(), AudioStart(**fmt).event()]
+        audio = np.ascontiguousarray(pcm, dtype="<i2")
+        for i in range(0, len(audio), CHUNK_SAMPLES):
+            events.append(AudioChunk(audio=audio[i : i + CHUNK_SAMPLES].tobytes(), **fmt).event())
+        conn.send(*events, AudioStop().event())
+        while True:  # (streaming servers send transcript-start/-chunk first; the transcript ends it)
+            event = conn.read()
+            if Transcript.is_type(event.type):
+                return Transcript.from_event(event).text.strip()
+
+    def warm_up(self) -> None:
+        """Ask every server what it is, and have one transcribe a moment of silence (the first pass
+        of a fresh server pays its set-up). A server that is down only warns: see ServerPool."""
+        self.pool.check(_describe)
+        try:
+            self.transcribe(np.zeros(PIPELINE_RATE // 2, dtype=np.int16))
+        except EngineUnavailable as exc:
+            log.warning("speech recognition is not available yet: %s", exc)
+
+
+class WyomingSynthesizer:
+    """A Synthesizer on Wyoming TTS servers: one connection per text; the audio comes back as
+    int16 mono at ``sample_rate`` (learned from the first server that answers at start-up; a server
+    at another rate is resampled)."""
+
+    def __init__(self, cfg: TtsConfig) -> None:
+        self.cfg = cfg
+        self.pool = ServerPool("TTS", "tts.uri", cfg.uri)
+        self.sample_rate = DEFAULT_RATE
+        self._rate_known = False
+        try:
+            self.pool.check(_describe)
+            self.synthesize_all("Ready.")  # learns the rate, and warms the server
+        except EngineUnavailable as exc:
+            log.warning("speech synthesis is not available yet (%s); assuming %d Hz", exc, DEFAULT_RATE)
+        self._rate_known = True  # fixed from now on: the TTS stage's prepared audio is at this rate
+
+    def synthesize(self, text: str) -> Iterator[np.ndarray]:
+        """The text's audio as one piece (a server streams chunks of any length, and the TTS stage
+        trims the leading silence of every piece it is given: pieces must start at a sentence)."""
+        yield from self.pool.stream(lambda conn: self._request(conn, text))
+
+    def synthesize_all(self, text: str) -> np.ndarray:
+        pieces = list(self.synthesize(text))
+        return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int16)
+
+    def _request(self, conn: Connection, text: str) -> Iterator[np.ndarray]:
+        conn.send(Synthesize(text=text).event())  # the server's own voice (tts.voice is for local)
+        pieces: list[np.ndarray] = []
+        rate = None
+        while True:
+            event = conn.read()
+            if AudioStart.is_type(event.type):
+                rate = int(AudioStart.from_event(event).rate)
+            elif AudioChunk.is_type(event.type):
+                chunk = AudioChunk.from_event(event)
+                if chunk.width != 2:
+                    raise ServerError(f"{conn.uri} sent {chunk.width * 8}-bit audio; 16-bit expected")
+                rate = chunk.rate
+                samples = np.frombuffer(chunk.audio, dtype="<i2")
+                if chunk.channels > 1:
+                    samples = to_mono(samples.reshape(-1, chunk.channels))
+                pieces.append(samples.astype(np.int16))
+            elif AudioStop.is_type(event.type):
+                break
+        audio = np.concatenate(pieces) if pieces else np.zeros(0, np.int16)
+        if rate is not None and not self._rate_known:
+            self.sample_rate, self._rate_known = rate, True
+        if rate is not None and rate != self.sample_rate:
+            audio = resample(audio, rate, self.sample_rate)
+        yield audio

@@ -1,0 +1,155 @@
+"""Turn-taking: a pause inside an unfinished sentence does not end the turn; a finished one ends sooner.
+
+The fake tests check the plumbing (the VAD asks the end-of-turn engine at a pause, waits for the
+speculative transcript, holds or ends the turn); the real ones run the shipped Smart Turn model and
+recogniser over the hesitation corpus (tests/speech/hesitations.py). bench/turns.py has the figures.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from assistant import build
+from assistant.audio.file_source import FileSource
+from assistant.config import Config, load_config
+from assistant.core.events import EndOfTurn, EventBus, EventLog
+from assistant.core.pipeline import Pipeline
+from assistant.engines.turn import blend, ends_unfinished
+from assistant.eval.textnorm import normalise_text
+from assistant.eval.turns import build_turns
+from assistant.stages.asr import AsrStage
+from assistant.stages.vad import VadStage
+from tests.fakes import FakeRecognizer
+
+SAMPLES = Path(__file__).resolve().parent.parent / "assistant" / "samples"
+
+
+class FakeTurn:
+    """An end-of-turn engine that hears every pause as ``p`` finished; the real blend."""
+
+    def __init__(self, p: float) -> None:
+        self.p = p
+        self.calls = 0
+
+    def complete(self, pcm: np.ndarray) -> float:
+        self.calls += 1
+        return self.p
+
+    def blend(self, p_audio: float | None, text: str | None) -> float:
+        return blend(p_audio, text)
+
+    def warm_up(self) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def paused(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample question with 0.9 s of silence in the middle of its speech."""
+    audio, rate = sf.read(SAMPLES / "question.wav", dtype="int16")
+    loud = np.flatnonzero(np.abs(audio) > 1000)
+    middle = (loud[0] + loud[-1]) // 2
+    quiet = middle + int(np.argmin(np.abs(audio[middle : middle + rate // 5])))
+    path = tmp_path_factory.mktemp("paused") / "paused.wav"
+    sf.write(path, np.concatenate([audio[:quiet], np.zeros(int(0.9 * rate), np.int16), audio[quiet:]]), rate)
+    return path
+
+
+def transcribe(cfg: Config, path: Path, turn: FakeTurn | None, text: str, await_transcript: bool = True):  # type: ignore[no-untyped-def]
+    events, log = EventBus(), EventLog()
+    events.subscribe(log)
+    stages = [
+        VadStage(cfg.vad, cfg.audio.frame_ms, turn, await_transcript=await_transcript),
+        AsrStage(cfg.asr, engine=FakeRecognizer(text)),
+    ]
+    Pipeline(FileSource(path, realtime=False, tail_silence_s=2.5), stages, events=events).run()
+    return build_turns(log.events), log
+
+
+def test_the_last_word_says_whether_a_sentence_is_finished() -> None:
+    for text in [
+        "What is the capital of?",
+        "Set a timer for",
+        "Tell me about...",
+        "I was wondering if you could",
+    ]:
+        assert ends_unfinished(text), text
+    for text in ["What is the capital of France?", "Set a timer for five minutes.", "What time is it?", ""]:
+        assert not ends_unfinished(text), text
+
+
+def test_without_an_engine_the_hangover_splits_a_paused_sentence(cfg: Config, paused: Path) -> None:
+    turns, _ = transcribe(cfg, paused, None, "what is the capital of")
+    assert len(turns) == 2
+
+
+def test_a_transcript_that_dangles_holds_the_turn_through_the_pause(cfg: Config, paused: Path) -> None:
+    engine = FakeTurn(0.99)  # the audio alone would end it: the transcript overrules
+    turns, log = transcribe(cfg, paused, engine, "what is the capital of")
+    assert len(turns) == 1
+    first = log.first(EndOfTurn, 1)
+    assert first is not None and first.text == "what is the capital of" and not first.complete
+    assert engine.calls == 0  # with the transcript there, the audio model was not needed
+
+
+def test_a_finished_transcript_ends_the_turn_at_min_silence(cfg: Config, paused: Path) -> None:
+    turns, log = transcribe(cfg, paused, FakeTurn(0.0), "what is the capital of france")
+    assert len(turns) == 2  # the pause ended the (apparently finished) turn...
+    decisions = log.of(EndOfTurn)
+    assert decisions[0].complete and decisions[0].silence_ms == cfg.vad.min_silence_ms  # ...soon
+
+
+def test_without_a_transcript_the_audio_decides(cfg: Config, paused: Path) -> None:
+    # (the recogniser has words, or the turns would not count: it is just not waited for)
+    held, _ = transcribe(cfg, paused, FakeTurn(0.1), "what is the capital of", await_transcript=False)
+    ended, _ = transcribe(cfg, paused, FakeTurn(0.9), "what is the capital of", await_transcript=False)
+    assert (len(held), len(ended)) == (1, 2)
+
+
+def test_every_command_builds_the_vad_with_the_end_of_turn_engine(cfg: Config) -> None:
+    engines = build.Engines(FakeRecognizer(), None, None, FakeTurn(0.5))  # type: ignore[arg-type]
+    vad = build.listening_stages(cfg, engines)[0]
+    assert isinstance(vad, VadStage) and vad.engine is engines.turn and vad.await_transcript
+    assert build.longest_pause_ms(cfg) == cfg.vad.max_silence_ms
+
+
+@pytest.mark.real
+def test_smart_turn_hears_a_finished_question_and_an_unfinished_one() -> None:
+    from assistant.engines.turn import SmartTurnEngine
+
+    engine = SmartTurnEngine()
+    audio, _ = sf.read(SAMPLES / "question.wav", dtype="int16")
+    loud = np.flatnonzero(np.abs(audio) > 300)  # -40 dBFS: the last sound of "France?"
+    pause = np.zeros(3200, np.int16)  # 200 ms, where the VAD asks
+    finished = engine.complete(np.concatenate([audio[: loud[-1]], pause]))
+    assert finished > 0.5
+
+
+@pytest.mark.real
+def test_hesitations_are_kept_whole_more_often_than_with_the_hangover(tmp_path: Path) -> None:
+    """Real recogniser and Smart Turn over piper's hesitations (fed at full speed: the decision
+    waits for the transcript, so pace does not change it): one turn holding the whole sentence."""
+    from tests.speech.hesitations import render_corpus
+
+    items = [i for i in render_corpus(tmp_path, ["piper"], questions=2) if i.kind != "whole"]
+    kept = {}
+    for setting in ("none", "smart_turn"):
+        cfg = load_config(overrides=[f"vad.end_of_turn={setting}"])
+        recognizer = build.whisper_engine(cfg, build.model_store(cfg))
+        for item in items:
+            events, log = EventBus(), EventLog()
+            events.subscribe(log)
+            source = build.file_source(cfg, item.path, realtime=False)
+            build.transcription_pipeline(cfg, recognizer, source, events).run()
+            turns = [t for t in build_turns(log.events) if t.transcript.strip()]
+            last = normalise_text(item.text).split()[-1]
+            ok = len(turns) == 1 and last in normalise_text(turns[0].transcript).split()
+            kept.setdefault(setting, {})[(item.kind, item.path.stem)] = ok
+    questions = [k for k in kept["smart_turn"] if k[0] == "question"]
+    assert all(kept["smart_turn"][q] for q in questions)  # complete questions stay one turn
+    hesitations = [k for k in kept["smart_turn"] if k[0] == "hesitation"]
+    whole = sum(kept["smart_turn"][h] for h in hesitations)
+    assert whole > sum(kept["none"][h] for h in hesitations), kept
