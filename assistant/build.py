@@ -15,8 +15,8 @@ from pathlib import Path
 from assistant.audio.file_source import FileSource
 from assistant.audio.sinks import AudioSink
 from assistant.config import Config
+from assistant.core.bus import EventBus
 from assistant.core.engines import Recognizer, Synthesizer, TextStreamer, TurnDetector, WakeWordDetector
-from assistant.core.events import EventBus
 from assistant.core.pipeline import AudioSource, Pipeline
 from assistant.core.stage import Stage
 from assistant.engines.store import ModelStore

@@ -27,7 +27,8 @@ from assistant.agent import run as agent_run
 from assistant.agent.actions import FIXED_REPLIES
 from assistant.audio.sinks import TimelineWavSink
 from assistant.config import load_config
-from assistant.core.events import EventBus, EventLog, FirstAudio, ReplyClause, SpeechEnded
+from assistant.core.bus import EventBus, EventLog
+from assistant.core.events import FirstAudio, ReplyClause, SpeechEnded
 from assistant.stages import tts
 from tests.speech.make_speech import VARIANTS, Case, Turn, render_audio, write_wav
 

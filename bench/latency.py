@@ -30,7 +30,7 @@ import numpy as np
 from assistant import build
 from assistant.audio.sinks import ListSink
 from assistant.config import Config, load_config
-from assistant.core.events import EventBus, EventLog
+from assistant.core.bus import EventBus, EventLog
 from assistant.core.messages import AudioChunk, SpeechEnded, SpeechStarted
 from assistant.core.stage import StageContext
 from assistant.core.turn import TurnScope

@@ -27,7 +27,7 @@ import soundfile as sf
 from assistant import build
 from assistant.audio.sinks import ListSink
 from assistant.config import load_config
-from assistant.core.events import EventBus, EventLog
+from assistant.core.bus import EventBus, EventLog
 from assistant.engines.wyoming_speech import WyomingRecognizer, WyomingSynthesizer, _describe
 from assistant.eval.turns import build_turns
 from tests.llm_server import free_port

@@ -22,7 +22,7 @@ from pathlib import Path
 from assistant import build
 from assistant.audio.sinks import ListSink
 from assistant.config import load_config
-from assistant.core.events import EventBus, EventLog
+from assistant.core.bus import EventBus, EventLog
 from assistant.eval.stats import percentile
 from assistant.eval.turns import build_turns
 from tests.speech.make_speech import load_questions, render

@@ -47,7 +47,8 @@ from wyoming.pipeline import PipelineStage, RunPipeline
 from assistant import build
 from assistant.audio.convert import PIPELINE_RATE
 from assistant.config import Config, load_config
-from assistant.core.events import Event, EventBus, EventLog
+from assistant.core.bus import EventBus, EventLog
+from assistant.core.events import Event
 from assistant.core.messages import AudioChunk
 from assistant.eval.turns import build_turns
 from assistant.wyoming.engines import shared, warm

@@ -24,7 +24,7 @@ from pathlib import Path
 from assistant import build
 from assistant.audio.sinks import ListSink
 from assistant.config import load_config
-from assistant.core.events import EventBus, EventLog
+from assistant.core.bus import EventBus, EventLog
 from assistant.eval.stats import percentile
 from assistant.eval.textnorm import normalise_text
 from assistant.eval.turns import TurnRecord, build_turns

@@ -21,16 +21,8 @@ from assistant.agent.policy import WAKE_REPLY, WakePolicy
 from assistant.agent.timers import Scheduler
 from assistant.agent.wake import WakePhrase
 from assistant.config import Config
-from assistant.core.events import (
-    AudioOut,
-    BargeIn,
-    EventBus,
-    EventLog,
-    ReplySkipped,
-    SpeechStarted,
-    Stopped,
-    WakeIgnored,
-)
+from assistant.core.bus import EventBus, EventLog
+from assistant.core.events import AudioOut, BargeIn, ReplySkipped, SpeechStarted, Stopped, WakeIgnored
 from assistant.core.messages import End, Message, ReplyText, SpeechEnded, Transcript
 from assistant.core.stage import StageContext, run_stage
 from assistant.core.turn import TurnScope

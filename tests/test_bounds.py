@@ -14,7 +14,8 @@ import soundfile as sf
 from assistant.audio.convert import PIPELINE_RATE
 from assistant.audio.file_source import FileSource
 from assistant.config import Config
-from assistant.core.events import EventBus, EventLog, TranscriptCommitted, TranscriptFinal, UtteranceLimit
+from assistant.core.bus import EventBus, EventLog
+from assistant.core.events import TranscriptCommitted, TranscriptFinal, UtteranceLimit
 from assistant.core.messages import AudioChunk, End, SpeechEnded, SpeechStarted, Transcript
 from assistant.core.pipeline import Pipeline
 from assistant.core.stage import StageContext

@@ -11,7 +11,7 @@ import pytest
 
 from assistant.config import Config
 from assistant.core import events as ev
-from assistant.core.events import EventBus, EventLog
+from assistant.core.bus import EventBus, EventLog
 from assistant.eval.turns import build_turns
 from assistant.live.view import JsonlLog
 from tests.test_pipeline import SAMPLES, fake_pipeline

@@ -18,7 +18,7 @@ from assistant.audio.convert import PIPELINE_RATE, float_to_int16, resample, to_
 from assistant.audio.file_source import FileSource
 from assistant.cli.main import main
 from assistant.config import Config
-from assistant.core.events import EventBus, EventLog
+from assistant.core.bus import EventBus, EventLog
 from assistant.core.pipeline import Pipeline
 from assistant.engines.store import ModelStore
 from assistant.engines.whisper import WhisperEngine

@@ -21,7 +21,7 @@ from assistant.audio.echo import EchoGuard, FarEnd
 from assistant.audio.microphone import Microphone
 from assistant.config import BargeInConfig
 from assistant.core import events as ev
-from assistant.core.events import EventBus, EventLog
+from assistant.core.bus import EventBus, EventLog
 from assistant.core.messages import AudioChunk
 from assistant.core.turn import TurnScope
 from assistant.live.bargein import BargeIn

@@ -19,7 +19,7 @@ import pytest
 
 from assistant.cli.main import main
 from assistant.config import Config
-from assistant.core.events import EventBus
+from assistant.core.bus import EventBus
 from assistant.core.messages import End, Message, ReplyText, SpeechEnded, Transcript
 from assistant.core.stage import StageContext, run_stage
 from assistant.core.turn import TurnScope

@@ -15,7 +15,8 @@ import soundfile as sf
 from assistant.audio.file_source import FileSource
 from assistant.audio.sinks import ListSink, TimelineWavSink
 from assistant.config import Config
-from assistant.core.events import EventBus, EventLog, ReplyClause
+from assistant.core.bus import EventBus, EventLog
+from assistant.core.events import ReplyClause
 from assistant.core.messages import End, Message, ReplyText, SpeechEnded
 from assistant.core.pipeline import Pipeline, PipelineError
 from assistant.core.stage import Stage, StageContext, run_stage

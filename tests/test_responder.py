@@ -13,12 +13,11 @@ from dataclasses import replace
 import pytest
 
 from assistant.config import BargeInConfig, Config
+from assistant.core.bus import EventBus, EventLog
 from assistant.core.events import (
     AudioOut,
     BargeIn,
     Event,
-    EventBus,
-    EventLog,
     Interruption,
     ReplyClause,
     ReplyDone,

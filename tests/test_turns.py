@@ -16,7 +16,8 @@ import soundfile as sf
 from assistant import build
 from assistant.audio.file_source import FileSource
 from assistant.config import Config, load_config
-from assistant.core.events import EndOfTurn, EventBus, EventLog
+from assistant.core.bus import EventBus, EventLog
+from assistant.core.events import EndOfTurn
 from assistant.core.pipeline import Pipeline
 from assistant.engines.turn import blend, ends_unfinished
 from assistant.eval.textnorm import normalise_text

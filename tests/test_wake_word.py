@@ -21,9 +21,8 @@ from assistant.agent.timers import Scheduler
 from assistant.agent.wake import WakePhrase
 from assistant.audio.file_source import FileSource
 from assistant.config import Config, load_config
+from assistant.core.bus import EventBus, EventLog
 from assistant.core.events import (
-    EventBus,
-    EventLog,
     PlaybackStarted,
     PlaybackStopped,
     SpeechStarted,

@@ -25,8 +25,9 @@ from assistant import build
 from assistant.audio.convert import PIPELINE_RATE
 from assistant.audio.sinks import ListSink
 from assistant.config import Config, ConfigError
+from assistant.core.bus import EventBus
 from assistant.core.engines import EngineUnavailable
-from assistant.core.events import AudioOut, EventBus, ReplyClause, TranscriptFinal
+from assistant.core.events import AudioOut, ReplyClause, TranscriptFinal
 from assistant.engines.wyoming_pool import ServerPool, parse_uris
 from assistant.engines.wyoming_speech import WyomingRecognizer, WyomingSynthesizer
 from tests.fakes import FakeLlm, FakeRecognizer, FakeSynth

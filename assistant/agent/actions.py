@@ -22,8 +22,9 @@ from assistant.agent.desktop import Desktop, DesktopError, safe_url, typeable
 from assistant.agent.intents import Intent, match, normalise
 from assistant.agent.timers import Scheduler, describe_duration
 from assistant.config import AgentConfig
+from assistant.core.bus import EventBus
 from assistant.core.engines import ChatMessage
-from assistant.core.events import Action, EventBus
+from assistant.core.events import Action
 from assistant.reply.base import Clause, DeferredReply, Reply, Responder, ready_answer
 from assistant.reply.fastpath import spoken_answer
 

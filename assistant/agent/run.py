@@ -16,7 +16,7 @@ from assistant.agent.timers import Scheduler
 from assistant.agent.wake import WakePhrase
 from assistant.audio.sinks import AudioSink
 from assistant.config import Config
-from assistant.core.events import EventBus
+from assistant.core.bus import EventBus
 from assistant.core.pipeline import Pipeline
 from assistant.core.stage import Stage
 from assistant.reply.base import Responder

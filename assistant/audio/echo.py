@@ -21,7 +21,8 @@ import numpy as np
 
 from assistant.audio.convert import PIPELINE_RATE, StreamResampler, float_to_int16
 from assistant.config import BargeInConfig
-from assistant.core.events import EchoResync, EventBus, InputLevel, PlaybackStarted, PlaybackStopped
+from assistant.core.bus import EventBus
+from assistant.core.events import EchoResync, InputLevel, PlaybackStarted, PlaybackStopped
 from assistant.core.messages import AudioChunk
 from assistant.core.pipeline import AudioSource
 

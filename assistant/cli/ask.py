@@ -55,7 +55,8 @@ def answer(
     from assistant.agent.desktop import Desktop
     from assistant.agent.timers import Scheduler
     from assistant.config import AGENT_ACTIONS
-    from assistant.core.events import Action, EventBus
+    from assistant.core.bus import EventBus
+    from assistant.core.events import Action
 
     events = EventBus()
     actions: list[Action] = []

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from assistant import build
     from assistant.config import Config
-    from assistant.core.events import EventBus, EventLog
+    from assistant.core.bus import EventBus, EventLog
     from assistant.core.pipeline import Pipeline
 
 EXIT_USAGE = 2  # bad input, config or missing model: the user can fix it
@@ -62,7 +62,7 @@ def load_engines(cfg: Config, args: argparse.Namespace) -> build.Engines:
 def console_events(args: argparse.Namespace) -> tuple[EventBus, EventLog]:
     """A bus whose events are kept (for the turn table and the report) and, unless -q, shown."""
     from assistant.cli.console import ConsoleView
-    from assistant.core.events import EventBus, EventLog
+    from assistant.core.bus import EventBus, EventLog
 
     events, event_log = EventBus(), EventLog()
     events.subscribe(event_log)

@@ -87,7 +87,7 @@ def _seconds(text: str) -> float:
 def listen(cfg: Config, args: argparse.Namespace) -> int:
     import signal
 
-    from assistant.core.events import EventBus
+    from assistant.core.bus import EventBus
     from assistant.live.run import run_listen
     from assistant.live.view import LiveView, PlainLog, event_log
 
@@ -114,7 +114,7 @@ def agent(cfg: Config, args: argparse.Namespace) -> int:
     from assistant.agent.run import Agent, agent_file_pipeline
     from assistant.audio.file_source import probe
     from assistant.audio.sinks import AudioSink, TimelineWavSink
-    from assistant.core.events import EventBus
+    from assistant.core.bus import EventBus
     from assistant.live.run import run_listen
     from assistant.live.view import LiveView, PlainLog, event_log
 

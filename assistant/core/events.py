@@ -4,7 +4,7 @@ Stages never print; they ``emit``. Each kind of event is a frozen dataclass with
 to and ``t``, when it happened (``time.monotonic()``); ``kind`` is its stable snake_case name (from
 the class name), which the JSONL log and reports use. Listeners subscribe to the types they want
 and run synchronously on the emitting thread, so they must be quick (append to a list, write a
-line). A listener that raises is logged and detached: a view or a log never ends the session.
+line). The bus that carries them is ``assistant.core.bus``.
 
 The VAD's ``SpeechStarted`` and ``SpeechEnded`` are events and messages at once: the same object is
 emitted (for the barge-in and the responder, which must not wait behind a queue) and queued.
@@ -13,15 +13,10 @@ emitted (for the barge-in and the responder, which must not wait behind a queue)
 from __future__ import annotations
 
 import dataclasses
-import logging
 import re
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
-
-log = logging.getLogger(__name__)
+from typing import Any, ClassVar
 
 _OMIT_IF_NONE = "omit_if_none"
 
@@ -266,64 +261,3 @@ class Device(Event):
 class Ready(Event):
     echo: str
     barge_in: bool = True
-
-
-Listener = Callable[[Any], None]  # takes the event types it subscribed to
-E = TypeVar("E", bound=Event)
-
-
-class EventBus:
-    def __init__(self) -> None:
-        self._listeners: list[tuple[Listener, tuple[type[Event], ...]]] = []
-        self._lock = threading.Lock()
-
-    def subscribe(self, listener: Listener, *types: type[Event]) -> None:
-        """Call ``listener`` with every event of one of ``types`` (no types: every event)."""
-        with self._lock:
-            self._listeners.append((listener, types or (Event,)))
-
-    def unsubscribe(self, listener: Listener) -> bool:
-        """Detach ``listener``; False if it was not subscribed (any more)."""
-        with self._lock:
-            kept = [(fn, types) for fn, types in self._listeners if fn != listener]  # == : bound methods
-            removed, self._listeners = len(kept) < len(self._listeners), kept
-        return removed
-
-    def emit(self, event: Event) -> None:
-        with self._lock:
-            listeners = list(self._listeners)
-        for listener, types in listeners:
-            if not isinstance(event, types):
-                continue
-            try:
-                listener(event)
-            except Exception as exc:  # noqa: BLE001 - a failing view or log must not end the session
-                if self.unsubscribe(listener):  # once, though several threads may have seen it fail
-                    log.error(
-                        "event listener %r failed on %s and was detached: %r", listener, event.kind, exc
-                    )
-                    log.debug("the listener's traceback", exc_info=True)
-
-
-class EventLog:
-    """A listener that keeps every event, for reports and tests."""
-
-    def __init__(self) -> None:
-        self._events: list[Event] = []
-        self._lock = threading.Lock()
-
-    def __call__(self, event: Event) -> None:
-        with self._lock:
-            self._events.append(event)
-
-    @property
-    def events(self) -> list[Event]:
-        with self._lock:
-            return list(self._events)
-
-    def of(self, kind: type[E], turn: int | None = None) -> list[E]:
-        """The events of one type (and turn), in emission order."""
-        return [e for e in self.events if isinstance(e, kind) and (turn is None or e.turn == turn)]
-
-    def first(self, kind: type[E], turn: int) -> E | None:
-        return next(iter(self.of(kind, turn)), None)

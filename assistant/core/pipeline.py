@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
-from assistant.core.events import EventBus
+from assistant.core.bus import EventBus
 from assistant.core.messages import AudioChunk, End, Message
 from assistant.core.stage import MAX_QUEUED, Stage, StageContext, put, run_stage
 from assistant.core.turn import TurnScope

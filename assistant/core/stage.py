@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from assistant.core.events import EventBus
+from assistant.core.bus import EventBus
 from assistant.core.messages import End, Message
 from assistant.core.turn import TurnScope
 

@@ -33,7 +33,8 @@ from assistant import build
 from assistant.audio.file_source import AudioFileError
 from assistant.audio.sinks import AudioSink, ListSink, TimelineWavSink
 from assistant.config import Config
-from assistant.core.events import Event, EventBus, EventLog
+from assistant.core.bus import EventBus, EventLog
+from assistant.core.events import Event
 from assistant.core.pipeline import PipelineError
 from assistant.eval.textnorm import reply_mentions, sentence_match, word_errors
 from assistant.eval.turns import build_turns, turns_as_dicts

@@ -28,8 +28,8 @@ from typing import Protocol
 
 from assistant.config import BargeInConfig
 from assistant.core import events as ev
+from assistant.core.bus import EventBus
 from assistant.core.engines import ANSWER_SOURCES
-from assistant.core.events import EventBus
 from assistant.core.turn import TurnScope
 from assistant.stages.policy import InterruptionRules
 

@@ -17,7 +17,8 @@ from assistant import build
 from assistant.audio.echo import EchoGuard, FarEnd
 from assistant.audio.sinks import AudioSink
 from assistant.config import Config
-from assistant.core.events import Device, EventBus, Ready
+from assistant.core.bus import EventBus
+from assistant.core.events import Device, Ready
 from assistant.core.pipeline import Pipeline
 from assistant.core.stage import Stage
 from assistant.live.bargein import BargeIn

@@ -24,8 +24,8 @@ from typing import Any, TextIO
 
 from assistant.config import LoggingConfig
 from assistant.core import events as ev
+from assistant.core.bus import EventBus
 from assistant.core.engines import ANSWER_SOURCES
-from assistant.core.events import EventBus
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from wyoming.ping import Ping, Pong
 from wyoming.pipeline import RunPipeline
 from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop
 
-from assistant.core.events import EventBus
+from assistant.core.bus import EventBus
 from assistant.core.messages import ReplyText, SpeechEnded, Transcript
 from assistant.core.pipeline import Pipeline, PipelineError
 from assistant.core.stage import Stage
