@@ -44,6 +44,7 @@ from wyoming.pipeline import PipelineStage, RunPipeline
 
 from assistant import build
 from assistant.config import load_config
+from assistant.eval.stats import percentile
 from tests.llm_server import TransformersServer, free_port
 from tests.speech.make_speech import load_questions, render
 
@@ -177,16 +178,11 @@ def summary(results: list[Result]) -> tuple[str, ...]:
     def fmt(values: list[float], q: float | None = None) -> str:
         if not values:
             return "-"
-        value = statistics.median_low(sorted(values)) if q is None else percentile_low(sorted(values), q)
+        value = statistics.median_low(sorted(values)) if q is None else percentile(values, q, method="higher")
         return "none" if value == INF else f"{value:.0f}"
 
     count = [str(sum(r.outcome == k for r in results)) for k in OUTCOMES]
     return (fmt(first), fmt(first, 95), fmt(heard), fmt(heard, 95), fmt(answer), fmt(answer, 95), *count)
-
-
-def percentile_low(sorted_values: list[float], q: float) -> float:
-    """The q-th percentile without interpolation (a value that was measured, or INF)."""
-    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * q / 100))]
 
 
 def main(argv: list[str] | None = None) -> int:

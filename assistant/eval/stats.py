@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0..100), linear between the closest ranks; nan when there are none.
-    Any order: the values need not be sorted."""
+def percentile(values: Sequence[float], q: float, method: str = "linear") -> float:
+    """The q-th percentile (0..100), linear between the closest ranks (``method="higher"``: the
+    measured value at or above that rank, for values where ``inf`` means "never"); nan when there
+    are none. Any order: the values need not be sorted."""
     import numpy as np
 
-    return float(np.percentile(values, q)) if len(values) else float("nan")
+    return float(np.percentile(values, q, method=method)) if len(values) else float("nan")
 
 
 def latency_summary(
