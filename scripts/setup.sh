@@ -62,10 +62,11 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     "${pip[@]}" --no-deps pipecat-ai==1.14.0
     echo "$want" >"$stamp"
 fi
-# --dev: the repository root on the venv's path, so bench/ scripts import the test helpers
-# (tests.speech, tests.llm_server) the way the tests do, without editing sys.path
+# the repository root on the venv's path, so bench/ scripts import the test helpers (tests.speech,
+# tests.llm_server) the way the tests do, without editing sys.path. Written in both modes: a
+# runtime-only setup (make demo) after a --dev one must not take it away from the benches.
 site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-if [ "$dev" = 1 ]; then pwd >"$site/assistant-repo.pth"; else rm -f "$site/assistant-repo.pth"; fi
+pwd >"$site/assistant-repo.pth"
 
 # Materialise the model cache once (the LLM's GGUF -> safetensors) and verify checksums.
 .venv/bin/assistant models --prepare --quiet
