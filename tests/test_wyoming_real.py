@@ -185,7 +185,10 @@ def test_a_spoken_conversation_hears_answers_and_speaks(served, speech) -> None:
 def test_concurrent_clients_never_hear_each_other(served, speech) -> None:
     """Eight satellites talk at once; four ask about France, four about spiders."""
     service, port, prompts = served
-    questions = {"capital_france": ("paris", "eight"), "spider_legs": ("eight", "paris")}
+    # tiny.en sometimes hears piper's "eight legs" as "eighth legs": the point here is whose answer
+    # each client hears, so either spelling of the number counts as the spider answer
+    eight = r"(eight|eighth|8)"
+    questions = {"capital_france": ("paris", eight), "spider_legs": (eight, "paris")}
 
     async def one(case: str):  # type: ignore[no-untyped-def]
         async with client(port, timeout=120) as c:
