@@ -91,7 +91,7 @@ class OpenAiEngine:
         self._model = cfg.api_model
         self._model_checked = False
         self._model_lock = threading.Lock()
-        self._tools_refused = False  # the server answered a request with tools by HTTP 400
+        self.tools_refused = False  # the server answered a request with tools by HTTP 400
         log.info("LLM %s at %s", cfg.api_model or "(the server's model)", self.base_url)
 
     # -- TextStreamer ---------------------------------------------------------------------------
@@ -112,7 +112,7 @@ class OpenAiEngine:
         should_stop: Callable[[], bool] = lambda: False,
     ) -> Iterator[str | ToolCall]:
         """As ``stream``, with ``tools`` offered: the text increments, then the calls made."""
-        if not tools or self._tools_refused:
+        if not tools or self.tools_refused:
             yield from self.stream(messages, should_stop)
             return
         try:
@@ -121,7 +121,7 @@ class OpenAiEngine:
             if exc.status != 400:
                 raise
             log.warning("%s; the LLM server refuses tools: asking again without them, from now on", exc)
-            self._tools_refused = True
+            self.tools_refused = True
             yield from self.stream(messages, should_stop)
 
     def warm_up(self) -> None:
