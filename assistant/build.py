@@ -16,7 +16,7 @@ from assistant.audio.file_source import FileSource
 from assistant.audio.sinks import AudioSink
 from assistant.config import Config
 from assistant.core.bus import EventBus
-from assistant.core.engines import Recognizer, Synthesizer, TextStreamer, TurnDetector, WakeWordDetector
+from assistant.core.engines import Recognizer, Synthesizer, TextStreamer, Tool, TurnDetector, WakeWordDetector
 from assistant.core.pipeline import AudioSource, Pipeline
 from assistant.core.stage import Stage
 from assistant.engines.store import ModelStore
@@ -168,11 +168,15 @@ def listening_stages(cfg: Config, engines: Engines) -> list[Stage]:
 
 
 def responder_chain(
-    cfg: Config, llm: TextStreamer, wrap: Callable[[Responder], Responder] = lambda r: r
+    cfg: Config,
+    llm: TextStreamer,
+    wrap: Callable[[Responder], Responder] = lambda r: r,
+    tools: Sequence[Tool] = (),
 ) -> Responder:
     """The LLM, behind the fast path, behind the deadline fallback: each looks like what it wraps.
-    ``wrap`` adds a layer inside the deadline (the agent's actions)."""
-    return DeadlineResponder(wrap(FastPathResponder(LlmResponder(cfg.llm, llm))), cfg.deadline)
+    ``wrap`` adds a layer inside the deadline (the agent's actions), ``tools`` are offered to the
+    LLM (the agent's, which its layer then handles)."""
+    return DeadlineResponder(wrap(FastPathResponder(LlmResponder(cfg.llm, llm, tools))), cfg.deadline)
 
 
 def responder_stage(

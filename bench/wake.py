@@ -1,6 +1,7 @@
 """Wake phrase and wake word: misses on speech with them, false accepts on speech without, over generated speech.
 
     .venv/bin/python bench/wake.py [--quick] [--engine-only] [--hours H] [--set agent.wake_word=hey_jarvis ...]
+    nice -n 19 .venv/bin/python bench/wake.py --cpu [SECONDS]
 
 The corpus is rendered here (piper and espeak-ng voices, three speeds, pink and white noise) from
 two lists: commands that open with the wake phrase, and sentences that do not, many of them near
@@ -17,25 +18,39 @@ found). ``--hours`` then streams that much audio without the wake word through t
 clips without it, the "hey assistant" clips, music-like chords and noise, each pass remixed with a
 fresh gain and noise so no two passes are the same signal) and prints false accepts per hour. A miss costs the user a repetition; a false accept lets a passing remark reach the LLM
 (actions that change anything still need a spoken yes).
+
+``--cpu`` measures instead what listening costs: `assistant agent`'s own pipeline (agent/run.py,
+shipped models, the recording at real-time pace) over SECONDS (default 60) of silence with a faint
+noise floor ("idle") and of continuous room speech that never says the wake word ("room speech":
+the sentences above, piper voice, one after another), once with the transcript's wake phrase alone
+(agent.wake_word none: the old behaviour) and once with the wake-word gate. Printed per condition:
+process CPU seconds per wall second (% of one core: every thread of the process, the models' included)
+and the recognition passes Whisper made. Start-up (loading, warming up, pre-synthesised replies) is
+not counted. Run it under ``nice -n 19`` on a shared machine: CPU seconds still count what we used.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from assistant import build
+from assistant.agent import run as agent_run
 from assistant.agent.wake import WakePhrase
 from assistant.audio.convert import PIPELINE_RATE, float_to_int16, resample
-from assistant.config import load_config
+from assistant.audio.sinks import TimelineWavSink
+from assistant.config import Config, load_config
+from assistant.core.bus import EventBus
+from assistant.core.engines import Recognizer
 from assistant.engines.wakeword import MODELS
 from assistant.eval.textnorm import normalise_text
-from tests.speech.make_speech import Case, Turn, Variant, render_audio
+from tests.speech.make_speech import VARIANTS, Case, Turn, Variant, render_audio, write_wav
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -149,13 +164,93 @@ def false_accepts_per_hour(name: str, negatives: list[np.ndarray], hours: float)
     return found, total
 
 
+class CountingRecognizer:
+    """The recogniser, counting its passes (speculative and final alike)."""
+
+    def __init__(self, inner: Recognizer) -> None:
+        self.inner = inner
+        self.passes = 0
+
+    def transcribe(self, pcm: np.ndarray) -> str:
+        self.passes += 1
+        return self.inner.transcribe(pcm)
+
+    def warm_up(self) -> None:
+        self.inner.warm_up()
+
+
+def room_audio(seconds: float, work: Path) -> dict[str, Path]:
+    """``seconds`` of faint noise (idle), and of the sentences without the wake phrase one after
+    another (room speech), as 16 kHz WAV files."""
+    texts: list[str] = []
+    while len(texts) < len(WITHOUT_PHRASE) or sum(len(t) for t in texts) / 14 < seconds:  # ~14 chars/s
+        texts += WITHOUT_PHRASE
+    audio, rate = render_audio(Case("room", tuple(Turn(t, ()) for t in texts), gap_s=0.7), VARIANTS["piper"])
+    audio = resample(audio, rate, PIPELINE_RATE)[: int(seconds * PIPELINE_RATE)]
+    rng = np.random.default_rng(1)
+    noise = (rng.standard_normal(int(seconds * PIPELINE_RATE)) * 1e-3).astype(np.float32)  # -60 dBFS
+    paths = {"idle": work / "idle.wav", "room speech": work / "room.wav"}
+    write_wav(paths["idle"], noise, PIPELINE_RATE, "")
+    write_wav(paths["room speech"], audio + noise[: len(audio)], PIPELINE_RATE, " ".join(texts))
+    return paths
+
+
+def cpu_run(cfg: Config, engines: build.Engines, wav: Path, work: Path) -> tuple[float, float, int]:
+    """(process CPU s, wall s, recognition passes) of the agent over ``wav``."""
+    counting = CountingRecognizer(engines.recognizer)
+    pipe = agent_run.agent_file_pipeline(
+        cfg, replace(engines, recognizer=counting), wav, [TimelineWavSink(work / "reply.wav")], EventBus()
+    )
+    try:
+        pipe.setup()  # start-up is not what listening costs
+        cpu0, wall0 = time.process_time(), time.monotonic()
+        pipe.start()
+        pipe.wait()
+        cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+    finally:
+        pipe.stop()
+    return cpu, wall, counting.passes
+
+
+def cpu_table(seconds: float, overrides: list[str]) -> int:
+    work = Path(tempfile.mkdtemp(prefix="bench-wake-cpu-"))
+    paths = room_audio(seconds, work)
+    state = [f"agent.notes_file={work / 'notes.txt'}", "agent.event_log=null"]
+    base = load_config(REPO / "config.yaml", [*overrides, *state])
+    engines = build.load_engines(base)
+    word = base.agent.wake_word if base.agent.wake_word != "none" else "okay_nabu"
+    head = f"{'condition':<34} {'audio':<12} {'CPU s':>6} {'wall s':>7} {'% core (wall)':>14} {'% core (audio)':>15}"
+    print(f"\n{head} {'ASR passes':>11}")
+    for label, wake_word in (
+        ("transcript phrase (wake_word none)", "none"),
+        (f"wake word gate ({word})", word),
+    ):
+        cfg = load_config(REPO / "config.yaml", [*overrides, *state, f"agent.wake_word={wake_word}"])
+        for kind, wav in paths.items():
+            print(f"{label}: {kind}...", file=sys.stderr)
+            cpu, wall, passes = cpu_run(cfg, engines, wav, work)
+            print(
+                f"{label:<34} {kind:<12} {cpu:>6.1f} {wall:>7.1f} {cpu / wall:>14.1%} {cpu / seconds:>15.1%}"
+                f" {passes:>11}"
+            )
+    print(
+        f"\n({seconds:.0f} s of audio each at real-time pace, then the VAD's closing silence; CPU: every"
+        " thread of this process; % core (audio): CPU s per second of audio, which a loaded machine"
+        " does not stretch as it stretches the wall time)"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer voices and speeds (about a third)")
     ap.add_argument("--engine-only", action="store_true", help="the wake-word model only (no Whisper)")
     ap.add_argument("--hours", type=float, default=0.0, help="false accepts per hour over this much audio")
+    ap.add_argument("--cpu", type=float, nargs="?", const=60.0, metavar="SECONDS", help="CPU use instead")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = ap.parse_args(argv)
+    if args.cpu:
+        return cpu_table(args.cpu, args.overrides)
     cfg = load_config(REPO / "config.yaml", args.overrides)
     wake = WakePhrase(cfg.agent.wake_phrase, cfg.agent.wake_similarity)
     model = cfg.agent.wake_word if cfg.agent.wake_word != "none" else "okay_nabu"

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from assistant.cli.ask import answer
 from assistant.cli.main import main
 from assistant.config import Config
 from assistant.core.bus import EventBus
@@ -91,6 +92,20 @@ def test_the_assistant_answers_a_recorded_conversation_through_the_server(
     assert reply_mentions(turns[1]["reply"], ("eight", "8")), turns[1]["reply"]
     assert not any(t["fallback"] for t in turns)
     assert live.log_text().count("POST /v1/chat/completions") >= requests_before + 2  # it was the server
+
+
+def test_the_agent_offers_its_actions_as_tools_and_the_real_server_takes_them(
+    cfg: Config, live: TransformersServer, tmp_path: Path
+) -> None:
+    """transformers serve accepts the agent's tool schemas (no HTTP 400, so no asking again without
+    them); SmolLM2's chat format has no tools, so it answers in text and the turn goes on as before."""
+    c = served(cfg, live)
+    c = replace(c, deadline=replace(c.deadline, first_audio_ms=10000, answer_ms=60000, reply_ms=60000))
+    c = replace(c, agent=replace(c.agent, notes_file=tmp_path / "notes.txt"))
+    engine = OpenAiEngine(c.llm)
+    got = answer(c, engine, "What is the capital of France?", agent=True)
+    assert not engine.tools_refused
+    assert got.source == "llm" and got.action is None and reply_mentions(got.reply, ("paris",)), got
 
 
 class Conversation:

@@ -7,6 +7,8 @@ the pipeline is unchanged. Safety lives here, in one place:
   they run when the next utterance is "yes", and anything else drops them;
 - programs come from the ``agent.apps`` allowlist by name; a spoken name that is not on it launches
   nothing. No shell string is built from speech (desktop.py).
+A server model offered the actions as tools (agent/tools.py) goes through the same door: its call
+becomes the intent a sentence would have made (or a spoken refusal), then the same checks apply.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from pathlib import Path
 from assistant.agent.desktop import Desktop, DesktopError, safe_url, typeable
 from assistant.agent.intents import Intent, match, normalise
 from assistant.agent.timers import Scheduler, describe_duration
+from assistant.agent.tools import ToolReply, call_intent
 from assistant.config import AgentConfig
 from assistant.core.bus import EventBus
-from assistant.core.engines import ChatMessage
+from assistant.core.engines import ChatMessage, ToolCall
 from assistant.core.events import Action
 from assistant.reply.base import Clause, DeferredReply, Reply, Responder, ready_answer
 from assistant.reply.fastpath import spoken_answer
@@ -73,7 +76,7 @@ class ActionResponder:
         self.events = events
         self.clock = clock
         self._apps = {normalise(name): command for name, command in cfg.apps.items()}
-        self._pending: tuple[Intent, float] | None = None  # proposed, awaiting "yes"
+        self._pending: tuple[Intent, float, str | None] | None = None  # proposed, awaiting "yes"; via
 
     # -- Responder -------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -92,7 +95,7 @@ class ActionResponder:
             answer = self.handle(messages[-1]["content"])
             if answer is None:
                 inner.ask(messages)
-                return inner
+                return ToolReply(inner, self.handle_call)  # the LLM's tool call, if it makes one
             inner.cancel()
             kept = CLIPBOARD_KEPT if answer.startswith(CLIPBOARD_SAYS) else None
             return ready_answer(Clause(answer, "action", kept))
@@ -105,7 +108,7 @@ class ActionResponder:
     # -- actions ---------------------------------------------------------------------------------
     def drop_pending(self) -> None:
         if self._pending is not None:
-            self._record(self._pending[0], "dropped")
+            self._record(self._pending[0], "dropped", via=self._pending[2])
         self._pending = None
 
     def match(self, text: str) -> Intent | None:
@@ -119,27 +122,45 @@ class ActionResponder:
         if pending is not None:
             fresh = time.monotonic() - pending[1] <= CONFIRM_WINDOW_S
             if intent is not None and intent.name == "yes" and fresh:
-                return self._execute(pending[0])
-            self._record(pending[0], "declined" if intent and intent.name in ("no", "stop") else "dropped")
+                return self._execute(pending[0], pending[2])
+            outcome = "declined" if intent and intent.name in ("no", "stop") else "dropped"
+            self._record(pending[0], outcome, via=pending[2])
             if intent is not None and intent.name in ("no", "stop", "yes"):
                 return WONT
         if intent is None:
             return None
         if intent.name in ("yes", "no", "stop"):
             return OKAY if intent.name != "yes" else NOTHING_TO_CONFIRM
+        return self._act(intent)
+
+    def handle_call(self, call: ToolCall) -> Clause:
+        """What to say about the LLM's tool call: refused, proposed or done, as if it had been said."""
+        try:
+            intent, refusal = call_intent(call, self.cfg)
+            if intent is None:
+                self._record(Intent(call.name[:60] or "?", {}), "refused", reason=refusal, via="llm")
+                return Clause(refusal, "action")
+            answer = self._act(intent, via="llm")
+        except Exception:  # a bug here must not end the turn, nor run anything
+            log.exception("the LLM's tool call %.60r failed", call.name)
+            return Clause(NOT_ALLOWED, "action")
+        return Clause(answer, "action", CLIPBOARD_KEPT if answer.startswith(CLIPBOARD_SAYS) else None)
+
+    def _act(self, intent: Intent, via: str | None = None) -> str:
+        """The allowlist, the checks, then a proposal (``agent.confirm``) or the action itself."""
         action = ACTION_OF.get(intent.name, intent.name)
         if action not in ALWAYS_ALLOWED and action not in self.cfg.actions:
-            self._record(intent, "not allowed")
+            self._record(intent, "not allowed", via=via)
             return NOT_ALLOWED
         refusal = self._check(intent)
         if refusal:
-            self._record(intent, "refused", reason=refusal)
+            self._record(intent, "refused", reason=refusal, via=via)
             return refusal
         if intent.name in self.cfg.confirm:
-            self._pending = (intent, time.monotonic())
-            self._record(intent, "proposed")
+            self._pending = (intent, time.monotonic(), via)
+            self._record(intent, "proposed", via=via)
             return f"{self._proposal(intent)}? Say yes to confirm."
-        return self._execute(intent)
+        return self._execute(intent, via)
 
     def _check(self, intent: Intent) -> str | None:
         """A spoken refusal when the slots cannot be acted on, before anything is proposed."""
@@ -172,13 +193,13 @@ class ActionResponder:
             return f"{'Note' if intent.name == 'note' else 'Remind you'}: {s['what']}"
         return f"Do {intent.name}" + (f" {s['command']}" if "command" in s else "")
 
-    def _execute(self, intent: Intent) -> str:
+    def _execute(self, intent: Intent, via: str | None = None) -> str:
         try:
             said = self._do(intent)
         except (DesktopError, OSError) as exc:
-            self._record(intent, "failed", reason=str(exc))
+            self._record(intent, "failed", reason=str(exc), via=via)
             return f"Sorry, I couldn't do that: {exc}."
-        self._record(intent, "done")
+        self._record(intent, "done", via=via)
         return said
 
     def _do(self, intent: Intent) -> str:
@@ -245,7 +266,11 @@ class ActionResponder:
         with path.open("a", encoding="utf-8") as f:
             f.write(f"{self.clock():%Y-%m-%d %H:%M}  {typeable(text)}\n")
 
-    def _record(self, intent: Intent, outcome: str, reason: str | None = None) -> None:
-        log.info("action %s %s %s", intent.name, outcome, intent.slots)
+    def _record(
+        self, intent: Intent, outcome: str, reason: str | None = None, via: str | None = None
+    ) -> None:
+        log.info(
+            "action %s %s %s%s", intent.name, outcome, intent.slots, " (the LLM's tool call)" if via else ""
+        )
         if self.events is not None:
-            self.events.emit(Action(-1, intent.name, outcome, dict(intent.slots), reason))
+            self.events.emit(Action(-1, intent.name, outcome, dict(intent.slots), reason, via=via))

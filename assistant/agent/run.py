@@ -13,6 +13,7 @@ from assistant.agent.desktop import Desktop
 from assistant.agent.gate import WakeGate
 from assistant.agent.policy import WAKE_REPLY, WakePolicy
 from assistant.agent.timers import Scheduler
+from assistant.agent.tools import offered
 from assistant.agent.wake import WakePhrase
 from assistant.audio.sinks import AudioSink
 from assistant.config import Config
@@ -63,7 +64,7 @@ class Agent:
             )
             return self.actions[-1]
 
-        responder = build.responder_chain(self.cfg, engines.llm, wrap=with_actions)
+        responder = build.responder_chain(self.cfg, engines.llm, wrap=with_actions, tools=offered(self.cfg))
         stage = build.responder_stage(self.cfg, responder, policy=self.policy)
         prepared = (WAKE_REPLY, *FIXED_REPLIES)
         return build.speaking_stages(self.cfg, engines, sinks, responder=stage, prepared=prepared)

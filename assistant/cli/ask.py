@@ -14,13 +14,15 @@ import dataclasses
 import json
 import queue
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the parser is built at every start: the chain's modules load only for `ask`
     from assistant.agent.desktop import Desktop
     from assistant.config import Config
-    from assistant.core.engines import TextStreamer
+    from assistant.core.engines import TextStreamer, Tool, ToolCall
+    from assistant.core.events import Action
     from assistant.reply.base import Responder
 
 FALLBACK_KINDS = ("ack", "timeout", "error")
@@ -54,6 +56,7 @@ def answer(
     from assistant.agent.actions import ActionResponder
     from assistant.agent.desktop import Desktop
     from assistant.agent.timers import Scheduler
+    from assistant.agent.tools import offered
     from assistant.config import AGENT_ACTIONS
     from assistant.core.bus import EventBus
     from assistant.core.events import Action
@@ -72,7 +75,7 @@ def answer(
             ActionResponder(inner, agent_cfg, desktop or Desktop(), Scheduler(), events) if agent else inner
         )
 
-    chain = build.responder_chain(cfg, llm, wrap=with_actions)
+    chain = build.responder_chain(cfg, llm, wrap=with_actions, tools=offered(cfg) if agent else ())
     chain.setup()
     try:
         return _turn(chain, cfg, text, agent, agent_cfg.apps, actions)
@@ -81,7 +84,7 @@ def answer(
 
 
 def _turn(
-    chain: Responder, cfg: Config, text: str, agent: bool, apps: dict[str, str], actions: list[dict[str, Any]]
+    chain: Responder, cfg: Config, text: str, agent: bool, apps: dict[str, str], actions: list[Action]
 ) -> Answer:
     from assistant.agent.intents import match
     from assistant.core.engines import ChatMessage
@@ -115,12 +118,15 @@ def _turn(
     if any(s == "ack" for _, s, _ in said):
         latency["ack"] = _ms(next(w for _, s, w in said if s == "ack") - t0)
     used = intent if source == "intent" and intent is not None else None
+    last = actions[-1] if actions else None
+    if last is not None and last.via == "llm":  # the LLM's tool call: the model answered, by acting
+        source = "llm"
     return Answer(
         reply=" ".join(t for t, _, _ in spoken).strip(),
         source=source,
         intent=used.name if used else None,
-        slots=dict(used.slots) if used else {},
-        action=actions[-1].action if actions else None,
+        slots=dict(used.slots) if used else dict(last.slots) if last and last.via else {},
+        action=last.action if last else None,
         latency_ms=latency,
     )
 
@@ -166,6 +172,16 @@ class _LazyLlm:
 
     def stream(self, messages: list, should_stop: Any = lambda: False) -> Any:
         return self.get().stream(messages, should_stop)
+
+    def stream_tools(
+        self, messages: list, tools: Sequence[Tool], should_stop: Any = lambda: False
+    ) -> Iterator[str | ToolCall]:
+        from assistant.core.engines import ToolStreamer
+
+        engine = self.get()
+        if isinstance(engine, ToolStreamer):
+            return engine.stream_tools(messages, tools, should_stop)
+        return iter(engine.stream(messages, should_stop))
 
 
 def run(cfg: Config, args: argparse.Namespace) -> int:

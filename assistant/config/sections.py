@@ -122,6 +122,9 @@ class LlmConfig:
     api_key_env: str | None = None  # the NAME of the variable holding the key; never the key itself
     connect_timeout_ms: int = _in(2000, 100, 60000)
     read_timeout_ms: int = _in(10000, 100, 600000)
+    # the agent's allowed actions offered to the server's model as OpenAI tools ("auto": with backend
+    # openai, in `assistant agent` and `ask --agent`; the local model stays on the intent matcher)
+    tools: Literal["auto", "off"] = "auto"
 
 
 @dataclass(frozen=True, config=_STRICT)

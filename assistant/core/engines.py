@@ -7,12 +7,14 @@ reports all need to tell the answer itself from a fallback without importing the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Protocol
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 ChatMessage = dict[str, str]
+Tool = dict[str, Any]  # one OpenAI function tool: {"type": "function", "function": {name, parameters}}
 
 # Clause sources that are the answer itself ("action": the agent did what was asked); the others
 # are fallbacks ("ack", "timeout", "error") or the agent's own announcements ("announcement").
@@ -44,6 +46,26 @@ class TextStreamer(Protocol):
     def stream(self, messages: list[ChatMessage], should_stop: Callable[[], bool] = ...) -> Iterator[str]: ...
 
     def warm_up(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A function the model asked to call: its name and its arguments exactly as it wrote them (JSON
+    text, unchecked: whoever offered the tool validates them like any other untrusted input)."""
+
+    name: str
+    arguments: str
+    id: str = ""
+
+
+@runtime_checkable
+class ToolStreamer(TextStreamer, Protocol):
+    """A language model that can be offered ``tools``: the reply's text increments, then the calls
+    it made (whole: after the stream ended). A model or server that cannot take tools just talks."""
+
+    def stream_tools(
+        self, messages: list[ChatMessage], tools: Sequence[Tool], should_stop: Callable[[], bool] = ...
+    ) -> Iterator[str | ToolCall]: ...
 
 
 class WakeWordDetector(Protocol):

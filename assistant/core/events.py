@@ -169,6 +169,7 @@ class Action(Event):
     outcome: str
     slots: dict[str, Any] = field(default_factory=dict)
     reason: str | None = _optional()
+    via: str | None = _optional()  # "llm": the model's tool call asked for it (None: the intent matcher)
 
 
 # -- speaking (playback, the speaker, the barge-in) ----------------------------------------------------

@@ -10,6 +10,12 @@ timed out, an HTTP error, a malformed or cut stream) raises LlmServerError with 
 words where it sent any; the deadline wrapper turns that into the spoken apology, and the next turn
 simply opens a new request.
 
+Tools (``stream_tools``): the agent's actions offered as OpenAI function tools. The calls stream in
+pieces (``delta.tool_calls``: an index, then the id and name, then the arguments in fragments); they
+are put together here and handed on whole once the stream ends, their arguments as the model wrote
+them: checking them is the agent's business. A server that refuses tools (HTTP 400: vLLM started
+without a tool parser) is asked again without them, and not offered them again.
+
 httpx2 rather than the ``openai`` SDK: it is already installed (huggingface_hub and the SDK itself
 are built on it), it has SSE built in, and the SDK would add a second client stack, retries we do not
 want (a retry after the deadline helps nobody) and a large import to start-up.
@@ -22,14 +28,15 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import httpx2
 
 from assistant.config import ConfigError, LlmConfig
-from assistant.core.engines import ChatMessage
+from assistant.core.engines import ChatMessage, Tool, ToolCall
+from assistant.engines.openai_tools import ToolCallParts
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +91,7 @@ class OpenAiEngine:
         self._model = cfg.api_model
         self._model_checked = False
         self._model_lock = threading.Lock()
+        self.tools_refused = False  # the server answered a request with tools by HTTP 400
         log.info("LLM %s at %s", cfg.api_model or "(the server's model)", self.base_url)
 
     # -- TextStreamer ---------------------------------------------------------------------------
@@ -93,7 +101,28 @@ class OpenAiEngine:
     ) -> Iterator[str]:
         """Yield the reply as text increments; returning early (``should_stop``, or the caller
         closing the generator) closes the HTTP stream, which stops the server generating."""
-        yield from self._chat(messages, should_stop, self.cfg.max_new_tokens)
+        for piece in self._chat(messages, should_stop, self.cfg.max_new_tokens):
+            if isinstance(piece, str):
+                yield piece
+
+    def stream_tools(
+        self,
+        messages: list[ChatMessage],
+        tools: Sequence[Tool],
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> Iterator[str | ToolCall]:
+        """As ``stream``, with ``tools`` offered: the text increments, then the calls made."""
+        if not tools or self.tools_refused:
+            yield from self.stream(messages, should_stop)
+            return
+        try:
+            yield from self._chat(messages, should_stop, self.cfg.max_new_tokens, tools)
+        except LlmServerError as exc:
+            if exc.status != 400:
+                raise
+            log.warning("%s; the LLM server refuses tools: asking again without them, from now on", exc)
+            self.tools_refused = True
+            yield from self.stream(messages, should_stop)
 
     def warm_up(self) -> None:
         """Check the server at start-up. What no retry fixes (a wrong key, model or URL path: a 4xx)
@@ -153,11 +182,15 @@ class OpenAiEngine:
     # -- one request ----------------------------------------------------------------------------
 
     def _chat(
-        self, messages: list[ChatMessage], should_stop: Callable[[], bool], max_tokens: int
-    ) -> Iterator[str]:
+        self,
+        messages: list[ChatMessage],
+        should_stop: Callable[[], bool],
+        max_tokens: int,
+        tools: Sequence[Tool] = (),
+    ) -> Iterator[str | ToolCall]:
         if should_stop():
             return
-        body = {
+        body: dict[str, Any] = {
             "model": self.model_id(),
             "messages": trim_history(messages, self.cfg.history_tokens),
             "stream": True,
@@ -165,6 +198,8 @@ class OpenAiEngine:
             "temperature": self.cfg.temperature,
             **self.extra_body,
         }
+        if tools:
+            body |= {"tools": list(tools), "tool_choice": "auto"}
         with self._errors("chat"), self._client.stream("POST", "/chat/completions", json=body) as response:
             if response.status_code >= 400:
                 response.read()
@@ -187,15 +222,19 @@ class OpenAiEngine:
             raise LlmServerError(f"the LLM server at {url} failed ({what}): {exc!r}") from exc
 
 
-def _deltas(response: httpx2.Response, should_stop: Callable[[], bool], base_url: str) -> Iterator[str]:
-    """The text increments of a chat-completions SSE stream. It ends with ``data: [DONE]`` (OpenAI,
-    vLLM) or with the connection after a chunk that carries a finish_reason (transformers serve);
-    ending any other way means the stream was cut."""
+def _deltas(
+    response: httpx2.Response, should_stop: Callable[[], bool], base_url: str
+) -> Iterator[str | ToolCall]:
+    """The text increments of a chat-completions SSE stream, then its tool calls. It ends with
+    ``data: [DONE]`` (OpenAI, vLLM) or with the connection after a chunk that carries a finish_reason
+    (transformers serve); ending any other way means the stream was cut."""
     finished = False
+    calls = ToolCallParts()
     for event in httpx2.EventSource(response):
         if should_stop():
             return
         if event.data.strip() == "[DONE]":
+            yield from calls.whole()
             return
         try:
             chunk = json.loads(event.data)
@@ -208,12 +247,18 @@ def _deltas(response: httpx2.Response, should_stop: Callable[[], bool], base_url
         if "error" in chunk:
             raise LlmServerError(f"the LLM server at {base_url} failed mid-reply: {_message(chunk)}")
         for choice in chunk.get("choices") or []:  # none in a usage-only chunk
-            text = (choice.get("delta") or {}).get("content")
+            delta = choice.get("delta") or {}
+            text = delta.get("content")
             if text:
                 yield text
+            try:
+                calls.add(delta.get("tool_calls"))
+            except ValueError as exc:
+                raise LlmServerError(f"the LLM server at {base_url} sent {exc}") from exc
             finished = finished or bool(choice.get("finish_reason"))
     if not finished:
         raise LlmServerError(f"the LLM server at {base_url} ended the stream before the reply was complete")
+    yield from calls.whole()
 
 
 def _raise_for_status(response: httpx2.Response, base_url: str) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from assistant.core.engines import ChatMessage
+from assistant.core.engines import ChatMessage, ToolCall
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,9 @@ class Clause:
     text: str
     source: str = "llm"  # one of ANSWER_SOURCES, or a fallback kind: "ack", "timeout", "error"
     kept: str | None = None  # what the conversation history keeps instead of ``text`` (private words)
+    # a tool the model called (text empty): whoever offered the tools turns it into what is said,
+    # when the clause is taken (never while a speculative reply is being prepared)
+    call: ToolCall | None = None
 
 
 class Reply(Protocol):

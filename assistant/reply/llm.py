@@ -3,15 +3,20 @@
 ``prefetch`` starts generating on a speculative transcript while the VAD's hangover is still
 deciding whether the user has finished; asking the reply with the same conversation adopts that
 work, so the first clause may be ready the moment the turn ends. Any other conversation cancels it.
+
+With ``tools`` (the agent's actions, offered to a server model that can call them), a call the model
+makes ends the reply as a clause that carries it; the agent, which offered the tools, decides what
+becomes of it when the clause is taken. One call a turn: the first; the reply ends there.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator, Sequence
 
 from assistant.config import LlmConfig
-from assistant.core.engines import ChatMessage, TextStreamer
+from assistant.core.engines import ChatMessage, TextStreamer, Tool, ToolCall, ToolStreamer
 from assistant.reply.base import Clause, DeferredReply, ReplyStream, produce
 from assistant.reply.clauses import ClauseSplitter, ends_sentence
 
@@ -19,9 +24,10 @@ log = logging.getLogger(__name__)
 
 
 class LlmResponder:
-    def __init__(self, cfg: LlmConfig, engine: TextStreamer) -> None:
+    def __init__(self, cfg: LlmConfig, engine: TextStreamer, tools: Sequence[Tool] = ()) -> None:
         self.cfg = cfg
         self.engine = engine
+        self.tools = tuple(tools)
         self._lock = threading.Lock()
         self._prefetched: tuple[tuple[tuple[str, str], ...], ReplyStream] | None = None
 
@@ -66,8 +72,14 @@ class LlmResponder:
             splitter = ClauseSplitter()
             said: set[str] = set()
             sentence_done = False  # the last clause spoken ended a sentence
-            for piece in engine.stream(messages, should_stop=stream.cancelled.is_set):
+            for piece in self._pieces(messages, stream):
                 stream.first_token()
+                if isinstance(piece, ToolCall):
+                    rest = splitter.flush()
+                    if rest and not stream.cancelled.is_set():
+                        stream.put(Clause(rest))
+                    stream.put(Clause("", "llm", call=piece))
+                    return  # closing the generator drops any further calls
                 last_piece = "\n\n" in piece  # a second paragraph: small models start rambling there
                 for clause in splitter.feed(piece.split("\n\n")[0]):
                     if clause.lower() in said:  # a loop ("I'm sorry. I'm sorry."): end the reply here
@@ -86,6 +98,11 @@ class LlmResponder:
                 stream.put(Clause(rest))
 
         return produce(ReplyStream(), work, "llm")
+
+    def _pieces(self, messages: list[ChatMessage], stream: ReplyStream) -> Iterator[str | ToolCall]:
+        if self.tools and isinstance(self.engine, ToolStreamer):
+            return self.engine.stream_tools(messages, self.tools, should_stop=stream.cancelled.is_set)
+        return iter(self.engine.stream(messages, should_stop=stream.cancelled.is_set))
 
 
 def _key(messages: list[ChatMessage]) -> tuple[tuple[str, str], ...]:
