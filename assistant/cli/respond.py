@@ -118,6 +118,8 @@ def respond(cfg: Config, args: argparse.Namespace) -> int:
                 "config": config_to_dict(cfg),
                 "turns": turns_as_dicts(turns),
                 "summary_ms": latency_summary(t.latency_ms for t in turns),
+                "failovers": sum(t.failovers for t in turns),  # remote speech servers
+                "speech_errors": sum(t.speech_errors for t in turns),
             },
             args.report,
         )
@@ -127,8 +129,12 @@ def respond(cfg: Config, args: argparse.Namespace) -> int:
 
 def turn_table(turns: list[TurnRecord]) -> Table:
     """One row per turn: what was heard and answered, and how fast."""
+    from dataclasses import asdict
+
     from rich import box
     from rich.table import Table
+
+    from assistant.eval.view import servers_note
 
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     table.add_column("turn", justify="right")
@@ -143,7 +149,10 @@ def turn_table(turns: list[TurnRecord]) -> Table:
             str(t.turn),
             f"{t.start_s:.2f}-{t.end_s:.2f}s",
             t.transcript,
-            t.reply + (f" [{t.fallback_kind}]" if t.fallback else "") + (" [ack]" if t.acknowledged else ""),
+            t.reply
+            + (f" [{t.fallback_kind}]" if t.fallback else "")
+            + (" [ack]" if t.acknowledged else "")
+            + servers_note(asdict(t)),  # remote speech servers: a failover, a lost request
             ms(lat.get("asr_final")),
             ms(lat.get("llm_first_token")),
             ms(lat.get("first_audio")),

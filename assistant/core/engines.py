@@ -8,7 +8,7 @@ reports all need to tell the answer itself from a fallback without importing the
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -22,6 +22,20 @@ ANSWER_SOURCES = ("llm", "fastpath", "action")
 class EngineUnavailable(RuntimeError):
     """A remote engine could not serve this request (every server down, cut off or failing): the
     stage makes it a failed turn and carries on; the next request tries again."""
+
+
+@runtime_checkable
+class ReportsFailures(Protocol):
+    """A remote engine (a pool of servers) tells the stage that called it which servers failed its
+    requests on this thread since it last asked: (server, error) pairs. The stage reports them as
+    events of its turn; when the request still succeeded, another server took over (a failover)."""
+
+    def take_failures(self) -> list[tuple[str, str]]: ...
+
+
+def take_failures(engine: object) -> list[tuple[str, str]]:
+    """The engine's server failures since the last take (none for an in-process engine)."""
+    return engine.take_failures() if isinstance(engine, ReportsFailures) else []
 
 
 class Recognizer(Protocol):

@@ -10,6 +10,10 @@ generator); every Wyoming server takes a closed connection as the end of that re
 A server that fails (refused, timed out, cut off, an error event) is skipped for a back-off that
 doubles up to ``MAX_BACKOFF_S``, then tried again by the next request; the log says when it goes and
 when it answers again. A request that no server can serve raises ``EngineUnavailable``.
+
+The engines have no event bus (one engine serves many pipelines), so the failures of a request are
+also kept for the thread that made it: the stage that called the engine takes them afterwards
+(``take_failures``) and reports them as its turn's events (a failover, when another server answered).
 """
 
 from __future__ import annotations
@@ -108,6 +112,8 @@ class ServerPool:
         self.servers = [Server(u, h, p) for u, h, p in parse_uris(setting, uris)]
         self._lock = threading.Lock()
         self._next = 0  # round-robin among equally busy servers
+        # per calling thread: a stage thread calls, then takes its own failures (see take_failures)
+        self._local = threading.local()
 
     @property
     def label(self) -> str:
@@ -173,11 +179,17 @@ class ServerPool:
                 self._ok(server)
                 log.info("%s server %s answers", self.role, server.uri)
             except (OSError, ServerError, ValueError) as exc:
-                self._failed(server, exc)
+                self._failed(server, exc, request=False)
         if all(s.backoff_s for s in self.servers):
             log.warning(
                 "no %s server answers (%s); starting anyway: turns fail until one does", self.role, self.label
             )
+
+    def take_failures(self) -> list[tuple[str, str]]:
+        """(server, error) of each failure in this thread's requests since the last take."""
+        failures: list[tuple[str, str]] = getattr(self._local, "failures", [])
+        self._local.failures = []
+        return failures
 
     def _candidates(self) -> list[Server]:
         """Servers that are up, least busy first (round-robin among equals), then those whose
@@ -198,7 +210,11 @@ class ServerPool:
         if was_down:
             log.warning("%s server %s answers again", self.role, server.uri)
 
-    def _failed(self, server: Server, exc: BaseException) -> str:
+    def _failed(self, server: Server, exc: BaseException, request: bool = True) -> str:
+        if request:  # (start-up checks belong to no turn)
+            if not hasattr(self._local, "failures"):
+                self._local.failures = []
+            self._local.failures.append((server.uri, str(exc) or type(exc).__name__))
         with self._lock:
             server.failed += 1
             server.backoff_s = min(MAX_BACKOFF_S, server.backoff_s * 2 or FIRST_BACKOFF_S)

@@ -42,6 +42,9 @@ class WyomingRecognizer:
         self.cfg = cfg
         self.pool = ServerPool("ASR", "asr.uri", cfg.uri)
 
+    def take_failures(self) -> list[tuple[str, str]]:
+        return self.pool.take_failures()
+
     def transcribe(self, pcm: np.ndarray) -> str:
         if len(pcm) == 0:
             return ""
@@ -67,6 +70,7 @@ class WyomingRecognizer:
             self.transcribe(np.zeros(PIPELINE_RATE // 2, dtype=np.int16))
         except EngineUnavailable as exc:
             log.warning("speech recognition is not available yet: %s", exc)
+        self.pool.take_failures()  # start-up's, no turn's
 
 
 class WyomingSynthesizer:
@@ -85,6 +89,9 @@ class WyomingSynthesizer:
         except EngineUnavailable as exc:
             log.warning("speech synthesis is not available yet (%s); assuming %d Hz", exc, DEFAULT_RATE)
         self._rate_known = True  # fixed from now on: the TTS stage's prepared audio is at this rate
+
+    def take_failures(self) -> list[tuple[str, str]]:
+        return self.pool.take_failures()
 
     def synthesize(self, text: str) -> Iterator[np.ndarray]:
         """The text's audio as one piece (a server streams chunks of any length, and the TTS stage

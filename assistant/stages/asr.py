@@ -23,8 +23,10 @@ import numpy as np
 
 from assistant.audio.convert import PIPELINE_RATE
 from assistant.config import AsrConfig
-from assistant.core.engines import EngineUnavailable, Recognizer
+from assistant.core.engines import EngineUnavailable, Recognizer, take_failures
 from assistant.core.events import (
+    SpeechError,
+    SpeechFailover,
     TranscriptCommitted,
     TranscriptFinal,
     TranscriptPartial,
@@ -155,6 +157,7 @@ class AsrStage(Stage):
                 text = self._transcribe(self._samples_until(turn, ended.t_input + END_PAD_S), turn)
             except EngineUnavailable as exc:  # a remote recogniser: this turn is lost, the pipeline is not
                 log.warning("speech recognition failed for turn %d: %s", turn.number, exc)
+                self.ctx.events.emit(SpeechError(turn.number, "asr", str(exc)))
                 text, failed = "", True
         now = time.monotonic()
         self.ctx.events.emit(TranscriptFinal(turn.number, text, reused, t=now))
@@ -168,11 +171,12 @@ class AsrStage(Stage):
         energy = np.abs(search[: frames * CUT_FRAME].reshape(frames, CUT_FRAME).astype(np.int32)).sum(1)
         cut = len(audio) - len(search) + int(np.argmin(energy)) * CUT_FRAME + CUT_FRAME // 2
         try:
-            text = self._pass(audio[:cut])
+            text = self._pass(audio[:cut], turn.number)
         except EngineUnavailable as exc:  # the window's audio goes all the same: memory stays bounded
             log.warning(
                 "speech recognition failed for %.1f s of turn %d: %s", cut / PIPELINE_RATE, turn.number, exc
             )
+            self.ctx.events.emit(SpeechError(turn.number, "asr", str(exc)))
             text = ""
         turn.committed = f"{turn.committed} {text}".strip()
         turn.chunks = [audio[cut:]]
@@ -191,14 +195,21 @@ class AsrStage(Stage):
         assert turn is not None
         kept = samples - turn.kept_from
         audio = np.concatenate(turn.chunks)[:kept] if turn.chunks and kept > 0 else np.zeros(0, np.int16)
-        return f"{turn.committed} {self._pass(audio)}".strip()
+        return f"{turn.committed} {self._pass(audio, turn.number)}".strip()
 
-    def _pass(self, audio: np.ndarray) -> str:
+    def _pass(self, audio: np.ndarray, turn: int) -> str:
         if len(audio) == 0:
             return ""
-        return self.engine.transcribe(
-            np.concatenate([audio, np.zeros(int(TAIL_ZEROS_S * PIPELINE_RATE), np.int16)])
-        )
+        try:
+            text = self.engine.transcribe(
+                np.concatenate([audio, np.zeros(int(TAIL_ZEROS_S * PIPELINE_RATE), np.int16)])
+            )
+        except EngineUnavailable:
+            take_failures(self.engine)  # nobody took over: the caller reports the loss (or retries)
+            raise
+        for server, error in take_failures(self.engine):  # a remote server failed, another answered
+            self.ctx.events.emit(SpeechFailover(turn, "asr", server, error))
+        return text
 
     def _try_transcribe(self, samples: int) -> str | None:
         """A partial or speculative pass: None when it failed (the final pass tries again)."""
