@@ -4,6 +4,8 @@ wyoming-piper, ours) are in tests/speech_servers.py and the real tests."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import socketserver
 import threading
 from dataclasses import dataclass, field
@@ -28,9 +30,11 @@ class FakeWyoming:
 
     def __post_init__(self) -> None:
         fake = self
+        self._socks: list[socket.socket] = []
 
         class Handler(socketserver.StreamRequestHandler):
             def handle(self) -> None:
+                fake._socks.append(self.connection)
                 got: list[Event] = []
                 fake.connections.append(got)
                 while (event := read_event(self.rfile)) is not None:
@@ -49,6 +53,13 @@ class FakeWyoming:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    def kill(self) -> None:
+        """Gone, as a crashed box: no more connections, and those open are cut."""
+        self.close()
+        for sock in self._socks:
+            with contextlib.suppress(OSError):  # (already closed)
+                sock.shutdown(socket.SHUT_RDWR)
 
     def audio_of(self, conn: list[Event]) -> int:
         """Samples of audio a connection sent."""

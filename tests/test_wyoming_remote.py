@@ -230,6 +230,25 @@ def test_two_asr_servers_with_one_down_answer_every_turn(
     assert record.transcript.startswith("What is the capital of France")
 
 
+@pytest.mark.real
+def test_the_turns_audio_travels_to_the_server_while_it_is_spoken(
+    cfg: Config, servers: tuple[SpeechServer, SpeechServer]
+) -> None:
+    """Fed at the pace of speech: the pass at the pause (or the end) sends only its pad of silence
+    and audio-stop; wyoming-faster-whisper took the rest while the question was being asked."""
+    fw, _ = servers
+    asr = WyomingRecognizer(remote(cfg, asr=fw.uri).asr)
+    events, seen = EventBus(), []
+    events.subscribe(seen.append)
+    engines = build.Engines(asr, FakeLlm(), FakeSynth())
+    source = build.file_source(cfg, QUESTION, realtime=True)
+    build.conversation_pipeline(cfg, engines, source, [ListSink()], events).run()
+    [record] = build_turns(seen)
+    assert record.transcript.startswith("What is the capital of France")
+    stats = asr.stream_stats
+    assert stats.streamed >= 1 and stats.tail_samples <= stats.streamed * 1600, stats
+
+
 def converse(cfg: Config, asr: WyomingRecognizer) -> list[tuple[str, str]]:
     """One spoken question through the whole pipeline (a scripted LLM and voice): what was said."""
     events, seen = EventBus(), []

@@ -6,19 +6,23 @@ test_wyoming_remote.py."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from assistant import build
 from assistant.audio.sinks import ListSink
 from assistant.config import Config
 from assistant.core.bus import EventBus
+from assistant.core.engines import EngineUnavailable
 from assistant.core.events import Event, SpeechError, SpeechFailover
 from assistant.engines.wyoming_pool import ServerPool
 from assistant.engines.wyoming_speech import WyomingRecognizer, WyomingSynthesizer
+from assistant.engines.wyoming_stream import StreamStats, WyomingStream
 from assistant.eval.turns import build_turns
 from assistant.eval.view import servers_note
 from tests.fake_wyoming import FakeWyoming
@@ -96,3 +100,79 @@ def test_a_failover_and_a_lost_request_are_in_the_turns_report(cfg: Config, fake
     seen = converse(cfg, build.Engines(FakeRecognizer(), FakeLlm(), synth))
     [turn] = build_turns(seen)
     assert turn.speech_errors >= 1 and turn.reply  # answered, in text; its audio is what was lost
+
+
+# -- the turn's audio, streamed as it is spoken ----------------------------------------------------
+
+
+def frames(seconds: float, value: int = 500) -> list[np.ndarray]:
+    n = round(seconds * 50)
+    return [np.full(320, value + i, np.int16) for i in range(n)]  # 20 ms each, all different
+
+
+def test_a_pass_at_the_end_of_speech_sends_only_the_tail(fake: FakeWyoming) -> None:
+    stats = StreamStats()
+    stream = WyomingStream(ServerPool("ASR", "asr.uri", fake.uri), "en", stats)
+    audio = frames(1.0)
+    for i, pcm in enumerate(audio):
+        stream.feed(pcm, (i + 1) * 320)
+    zeros = np.zeros(1600, np.int16)
+    assert stream.transcribe(np.concatenate([*audio, zeros])) == fake.text
+    [conn] = fake.connections
+    kinds = [e.type for e in conn]
+    assert kinds[:2] == ["transcribe", "audio-start"] and kinds[-1] == "audio-stop"
+    assert kinds.count("audio-chunk") == len(audio) + 1  # one per frame as it came, then the silence
+    assert fake.audio_of(conn) == 16000 + 1600
+    assert (stats.streamed, stats.whole, stats.tail_samples) == (1, 0, 1600)
+
+    # the next audio opens another connection with the turn so far; audio past where a pass may
+    # end is held back, and a pass that covers less than was sent goes whole
+    more = frames(0.2, 2000)
+    for pcm in more:
+        stream.feed(pcm, 16000)  # (unvoiced: only up to the old end may go)
+    wait_for(lambda: len(fake.connections) == 2 and fake.audio_of(fake.connections[1]) >= 16000)
+    time.sleep(0.1)
+    assert fake.audio_of(fake.connections[1]) == 16000  # the turn so far, not what came after it
+    stream.feed(np.full(320, 7, np.int16), 16000 + 5 * 320)
+    wait_for(lambda: fake.audio_of(fake.connections[1]) == 16000 + 5 * 320)
+    assert stream.transcribe(np.concatenate([*audio, zeros])) == fake.text  # (covers less: whole)
+    wait_for(lambda: len(fake.connections) == 3 and fake.connections[2][-1].type == "audio-stop")
+    assert (stats.streamed, stats.whole) == (1, 1) and fake.audio_of(fake.connections[2]) == 16000 + 1600
+    stream.close()
+
+
+def test_a_server_lost_mid_turn_leaves_the_pass_to_another(fake: FakeWyoming) -> None:
+    other = FakeWyoming(text="from the other one")
+    try:
+        pool = ServerPool("ASR", "asr.uri", [other.uri, fake.uri])
+        stream = WyomingStream(pool, "en", StreamStats())
+        audio = frames(0.5)
+        for i, pcm in enumerate(audio):
+            stream.feed(pcm, (i + 1) * 320)
+        other.kill()  # and the streamed connection with it
+        assert stream.transcribe(np.concatenate(audio)) == fake.text
+        [(server, _)] = pool.take_failures()
+        assert server == other.uri and stream.stats.whole == 1
+        stream.close()
+        stream = WyomingStream(ServerPool("ASR", "asr.uri", dead()), "en", StreamStats())
+        stream.feed(audio[0], 320)  # no server: nothing to stream to, and no error yet
+        with pytest.raises(EngineUnavailable):
+            stream.transcribe(audio[0])
+    finally:
+        other.close()
+
+
+def test_the_asr_stage_streams_to_a_remote_recogniser(cfg: Config, fake: FakeWyoming) -> None:
+    asr = WyomingRecognizer(replace(cfg.asr, backend="wyoming", uri=fake.uri))
+    seen = converse(cfg, build.Engines(asr, FakeLlm(), FakeSynth()))
+    [turn] = build_turns(seen)
+    assert turn.transcript == fake.text and turn.failovers == 0
+    assert asr.stream_stats.streamed >= 1  # the speculative or final pass sent only its tail
+    assert asr.stream_stats.tail_samples <= asr.stream_stats.streamed * 1600  # the pad of silence
+
+
+def wait_for(ok, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    end = time.monotonic() + timeout
+    while not ok():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.01)

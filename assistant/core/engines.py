@@ -44,6 +44,27 @@ class Recognizer(Protocol):
     def warm_up(self) -> None: ...
 
 
+class RecognitionStream(Protocol):
+    """One turn's audio, given to a remote recogniser as it is spoken (see StreamingRecognizer)."""
+
+    def feed(self, pcm: np.ndarray, sendable: int) -> None: ...
+
+    def drop(self, samples: int) -> None: ...
+
+    def transcribe(self, pcm: np.ndarray) -> str: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class StreamingRecognizer(Protocol):
+    """A recogniser on a server: a turn's audio can travel while it is spoken (``open_stream``),
+    so that a pass at the end of speech sends only the last moments. In-process engines have no
+    such thing: they read the audio where it lies."""
+
+    def open_stream(self) -> RecognitionStream: ...
+
+
 class Synthesizer(Protocol):
     sample_rate: int
 

@@ -102,6 +102,8 @@ class Connection:
     def close(self) -> None:
         try:
             self._file.close()
+        except OSError:  # (its flush, to a server that is gone: nothing is left to say to it)
+            pass
         finally:
             self.sock.close()
 
@@ -159,16 +161,40 @@ class ServerPool:
             server.busy += 1
         conn = None
         try:
-            sock = socket.create_connection((server.host, server.port), timeout=CONNECT_TIMEOUT_S)
-            sock.settimeout(READ_TIMEOUT_S)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn = Connection(sock, server.uri)
+            conn = self._connection(server)
             yield conn
         finally:
             if conn is not None:
                 conn.close()  # also when the caller abandons the request: the server sees it go
             with self._lock:
                 server.busy -= 1
+
+    def open(self) -> tuple[Server, Connection] | None:
+        """A connection held across calls (a turn's audio, streamed as it is spoken) to the best
+        server that accepts one; None when none does. It counts as busy until ``release``."""
+        for server in self._candidates():
+            with self._lock:
+                server.busy += 1
+            try:
+                return server, self._connection(server)
+            except OSError as exc:
+                self.release(server, None, exc)
+        return None
+
+    def release(self, server: Server, conn: Connection | None, error: BaseException | None = None) -> None:
+        """End an ``open`` connection: served, failed (``error``) or simply abandoned (neither)."""
+        if conn is not None:
+            conn.close()
+        with self._lock:
+            server.busy -= 1
+        if error is not None:
+            self._failed(server, error)
+
+    def _connection(self, server: Server) -> Connection:
+        sock = socket.create_connection((server.host, server.port), timeout=CONNECT_TIMEOUT_S)
+        sock.settimeout(READ_TIMEOUT_S)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return Connection(sock, server.uri)
 
     def check(self, request: Callable[[Connection], object]) -> None:
         """At start-up: ``request`` on every server; one that fails is logged and skipped for now."""
@@ -202,6 +228,10 @@ class ServerPool:
             up = sorted((s for s in order if not s.backoff_s), key=lambda s: s.busy)
             due = [s for s in order if s.backoff_s and s.down_until <= now]
             return up + due
+
+    def ok(self, server: Server) -> None:
+        """A request on an ``open`` connection was served."""
+        self._ok(server)
 
     def _ok(self, server: Server) -> None:
         with self._lock:

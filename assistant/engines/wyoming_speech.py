@@ -13,7 +13,6 @@ import logging
 from collections.abc import Iterator
 
 import numpy as np
-from wyoming.asr import Transcribe, Transcript
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.info import Describe
 from wyoming.tts import Synthesize
@@ -22,10 +21,16 @@ from assistant.audio.convert import PIPELINE_RATE, resample, to_mono
 from assistant.config import AsrConfig, TtsConfig
 from assistant.core.engines import EngineUnavailable
 from assistant.engines.wyoming_pool import Connection, ServerError, ServerPool
+from assistant.engines.wyoming_stream import (
+    StreamStats,
+    WyomingStream,
+    audio_events,
+    read_transcript,
+    request_start,
+)
 
 log = logging.getLogger(__name__)
 
-CHUNK_SAMPLES = 8000  # 0.5 s of 16 kHz audio per audio-chunk event: few events, no server limit hit
 DEFAULT_RATE = 22050  # piper's medium voices; used until a TTS server has answered once
 
 
@@ -41,6 +46,7 @@ class WyomingRecognizer:
     def __init__(self, cfg: AsrConfig) -> None:
         self.cfg = cfg
         self.pool = ServerPool("ASR", "asr.uri", cfg.uri)
+        self.stream_stats = StreamStats()
 
     def take_failures(self) -> list[tuple[str, str]]:
         return self.pool.take_failures()
@@ -51,16 +57,12 @@ class WyomingRecognizer:
         return self.pool.call(lambda conn: self._transcribe(conn, pcm))
 
     def _transcribe(self, conn: Connection, pcm: np.ndarray) -> str:
-        fmt = {"rate": PIPELINE_RATE, "width": 2, "channels": 1}
-        events = [Transcribe(language=self.cfg.language).event(), AudioStart(**fmt).event()]
-        audio = np.ascontiguousarray(pcm, dtype="<i2")
-        for i in range(0, len(audio), CHUNK_SAMPLES):
-            events.append(AudioChunk(audio=audio[i : i + CHUNK_SAMPLES].tobytes(), **fmt).event())
-        conn.send(*events, AudioStop().event())
-        while True:  # (streaming servers send transcript-start/-chunk first; the transcript ends it)
-            event = conn.read()
-            if Transcript.is_type(event.type):
-                return Transcript.from_event(event).text.strip()
+        conn.send(*request_start(self.cfg.language), *audio_events(pcm), AudioStop().event())
+        return read_transcript(conn)
+
+    def open_stream(self) -> WyomingStream:
+        """A turn's audio, sent to a server as it is spoken (see wyoming_stream.py)."""
+        return WyomingStream(self.pool, self.cfg.language, self.stream_stats)
 
     def warm_up(self) -> None:
         """Ask every server what it is, and have one transcribe a moment of silence (the first pass
