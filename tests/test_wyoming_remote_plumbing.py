@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +16,7 @@ import pytest
 
 from assistant import build
 from assistant.audio.sinks import ListSink
+from assistant.cli.respond import turn_table
 from assistant.config import Config
 from assistant.core.bus import EventBus
 from assistant.core.engines import EngineUnavailable
@@ -23,8 +24,10 @@ from assistant.core.events import Event, SpeechError, SpeechFailover
 from assistant.engines.wyoming_pool import ServerPool
 from assistant.engines.wyoming_speech import WyomingRecognizer, WyomingSynthesizer
 from assistant.engines.wyoming_stream import StreamStats, WyomingStream
-from assistant.eval.turns import build_turns
-from assistant.eval.view import servers_note
+from assistant.eval.run import CaseResult
+from assistant.eval.summary import aggregate
+from assistant.eval.turns import build_turns, turns_as_dicts
+from assistant.eval.view import plain_text, servers_note
 from tests.fake_wyoming import FakeWyoming
 from tests.fakes import FakeLlm, FakeRecognizer, FakeSynth
 from tests.llm_server import free_port
@@ -76,7 +79,8 @@ def test_a_failover_and_a_lost_request_are_in_the_turns_report(cfg: Config, fake
     [turn] = build_turns(seen)
     assert turn.failovers == 1 and turn.speech_errors == 0  # then the dead one sits out its back-off
     assert turn.transcript == fake.text and not turn.fallback
-    assert servers_note({"failovers": 1, "speech_errors": 0}) == " [1 failover]"
+    assert "speech servers" in plain_text(turn_table([turn])).splitlines()[0]  # respond's table
+    assert plain_text(turn_table([turn])).splitlines()[-1].endswith(" 1 failover")
 
     # every server down: the turn is lost, apologised for, and still a turn of the report
     down = replace(cfg.asr, backend="wyoming", uri=dead())
@@ -85,6 +89,9 @@ def test_a_failover_and_a_lost_request_are_in_the_turns_report(cfg: Config, fake
     assert [e.role for e in errors] == ["asr"]
     [turn] = build_turns(seen)
     assert turn.speech_errors == 1 and turn.fallback_kind == "error" and turn.transcript == ""
+    assert servers_note(asdict(turn)) == " [1 speech error]"
+    agg = aggregate([CaseResult("q", "g", "q.wav", "", {}, turns=turns_as_dicts([turn]))])
+    assert (agg["failovers"], agg["speech_errors"], agg["fallbacks"]) == (0, 1, 1)  # `assistant eval`
 
     # a voice that fails over, then one that is down: counted on the turn whose clauses they were
     picky = FakeWyoming(fail_word="Paris")

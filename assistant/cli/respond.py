@@ -143,20 +143,21 @@ def turn_table(turns: list[TurnRecord]) -> Table:
         table.add_column(name, max_width=48, no_wrap=True, overflow="ellipsis")
     for name in ("asr", "1st token", "1st sound", "answer"):
         table.add_column(name, justify="right")
+    servers = any(t.failovers or t.speech_errors for t in turns)
+    if servers:  # remote speech servers that failed: a failover, a lost request
+        table.add_column("speech servers")
     for t in turns:
         lat = t.latency_ms
         table.add_row(
             str(t.turn),
             f"{t.start_s:.2f}-{t.end_s:.2f}s",
             t.transcript,
-            t.reply
-            + (f" [{t.fallback_kind}]" if t.fallback else "")
-            + (" [ack]" if t.acknowledged else "")
-            + servers_note(asdict(t)),  # remote speech servers: a failover, a lost request
+            t.reply + (f" [{t.fallback_kind}]" if t.fallback else "") + (" [ack]" if t.acknowledged else ""),
             ms(lat.get("asr_final")),
             ms(lat.get("llm_first_token")),
             ms(lat.get("first_audio")),
             ms(lat.get("answer_audio")),
+            *([servers_note(asdict(t)).strip(" []") or "-"] if servers else []),
         )
     return table
 
