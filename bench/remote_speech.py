@@ -95,6 +95,34 @@ class Whole:
         self.inner.warm_up()
 
 
+def protocol_only(cfg, pcm, rounds: int) -> str:  # type: ignore[no-untyped-def]
+    """The round trip without any model: a scripted Wyoming server (tests/fake_wyoming.py) that
+    answers at once, so what is timed is connecting, framing and transfer on loopback."""
+    import numpy as np
+
+    from assistant.engines.wyoming_stream import StreamStats, WyomingStream
+    from tests.fake_wyoming import FakeWyoming
+
+    fake = FakeWyoming()
+    try:
+        asr = WyomingRecognizer(replace(cfg.asr, backend="wyoming", uri=fake.uri))
+        padded = np.concatenate([pcm, np.zeros(1600, np.int16)])
+        whole, tail = [], []
+        for _ in range(rounds):
+            whole.append(timed(lambda: asr.transcribe(padded)))
+            stream = WyomingStream(asr.pool, "en", StreamStats())
+            for i in range(0, len(pcm), 320):  # as the ASR stage feeds it, frame by frame
+                stream.feed(pcm[i : i + 320], min(len(pcm), i + 320))
+            tail.append(timed(lambda s=stream: s.transcribe(padded)))
+            stream.close()
+    finally:
+        fake.close()
+    lines = [f"\nprotocol only, a scripted server answering at once (median, max of {rounds}; ms):"]
+    for name, v in (("whole 3.6 s pass", whole), ("streamed pass: tail + audio-stop", tail)):
+        lines.append(f"  {name:<34} {statistics.median(v):>6.1f} {max(v):>6.1f}")
+    return "\n".join(lines)
+
+
 def streamed_synthesis_ms(uri: str, gap_s: float = 0.3) -> tuple[float, float]:
     """wyoming-piper: (first audio after one ``synthesize``, first audio after a synthesize-chunk
     of the same sentence when the next chunk follows ``gap_s`` later), ms."""
@@ -132,12 +160,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="engine calls per side (default 5)")
     parser.add_argument("--turns", type=int, default=3, help="pipeline turns per side; 0: engines only")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--protocol", action="store_true", help="only the scripted-server rows")
     args = parser.parse_args()
     # the answer itself is timed: a slow machine must not turn it into the deadline's apology
     cfg = load_config(
         REPO / "config.yaml", ["deadline.answer_ms=60000", "deadline.reply_ms=120000", *args.set]
     )
     pcm, _ = sf.read(QUESTION, dtype="int16")
+    if args.protocol:
+        print(protocol_only(cfg, pcm, max(args.rounds, 20)))
+        return
     with tempfile.TemporaryDirectory(prefix="remote-speech-") as tmp:
         port = free_port()
         ours = SpeechServer(  # the same WhisperEngine and PiperEngine as local, behind the protocol
@@ -211,6 +243,13 @@ def main() -> None:
         f"\nwyoming-piper, first audio of a sentence (median of {len(synth_stream)}): synthesize {one:.0f} ms; "
         f"synthesize-chunk, the next text 300 ms later: {streamed:.0f} ms"
     )
+    for name, asr, _ in sides:
+        stats = getattr(asr, "stream_stats", None)
+        if stats is not None:  # (the engine rows above are whole passes: only the pipeline streams)
+            print(
+                f"{name}: pipeline passes on the streamed connection {stats.streamed}, sent whole {stats.whole}"
+            )
+    print(protocol_only(cfg, pcm, max(args.rounds, 20)))
 
 
 def remote_engines(cfg, asr_uri: str, tts_uri: str) -> tuple[WyomingRecognizer, WyomingSynthesizer]:  # type: ignore[no-untyped-def]

@@ -78,7 +78,14 @@ class WyomingRecognizer:
 class WyomingSynthesizer:
     """A Synthesizer on Wyoming TTS servers: one connection per text; the audio comes back as
     int16 mono at ``sample_rate`` (learned from the first server that answers at start-up; a server
-    at another rate is resampled)."""
+    at another rate is resampled).
+
+    Each clause is one ``synthesize``, also on a server that offers streamed synthesis
+    (``supports_synthesize_streaming``): the TTS stage sends a clause the moment the responder has
+    it, so its audio already comes back before the reply is finished; a stream would only delay it,
+    since wyoming-piper holds each sentence of a stream until the text after it arrives (its sentence
+    detector needs the next word) and our server a comma clause until its sentence ends
+    (bench/remote_speech.py measures it: README, "Speech on its own servers")."""
 
     def __init__(self, cfg: TtsConfig) -> None:
         self.cfg = cfg
