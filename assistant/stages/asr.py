@@ -10,6 +10,9 @@ A turn's audio is kept only up to one Whisper window (``MAX_PASS_S``): when a tu
 long transcription request, or speech up to vad.max_utterance_s), the oldest part is transcribed once,
 at its quietest moment, and only its text is kept. So a turn's memory is bounded and no pass, which
 holds the recogniser (shared between Wyoming clients) for its whole length, is longer than a window.
+
+With a recogniser on a server (asr.backend: wyoming), the turn's audio travels to it as it comes
+(``RecognitionStream``), so a pass at the pause or the end of speech sends only its last moments.
 """
 
 from __future__ import annotations
