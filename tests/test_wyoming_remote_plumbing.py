@@ -15,12 +15,16 @@ import numpy as np
 import pytest
 
 from assistant import build
+from assistant.audio.convert import PIPELINE_RATE
 from assistant.audio.sinks import ListSink
 from assistant.cli.respond import turn_table
 from assistant.config import Config
-from assistant.core.bus import EventBus
+from assistant.core.bus import EventBus, EventLog
 from assistant.core.engines import EngineUnavailable
-from assistant.core.events import Event, SpeechError, SpeechFailover
+from assistant.core.events import Event, SpeechError, SpeechFailover, TranscriptCommitted
+from assistant.core.messages import AudioChunk, SpeechEnded, SpeechStarted, Transcript
+from assistant.core.stage import StageContext
+from assistant.core.turn import TurnScope
 from assistant.engines.wyoming_pool import ServerPool
 from assistant.engines.wyoming_speech import WyomingRecognizer, WyomingSynthesizer
 from assistant.engines.wyoming_stream import StreamStats, WyomingStream
@@ -28,6 +32,7 @@ from assistant.eval.run import CaseResult
 from assistant.eval.summary import aggregate
 from assistant.eval.turns import build_turns, turns_as_dicts
 from assistant.eval.view import plain_text, servers_note
+from assistant.stages.asr import MAX_PASS_S, TAIL_ZEROS_S, AsrStage
 from tests.fake_wyoming import FakeWyoming
 from tests.fakes import FakeLlm, FakeRecognizer, FakeSynth
 from tests.llm_server import free_port
@@ -183,3 +188,28 @@ def wait_for(ok, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
     while not ok():
         assert time.monotonic() < end, "timed out"
         time.sleep(0.01)
+
+
+def test_a_long_turn_streams_window_by_window(cfg: Config, fake: FakeWyoming) -> None:
+    """Past one window the oldest audio is committed to text: the stream drops it and starts again
+    with what is kept, so no connection carries more than a window and the final pass still
+    sends only its pad."""
+    asr = WyomingRecognizer(replace(cfg.asr, backend="wyoming", uri=fake.uri))
+    events, log = EventBus(), EventLog()
+    events.subscribe(log)
+    stage = AsrStage(replace(cfg.asr, speculative=False, partial_interval_ms=0), asr)
+    stage.ctx = StageContext(TurnScope(), events, threading.Event())  # (no warm-up: no model here)
+    rng = np.random.default_rng(1)
+    list(stage.process(SpeechStarted(1, 0.0, t=0.0)))
+    for i in range(60 * 50):
+        pcm = (rng.standard_normal(PIPELINE_RATE // 50) * 3000).astype(np.int16)
+        list(stage.process(AudioChunk(1, pcm, PIPELINE_RATE, i / 50, 0.0, voiced=True)))
+    outs = list(stage.process(SpeechEnded(1, 60.0, 0.0, t=0.0)))
+    (final,) = [m for m in outs if isinstance(m, Transcript)]
+    commits = len(log.of(TranscriptCommitted))
+    assert commits >= 2 and final.text == " ".join([fake.text] * (commits + 1))
+    assert asr.stream_stats.streamed == 1 and asr.stream_stats.whole == commits  # (a cut: sent whole)
+    assert asr.stream_stats.tail_samples == round(TAIL_ZEROS_S * PIPELINE_RATE)
+    assert (
+        max(fake.audio_of(c) for c in fake.connections) <= (MAX_PASS_S + TAIL_ZEROS_S) * PIPELINE_RATE + 320
+    )
