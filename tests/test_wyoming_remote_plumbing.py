@@ -5,6 +5,7 @@ test_wyoming_remote.py."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -25,7 +26,7 @@ from assistant.core.events import Event, SpeechError, SpeechFailover, Transcript
 from assistant.core.messages import AudioChunk, SpeechEnded, SpeechStarted, Transcript
 from assistant.core.stage import StageContext
 from assistant.core.turn import TurnScope
-from assistant.engines.wyoming_pool import ServerPool
+from assistant.engines.wyoming_pool import READ_TIMEOUT_S, Connection, ServerError, ServerPool
 from assistant.engines.wyoming_speech import WyomingRecognizer, WyomingSynthesizer
 from assistant.engines.wyoming_stream import StreamStats, WyomingStream
 from assistant.eval.run import CaseResult
@@ -213,3 +214,31 @@ def test_a_long_turn_streams_window_by_window(cfg: Config, fake: FakeWyoming) ->
     assert (
         max(fake.audio_of(c) for c in fake.connections) <= (MAX_PASS_S + TAIL_ZEROS_S) * PIPELINE_RATE + 320
     )
+
+
+def test_a_server_back_from_its_back_off_takes_its_share_again(fake: FakeWyoming) -> None:
+    other = FakeWyoming()
+    try:
+        pool = ServerPool("ASR", "asr.uri", [fake.uri, other.uri])
+        first, second = pool.servers
+        failing = [True]
+
+        def request(conn: Connection) -> str:
+            if conn.uri == fake.uri and failing and failing.pop():
+                raise ServerError("a hiccup")
+            return conn.uri
+
+        assert pool.call(request) == other.uri  # the first failed once: a failover
+        assert first.backoff_s and pool.call(request) == other.uri  # skipped for its back-off
+        first.down_until = 0.0  # its back-off is over
+        served = {pool.call(request) for _ in range(4)}
+        assert served == {fake.uri, other.uri} and not first.backoff_s  # asked describe, and used
+        with socket.create_server(("127.0.0.1", 0)) as hung:  # a due server that never answers
+            pool = ServerPool("ASR", "asr.uri", [f"tcp://127.0.0.1:{hung.getsockname()[1]}", other.uri])
+            pool.servers[0].backoff_s = 1.0
+            t = time.monotonic()
+            assert pool.call(request) == other.uri
+            assert time.monotonic() - t < READ_TIMEOUT_S and pool.servers[0].backoff_s == 2.0
+            assert pool.take_failures() == []  # (a server known to be down is no turn's failover)
+    finally:
+        other.close()
