@@ -1,11 +1,15 @@
 """Many conversations at once through the Wyoming entry point: the local LLM vs a batching server.
 
-    .venv/bin/python bench/load.py [--ns 1,2,4,8,16] [--rounds 3] [--backends local,cb] [--threads 1]
+    .venv/bin/python bench/load.py [--ns 1,2,4,8,16] [--rounds 3] [--backends local,cb,asr1,asr2]
+                                   [--threads 1] [--gpu-pass-ms 30]
 
 For each backend, `assistant serve` runs as its own process (the real CLI, shipped config):
   local  the LLM in that process (int8 on CPU; one generation at a time, shared by all clients);
   cb     ``llm.backend: openai`` against `transformers serve --continuous-batching` with the shipped
-         model, started by this bench (assistant/llm_server.py; fp32, the server's precision).
+         model, started by this bench (assistant/llm_server.py; fp32, the server's precision);
+  asrK   the LLM in that process, recognition on K wyoming-faster-whisper processes started by this
+         bench (``asr.backend: wyoming``, ``asr.uri`` the K addresses; each server one CPU thread),
+         the pool sending each pass to the least busy: recognition scaled out as a speech box would.
 At each level N, N Wyoming clients (the ``wyoming`` package's AsyncTcpClient) each run one spoken
 conversation at once (``run-pipeline`` asr -> tts), streaming a recorded question (piper voice,
 tests/speech/questions.yaml) at real-time pace; this is repeated ``--rounds`` times, so even N=1 has
@@ -19,7 +23,10 @@ user's speech (the server's ``voice-stopped`` timestamp placed on the client's s
 and the outcome of every conversation: answered, ack+answered (the deadline's filler sounded first:
 reply audio came before any answer text), apologised (no answer within deadline.answer_ms) or
 failed (an error event, no audio, or no end within 90 s).
-Both backends run on this machine's cores, beside the client; the shipped deadline config applies.
+Every backend runs on this machine's cores, beside the client; the shipped deadline config applies.
+On a 2-core machine the asrK rows cannot show capacity (K servers, the assistant and the client
+share the same two cores): they show that the scaled-out path works under load and what it costs.
+What a GPU speech box would do is printed after the table as arithmetic, not as a measurement.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ from assistant.config import load_config
 from assistant.eval.stats import percentile
 from tests.llm_server import TransformersServer, free_port
 from tests.speech.make_speech import load_questions, render
+from tests.speech_servers import faster_whisper
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -191,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3, help="times each level is run")
     ap.add_argument("--backends", default="local,cb", help="local and/or cb")
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the LLM server (cb)")
+    ap.add_argument(
+        "--gpu-pass-ms", type=float, default=30.0, help="ASSUMED GPU pass time for the arithmetic block"
+    )
     args = ap.parse_args(argv)
     ns = [int(n) for n in args.ns.split(",")]
     cfg = load_config(REPO / "config.yaml")
@@ -202,7 +213,18 @@ def main(argv: list[str] | None = None) -> int:
     for backend in args.backends.split(","):
         with contextlib.ExitStack() as stack:
             overrides: list[str] = []
-            if backend == "cb":
+            if backend.startswith("asr"):  # recognition on K separate server processes
+                k = int(backend.removeprefix("asr"))
+                one_thread = load_config(REPO / "config.yaml", ["asr.cpu_threads=1"])
+                print(f"starting {k} wyoming-faster-whisper server(s)...", file=sys.stderr)
+                uris = []
+                for i in range(k):
+                    fw = faster_whisper(one_thread, work / f"fw{i}")
+                    (work / f"fw{i}").mkdir(parents=True, exist_ok=True)
+                    stack.callback(fw.kill)
+                    uris.append(fw.start().uri)
+                overrides = ["asr.backend=wyoming", f"asr.uri=[{', '.join(uris)}]"]
+            elif backend == "cb":
                 model_dir = build.model_store(cfg).llm_path(cfg.llm.model)
                 server = TransformersServer(
                     model_dir, work / "llm-server.log", continuous_batching=True, threads=args.threads
@@ -234,7 +256,40 @@ def main(argv: list[str] | None = None) -> int:
         print("  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)))
     for f in failures[:20]:
         print(f"failed: {f}")
+    print(gpu_arithmetic(cfg, recordings[0], args.gpu_pass_ms))
     return 0
+
+
+def gpu_arithmetic(cfg, recording: Path, gpu_pass_ms: float) -> str:  # type: ignore[no-untyped-def]
+    """One recognition pass timed here (in-process, a few runs), and what N speakers wait for it
+    serially; beside it, the same sums for an assumed GPU pass time. Arithmetic, not measured."""
+    import soundfile as sf
+
+    pcm, _ = sf.read(str(recording), dtype="int16")
+    engine = build.whisper_engine(cfg, build.model_store(cfg))
+    engine.transcribe(pcm)
+    times = []
+    for _ in range(5):
+        t = time.perf_counter()
+        engine.transcribe(pcm)
+        times.append((time.perf_counter() - t) * 1000)
+    cpu = statistics.median(times)
+    lines = [
+        "",
+        f"ARITHMETIC, NOT MEASURED (except the CPU pass: median of 5 here, {len(pcm) / 16000:.1f} s question):",
+        f"  one pass: CPU {cpu:.0f} ms measured; GPU {gpu_pass_ms:.0f} ms ASSUMED (--gpu-pass-ms)",
+        "  N speakers ending at once, one pass at a time per server, K servers: the last waits",
+        "  ceil(N/K) passes; a batching server (B passes in one forward) waits ceil(N/(K*B)) batches.",
+        f"  {'N':>3} {'CPU K=1':>9} {'CPU K=2':>9} {'GPU K=1':>9} {'GPU B=8':>9}   (ms, last speaker)",
+    ]
+    for n in (1, 4, 16, 64):
+        waits = (-(-n // 1) * cpu, -(-n // 2) * cpu, n * gpu_pass_ms, -(-n // 8) * gpu_pass_ms * 1.5)
+        lines.append(f"  {n:>3} " + " ".join(f"{w:>9.0f}" for w in waits))
+    lines += [
+        f"  passes/s: CPU {1000 / cpu:.1f} per server process; GPU {1000 / gpu_pass_ms:.0f} one at a time,",
+        f"  ~{8000 / (gpu_pass_ms * 1.5):.0f} batched by 8 (ASSUMED: a batch of 8 costs 1.5 single passes).",
+    ]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from assistant.core.engines import EngineUnavailable
 from assistant.core.events import AudioOut, ReplyClause, TranscriptFinal
 from assistant.engines.wyoming_pool import ServerPool, parse_uris
 from assistant.engines.wyoming_speech import WyomingRecognizer, WyomingSynthesizer
+from assistant.eval.turns import build_turns
 from tests.fakes import FakeLlm, FakeRecognizer, FakeSynth
 from tests.llm_server import free_port
 from tests.speech_servers import SpeechServer, faster_whisper, piper
@@ -213,6 +214,39 @@ def test_two_asr_servers_with_one_down_answer_every_turn(
     assert any(dead in r.message and "skipping it" in r.message for r in caplog.records)
     down, up = asr.pool.servers
     assert down.served == 0 and down.failed >= 1 and up.served >= 4
+
+    # a server that goes down between turns: the turn that finds it so is answered by the other,
+    # and its report says so
+    asr = WyomingRecognizer(remote(cfg, asr=[f"tcp://127.0.0.1:{free_port()}", fw.uri]).asr)
+    asr.warm_up = lambda: None  # type: ignore[method-assign]  # (it was up at start-up)
+    events, seen = EventBus(), []
+    events.subscribe(seen.append)
+    engines = build.Engines(asr, FakeLlm(), FakeSynth())
+    build.conversation_pipeline(
+        cfg, engines, build.file_source(cfg, QUESTION, False), [ListSink()], events
+    ).run()
+    [record] = build_turns(seen)
+    assert record.failovers == 1 and record.speech_errors == 0 and not record.fallback
+    assert record.transcript.startswith("What is the capital of France")
+
+
+@pytest.mark.real
+def test_the_turns_audio_travels_to_the_server_while_it_is_spoken(
+    cfg: Config, servers: tuple[SpeechServer, SpeechServer]
+) -> None:
+    """Fed at the pace of speech: the pass at the pause (or the end) sends only its pad of silence
+    and audio-stop; wyoming-faster-whisper took the rest while the question was being asked."""
+    fw, _ = servers
+    asr = WyomingRecognizer(remote(cfg, asr=fw.uri).asr)
+    events, seen = EventBus(), []
+    events.subscribe(seen.append)
+    engines = build.Engines(asr, FakeLlm(), FakeSynth())
+    source = build.file_source(cfg, QUESTION, realtime=True)
+    build.conversation_pipeline(cfg, engines, source, [ListSink()], events).run()
+    [record] = build_turns(seen)
+    assert record.transcript.startswith("What is the capital of France")
+    stats = asr.stream_stats
+    assert stats.streamed >= 1 and stats.tail_samples <= stats.streamed * 1600, stats
 
 
 def converse(cfg: Config, asr: WyomingRecognizer) -> list[tuple[str, str]]:

@@ -118,6 +118,8 @@ def respond(cfg: Config, args: argparse.Namespace) -> int:
                 "config": config_to_dict(cfg),
                 "turns": turns_as_dicts(turns),
                 "summary_ms": latency_summary(t.latency_ms for t in turns),
+                "failovers": sum(t.failovers for t in turns),  # remote speech servers
+                "speech_errors": sum(t.speech_errors for t in turns),
             },
             args.report,
         )
@@ -127,8 +129,12 @@ def respond(cfg: Config, args: argparse.Namespace) -> int:
 
 def turn_table(turns: list[TurnRecord]) -> Table:
     """One row per turn: what was heard and answered, and how fast."""
+    from dataclasses import asdict
+
     from rich import box
     from rich.table import Table
+
+    from assistant.eval.view import servers_note
 
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     table.add_column("turn", justify="right")
@@ -137,6 +143,9 @@ def turn_table(turns: list[TurnRecord]) -> Table:
         table.add_column(name, max_width=48, no_wrap=True, overflow="ellipsis")
     for name in ("asr", "1st token", "1st sound", "answer"):
         table.add_column(name, justify="right")
+    servers = any(t.failovers or t.speech_errors for t in turns)
+    if servers:  # remote speech servers that failed: a failover, a lost request
+        table.add_column("speech servers")
     for t in turns:
         lat = t.latency_ms
         table.add_row(
@@ -148,6 +157,7 @@ def turn_table(turns: list[TurnRecord]) -> Table:
             ms(lat.get("llm_first_token")),
             ms(lat.get("first_audio")),
             ms(lat.get("answer_audio")),
+            *([servers_note(asdict(t)).strip(" []") or "-"] if servers else []),
         )
     return table
 

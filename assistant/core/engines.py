@@ -26,10 +26,45 @@ class EngineUnavailable(RuntimeError):
     stage makes it a failed turn and carries on; the next request tries again."""
 
 
+@runtime_checkable
+class ReportsFailures(Protocol):
+    """A remote engine (a pool of servers) tells the stage that called it which servers failed its
+    requests on this thread since it last asked: (server, error) pairs. The stage reports them as
+    events of its turn; when the request still succeeded, another server took over (a failover)."""
+
+    def take_failures(self) -> list[tuple[str, str]]: ...
+
+
+def take_failures(engine: object) -> list[tuple[str, str]]:
+    """The engine's server failures since the last take (none for an in-process engine)."""
+    return engine.take_failures() if isinstance(engine, ReportsFailures) else []
+
+
 class Recognizer(Protocol):
     def transcribe(self, pcm: np.ndarray) -> str: ...
 
     def warm_up(self) -> None: ...
+
+
+class RecognitionStream(Protocol):
+    """One turn's audio, given to a remote recogniser as it is spoken (see StreamingRecognizer)."""
+
+    def feed(self, pcm: np.ndarray, sendable: int) -> None: ...
+
+    def drop(self, samples: int) -> None: ...
+
+    def transcribe(self, pcm: np.ndarray) -> str: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class StreamingRecognizer(Protocol):
+    """A recogniser on a server: a turn's audio can travel while it is spoken (``open_stream``),
+    so that a pass at the end of speech sends only the last moments. In-process engines have no
+    such thing: they read the audio where it lies."""
+
+    def open_stream(self) -> RecognitionStream: ...
 
 
 class Synthesizer(Protocol):

@@ -216,6 +216,27 @@ class PlaybackStopped(Event):
     pass
 
 
+# -- remote speech servers (asr.backend / tts.backend: wyoming) ---------------------------------------
+
+
+@dataclass(frozen=True)
+class SpeechFailover(Event):
+    """A speech server failed this turn's request and another server of the pool took it over."""
+
+    role: str  # "asr" or "tts"
+    server: str
+    error: str
+
+
+@dataclass(frozen=True)
+class SpeechError(Event):
+    """No speech server could serve this turn's request: its recognition is lost (the turn is
+    apologised for) or, for "tts", one clause of the reply is not said."""
+
+    role: str
+    error: str
+
+
 # -- the devices and the session -----------------------------------------------------------------------
 
 

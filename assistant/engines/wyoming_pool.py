@@ -8,8 +8,14 @@ the request. Closing the connection is how a request is abandoned (a barge-in cl
 generator); every Wyoming server takes a closed connection as the end of that request.
 
 A server that fails (refused, timed out, cut off, an error event) is skipped for a back-off that
-doubles up to ``MAX_BACKOFF_S``, then tried again by the next request; the log says when it goes and
-when it answers again. A request that no server can serve raises ``EngineUnavailable``.
+doubles up to ``MAX_BACKOFF_S``; then the next request that would pick it asks it ``describe``
+first, with a short timeout, and uses it if it answers (so a server that is back takes its share
+again, and one still gone costs that request ``PROBE_TIMEOUT_S`` at most); the log says when it goes
+and when it answers again. A request that no server can serve raises ``EngineUnavailable``.
+
+The engines have no event bus (one engine serves many pipelines), so the failures of a request are
+also kept for the thread that made it: the stage that called the engine takes them afterwards
+(``take_failures``) and reports them as its turn's events (a failover, when another server answered).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from typing import BinaryIO, TypeVar
 from urllib.parse import urlsplit
 
 from wyoming.event import Event, read_event, write_event
+from wyoming.info import Describe
 
 from assistant.config import ConfigError
 from assistant.core.engines import EngineUnavailable
@@ -35,6 +42,7 @@ CONNECT_TIMEOUT_S = 2.0  # a server on the LAN connects in milliseconds; a dead 
 READ_TIMEOUT_S = 15.0  # the longest wait for the next event of a reply
 FIRST_BACKOFF_S = 1.0
 MAX_BACKOFF_S = 30.0
+PROBE_TIMEOUT_S = 0.5  # a server back from its back-off answers describe at once, or is not back
 
 T = TypeVar("T")
 
@@ -98,6 +106,8 @@ class Connection:
     def close(self) -> None:
         try:
             self._file.close()
+        except OSError:  # (its flush, to a server that is gone: nothing is left to say to it)
+            pass
         finally:
             self.sock.close()
 
@@ -108,6 +118,8 @@ class ServerPool:
         self.servers = [Server(u, h, p) for u, h, p in parse_uris(setting, uris)]
         self._lock = threading.Lock()
         self._next = 0  # round-robin among equally busy servers
+        # per calling thread: a stage thread calls, then takes its own failures (see take_failures)
+        self._local = threading.local()
 
     @property
     def label(self) -> str:
@@ -117,6 +129,8 @@ class ServerPool:
         """``request`` on one connection to the best server; on failure the next, until none is left."""
         errors = []
         for server in self._candidates():
+            if not self._usable(server):
+                continue
             try:
                 with self.connect(server) as conn:
                     result = request(conn)
@@ -132,6 +146,8 @@ class ServerPool:
         not retried elsewhere (the listener would hear the start twice) but raised."""
         errors = []
         for server in self._candidates():
+            if not self._usable(server):
+                continue
             started = False
             try:
                 with self.connect(server) as conn:
@@ -153,16 +169,42 @@ class ServerPool:
             server.busy += 1
         conn = None
         try:
-            sock = socket.create_connection((server.host, server.port), timeout=CONNECT_TIMEOUT_S)
-            sock.settimeout(READ_TIMEOUT_S)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn = Connection(sock, server.uri)
+            conn = self._connection(server)
             yield conn
         finally:
             if conn is not None:
                 conn.close()  # also when the caller abandons the request: the server sees it go
             with self._lock:
                 server.busy -= 1
+
+    def open(self) -> tuple[Server, Connection] | None:
+        """A connection held across calls (a turn's audio, streamed as it is spoken) to the best
+        server that accepts one; None when none does. It counts as busy until ``release``."""
+        for server in self._candidates():
+            if not self._usable(server):
+                continue
+            with self._lock:
+                server.busy += 1
+            try:
+                return server, self._connection(server)
+            except OSError as exc:
+                self.release(server, None, exc)
+        return None
+
+    def release(self, server: Server, conn: Connection | None, error: BaseException | None = None) -> None:
+        """End an ``open`` connection: served, failed (``error``) or simply abandoned (neither)."""
+        if conn is not None:
+            conn.close()
+        with self._lock:
+            server.busy -= 1
+        if error is not None:
+            self._failed(server, error)
+
+    def _connection(self, server: Server) -> Connection:
+        sock = socket.create_connection((server.host, server.port), timeout=CONNECT_TIMEOUT_S)
+        sock.settimeout(READ_TIMEOUT_S)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return Connection(sock, server.uri)
 
     def check(self, request: Callable[[Connection], object]) -> None:
         """At start-up: ``request`` on every server; one that fails is logged and skipped for now."""
@@ -173,23 +215,50 @@ class ServerPool:
                 self._ok(server)
                 log.info("%s server %s answers", self.role, server.uri)
             except (OSError, ServerError, ValueError) as exc:
-                self._failed(server, exc)
+                self._failed(server, exc, request=False)
         if all(s.backoff_s for s in self.servers):
             log.warning(
                 "no %s server answers (%s); starting anyway: turns fail until one does", self.role, self.label
             )
 
+    def take_failures(self) -> list[tuple[str, str]]:
+        """(server, error) of each failure in this thread's requests since the last take."""
+        failures: list[tuple[str, str]] = getattr(self._local, "failures", [])
+        self._local.failures = []
+        return failures
+
     def _candidates(self) -> list[Server]:
-        """Servers that are up, least busy first (round-robin among equals), then those whose
-        back-off is over; none when every server is inside its back-off."""
+        """Servers that are up or whose back-off is over, least busy first (round-robin among
+        equals); none when every server is inside its back-off."""
         now = time.monotonic()
         with self._lock:
             n = len(self.servers)
             order = [self.servers[(self._next + i) % n] for i in range(n)]
             self._next = (self._next + 1) % n
-            up = sorted((s for s in order if not s.backoff_s), key=lambda s: s.busy)
-            due = [s for s in order if s.backoff_s and s.down_until <= now]
-            return up + due
+            return sorted((s for s in order if s.down_until <= now), key=lambda s: s.busy)
+
+    def _usable(self, server: Server) -> bool:
+        """True for a server that is up; one back from its back-off is asked ``describe`` first."""
+        if not server.backoff_s:
+            return True
+        try:
+            sock = socket.create_connection((server.host, server.port), timeout=PROBE_TIMEOUT_S)
+            conn = Connection(sock, server.uri)
+            try:
+                conn.send(Describe().event())
+                while conn.read().type != "info":
+                    pass
+            finally:
+                conn.close()
+        except (OSError, ServerError, ValueError) as exc:
+            self._failed(server, exc, request=False)  # (known to be down: no turn's failover)
+            return False
+        self._ok(server)
+        return True
+
+    def ok(self, server: Server) -> None:
+        """A request on an ``open`` connection was served."""
+        self._ok(server)
 
     def _ok(self, server: Server) -> None:
         with self._lock:
@@ -198,7 +267,11 @@ class ServerPool:
         if was_down:
             log.warning("%s server %s answers again", self.role, server.uri)
 
-    def _failed(self, server: Server, exc: BaseException) -> str:
+    def _failed(self, server: Server, exc: BaseException, request: bool = True) -> str:
+        if request:  # (start-up checks belong to no turn)
+            if not hasattr(self._local, "failures"):
+                self._local.failures = []
+            self._local.failures.append((server.uri, str(exc) or type(exc).__name__))
         with self._lock:
             server.failed += 1
             server.backoff_s = min(MAX_BACKOFF_S, server.backoff_s * 2 or FIRST_BACKOFF_S)

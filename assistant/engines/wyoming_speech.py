@@ -13,7 +13,6 @@ import logging
 from collections.abc import Iterator
 
 import numpy as np
-from wyoming.asr import Transcribe, Transcript
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.info import Describe
 from wyoming.tts import Synthesize
@@ -22,10 +21,16 @@ from assistant.audio.convert import PIPELINE_RATE, resample, to_mono
 from assistant.config import AsrConfig, TtsConfig
 from assistant.core.engines import EngineUnavailable
 from assistant.engines.wyoming_pool import Connection, ServerError, ServerPool
+from assistant.engines.wyoming_stream import (
+    StreamStats,
+    WyomingStream,
+    audio_events,
+    read_transcript,
+    request_start,
+)
 
 log = logging.getLogger(__name__)
 
-CHUNK_SAMPLES = 8000  # 0.5 s of 16 kHz audio per audio-chunk event: few events, no server limit hit
 DEFAULT_RATE = 22050  # piper's medium voices; used until a TTS server has answered once
 
 
@@ -41,6 +46,10 @@ class WyomingRecognizer:
     def __init__(self, cfg: AsrConfig) -> None:
         self.cfg = cfg
         self.pool = ServerPool("ASR", "asr.uri", cfg.uri)
+        self.stream_stats = StreamStats()
+
+    def take_failures(self) -> list[tuple[str, str]]:
+        return self.pool.take_failures()
 
     def transcribe(self, pcm: np.ndarray) -> str:
         if len(pcm) == 0:
@@ -48,16 +57,12 @@ class WyomingRecognizer:
         return self.pool.call(lambda conn: self._transcribe(conn, pcm))
 
     def _transcribe(self, conn: Connection, pcm: np.ndarray) -> str:
-        fmt = {"rate": PIPELINE_RATE, "width": 2, "channels": 1}
-        events = [Transcribe(language=self.cfg.language).event(), AudioStart(**fmt).event()]
-        audio = np.ascontiguousarray(pcm, dtype="<i2")
-        for i in range(0, len(audio), CHUNK_SAMPLES):
-            events.append(AudioChunk(audio=audio[i : i + CHUNK_SAMPLES].tobytes(), **fmt).event())
-        conn.send(*events, AudioStop().event())
-        while True:  # (streaming servers send transcript-start/-chunk first; the transcript ends it)
-            event = conn.read()
-            if Transcript.is_type(event.type):
-                return Transcript.from_event(event).text.strip()
+        conn.send(*request_start(self.cfg.language), *audio_events(pcm), AudioStop().event())
+        return read_transcript(conn)
+
+    def open_stream(self) -> WyomingStream:
+        """A turn's audio, sent to a server as it is spoken (see wyoming_stream.py)."""
+        return WyomingStream(self.pool, self.cfg.language, self.stream_stats)
 
     def warm_up(self) -> None:
         """Ask every server what it is, and have one transcribe a moment of silence (the first pass
@@ -67,12 +72,20 @@ class WyomingRecognizer:
             self.transcribe(np.zeros(PIPELINE_RATE // 2, dtype=np.int16))
         except EngineUnavailable as exc:
             log.warning("speech recognition is not available yet: %s", exc)
+        self.pool.take_failures()  # start-up's, no turn's
 
 
 class WyomingSynthesizer:
     """A Synthesizer on Wyoming TTS servers: one connection per text; the audio comes back as
     int16 mono at ``sample_rate`` (learned from the first server that answers at start-up; a server
-    at another rate is resampled)."""
+    at another rate is resampled).
+
+    Each clause is one ``synthesize``, also on a server that offers streamed synthesis
+    (``supports_synthesize_streaming``): the TTS stage sends a clause the moment the responder has
+    it, so its audio already comes back before the reply is finished; a stream would only delay it,
+    since wyoming-piper holds each sentence of a stream until the text after it arrives (its sentence
+    detector needs the next word) and our server a comma clause until its sentence ends
+    (bench/remote_speech.py measures it: README, "Speech on its own servers")."""
 
     def __init__(self, cfg: TtsConfig) -> None:
         self.cfg = cfg
@@ -85,6 +98,9 @@ class WyomingSynthesizer:
         except EngineUnavailable as exc:
             log.warning("speech synthesis is not available yet (%s); assuming %d Hz", exc, DEFAULT_RATE)
         self._rate_known = True  # fixed from now on: the TTS stage's prepared audio is at this rate
+
+    def take_failures(self) -> list[tuple[str, str]]:
+        return self.pool.take_failures()
 
     def synthesize(self, text: str) -> Iterator[np.ndarray]:
         """The text's audio as one piece (a server streams chunks of any length, and the TTS stage

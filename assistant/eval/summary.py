@@ -70,6 +70,9 @@ def aggregate(results: list[CaseResult]) -> dict[str, Any]:
         "acks": acks,
         "ack_rate": round(acks / len(turns), 4) if turns else 0.0,  # fillers before a late answer
         "fastpath_turns": sum(t["fastpath"] for t in turns),
+        # remote speech servers (asr/tts.backend: wyoming): taken over by another server, or lost
+        "failovers": sum(t.get("failovers", 0) for t in turns),
+        "speech_errors": sum(t.get("speech_errors", 0) for t in turns),
         "latency_ms": latency_stats(turns),
         "by_group": {g: _group([r for r in results if r.group == g]) for g in groups}
         if len(groups) > 1

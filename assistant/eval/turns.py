@@ -2,7 +2,8 @@
 
 Every latency is measured from the turn's end of speech (the arrival of its last voiced frame), so
 the VAD's hangover is counted honestly. Sound the recogniser found no words in (noise, music the VAD
-took for speech) is no turn: nothing was asked, and nothing answered.
+took for speech) is no turn: nothing was asked, and nothing answered; a turn whose recognition was
+lost (every speech server down) is one: it was apologised for.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ class TurnRecord:
     acknowledged: bool = False  # a filler ("Hmm.") before a late answer: counted apart (ack_rate)
     fastpath: bool = False  # answered without the LLM (time, date, ...)
     speculative_asr: bool = False
+    failovers: int = 0  # remote speech: requests a failed server left to another one
+    speech_errors: int = 0  # remote speech: requests no server could serve (recognition, clauses)
     latency_ms: dict[str, float] = field(default_factory=dict)
 
 
@@ -42,6 +45,7 @@ def build_turns(events: list[ev.Event]) -> list[TurnRecord]:
     turns: dict[int, TurnRecord] = {}
     speech_end: dict[int, float] = {}
     wordless: set[int] = set()
+    lost_asr: set[int] = set()
     for e in events:  # emission order: causal within a turn (times may be backdated)
         if isinstance(e, ev.SpeechStarted):
             turns[e.turn] = TurnRecord(e.turn, start_s=round(e.t_input, 3))
@@ -69,9 +73,15 @@ def build_turns(events: list[ev.Event]) -> list[TurnRecord]:
                 record.latency_ms.setdefault("first_clause", _ms(e.t - speech_end[e.turn]))
         elif isinstance(e, ev.ReplyDone):
             record.reply = e.text
+        elif isinstance(e, ev.SpeechFailover):
+            record.failovers += 1
+        elif isinstance(e, ev.SpeechError):
+            record.speech_errors += 1
+            if e.role == "asr":  # heard, but not understood: a turn, apologised for
+                lost_asr.add(e.turn)
         if type(e) in LATENCY_EVENTS and e.turn in speech_end:
             record.latency_ms.setdefault(LATENCY_EVENTS[type(e)], _ms(e.t - speech_end[e.turn]))
-    return [turns[k] for k in sorted(turns) if k not in wordless]
+    return [turns[k] for k in sorted(turns) if k not in wordless - lost_asr]
 
 
 def turns_as_dicts(turns: list[TurnRecord]) -> list[dict[str, Any]]:

@@ -84,6 +84,8 @@ def summary_table(report: dict[str, Any], width: int = 120) -> str:
         f"WER {agg['wer']:.1%}, sentence accuracy {agg['sentence_accuracy']:.0%}, "
         f"fallback rate {agg['fallback_rate']:.0%}, ack rate {agg.get('ack_rate', 0):.0%} ({report['mode']})"
     )
+    if agg.get("failovers") or agg.get("speech_errors"):  # remote speech servers that failed
+        head += f"; speech servers: {agg['failovers']} failovers, {agg['speech_errors']} errors"
     stages = Table("stage (ms from end of speech)", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     for name in ("median", "p95", "max", "n"):
         stages.add_column(name, justify="right")
@@ -165,6 +167,11 @@ def markdown(report: dict[str, Any], plots: Sequence[Path] = ()) -> str:
         f"| {agg['wer']:.1%} ({agg['word_errors']}/{agg['words']} words) | {agg['sentence_accuracy']:.0%} "
         f"| {agg['fallback_rate']:.0%} ({agg['fallbacks']}) | {agg['fastpath_turns']} |",
         "",
+        *(
+            [f"Speech servers: {agg['failovers']} failovers, {agg['speech_errors']} requests lost.", ""]
+            if agg.get("failovers") or agg.get("speech_errors")
+            else []
+        ),
         "## Latency, ms from the end of user speech (the last voiced frame)",
         "",
         "| stage | median | p95 | max | turns | until |",
@@ -211,7 +218,11 @@ def markdown(report: dict[str, Any], plots: Sequence[Path] = ()) -> str:
         result = "pass" if c["passed"] else ("error" if c["error"] else "FAIL")
         for t in c["turns"] or [None]:
             lat = t["latency_ms"] if t else {}
-            reply = (t["reply"] + (f" [{t['fallback_kind']}]" if t["fallback"] else "")) if t else ""
+            reply = (
+                (t["reply"] + (f" [{t['fallback_kind']}]" if t["fallback"] else "") + servers_note(t))
+                if t
+                else ""
+            )
             out.append(
                 f"| {c['name']} | {t['turn'] if t else '-'} | {_md(t['transcript'] if t else '')} | {_md(reply)} "
                 f"| {_ms(lat.get('asr_final'))} | {_ms(lat.get('llm_first_token'))} | {_ms(lat.get('first_audio'))} | {result} |"
@@ -230,6 +241,19 @@ def markdown(report: dict[str, Any], plots: Sequence[Path] = ()) -> str:
         "",
     ]
     return "\n".join(out)
+
+
+def servers_note(turn: dict[str, Any]) -> str:
+    """ " [1 failover]", " [asr lost]"...: what remote speech servers did to a turn (empty when fine)."""
+    parts = [
+        f"{n} {name}"
+        for name, n in (
+            ("failover", turn.get("failovers", 0)),
+            ("speech error", turn.get("speech_errors", 0)),
+        )
+        if n
+    ]
+    return f" [{', '.join(parts)}]" if parts else ""
 
 
 def _md(text: str) -> str:

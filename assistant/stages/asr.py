@@ -10,6 +10,9 @@ A turn's audio is kept only up to one Whisper window (``MAX_PASS_S``): when a tu
 long transcription request, or speech up to vad.max_utterance_s), the oldest part is transcribed once,
 at its quietest moment, and only its text is kept. So a turn's memory is bounded and no pass, which
 holds the recogniser (shared between Wyoming clients) for its whole length, is longer than a window.
+
+With a recogniser on a server (asr.backend: wyoming), the turn's audio travels to it as it comes
+(``RecognitionStream``), so a pass at the pause or the end of speech sends only its last moments.
 """
 
 from __future__ import annotations
@@ -23,8 +26,16 @@ import numpy as np
 
 from assistant.audio.convert import PIPELINE_RATE
 from assistant.config import AsrConfig
-from assistant.core.engines import EngineUnavailable, Recognizer
+from assistant.core.engines import (
+    EngineUnavailable,
+    RecognitionStream,
+    Recognizer,
+    StreamingRecognizer,
+    take_failures,
+)
 from assistant.core.events import (
+    SpeechError,
+    SpeechFailover,
     TranscriptCommitted,
     TranscriptFinal,
     TranscriptPartial,
@@ -78,6 +89,8 @@ class _Turn:
     voiced_run: int = 0  # samples of the current run of voiced frames
     spec_text: str | None = None
     spec_until: float = -1.0  # input time up to which the speculation heard speech
+    stream: RecognitionStream | None = None  # a remote recogniser's: the audio travels as it comes
+    voiced_until: int = 0  # samples up to the end of the last voiced chunk
 
 
 class AsrStage(Stage):
@@ -94,10 +107,15 @@ class AsrStage(Stage):
 
     def process(self, msg: Message) -> Iterator[Message]:
         if isinstance(msg, SpeechStarted):
+            self._close_stream()
             self._turn = _Turn(msg.turn, [], t_input_start=msg.t_input)
+            if isinstance(self.engine, StreamingRecognizer):
+                self._turn.stream = self.engine.open_stream()
         elif isinstance(msg, AudioChunk) and self._turn is not None and msg.turn == self._turn.number:
             self._turn.chunks.append(msg.pcm)
             self._turn.samples += len(msg.pcm)
+            if self._turn.stream is not None:
+                self._stream(self._turn, msg)
             self._turn.voiced_run = self._turn.voiced_run + len(msg.pcm) if msg.voiced else 0
             if self._turn.samples - self._turn.kept_from > MAX_PASS_S * PIPELINE_RATE:
                 self._commit(self._turn)
@@ -125,7 +143,22 @@ class AsrStage(Stage):
             yield msg  # first: the responder opens the reply (and its deadlines) now
             yield self._final(msg)
         elif isinstance(msg, End):
+            self._close_stream()
             self._turn = None
+
+    def _stream(self, turn: _Turn, msg: AudioChunk) -> None:
+        """Give the audio to the remote recogniser as it comes, up to where a pass may end: the
+        last voiced frame, plus the pause every pass hears after it (see END_PAD_S). What lies
+        beyond is sent once more speech follows it; a pass cannot take back audio it was sent."""
+        assert turn.stream is not None
+        if msg.voiced:
+            turn.voiced_until = turn.samples
+        turn.stream.feed(msg.pcm, turn.voiced_until + round(END_PAD_S * PIPELINE_RATE) - turn.kept_from)
+
+    def _close_stream(self) -> None:
+        if self._turn is not None and self._turn.stream is not None:
+            self._turn.stream.close()
+            self._turn.stream = None
 
     def _maybe_partial(self) -> Iterator[Message]:
         turn = self._turn
@@ -155,7 +188,12 @@ class AsrStage(Stage):
                 text = self._transcribe(self._samples_until(turn, ended.t_input + END_PAD_S), turn)
             except EngineUnavailable as exc:  # a remote recogniser: this turn is lost, the pipeline is not
                 log.warning("speech recognition failed for turn %d: %s", turn.number, exc)
+                self.ctx.events.emit(SpeechError(turn.number, "asr", str(exc)))
                 text, failed = "", True
+        if turn.stream is not None:
+            turn.stream.close()
+            if not failed:  # a server lost while the audio was streamed, whose pass never came
+                self._report_failovers(turn.number)
         now = time.monotonic()
         self.ctx.events.emit(TranscriptFinal(turn.number, text, reused, t=now))
         return Transcript(turn.number, text, final=True, ended=ended, t=now, failed=failed)
@@ -168,15 +206,18 @@ class AsrStage(Stage):
         energy = np.abs(search[: frames * CUT_FRAME].reshape(frames, CUT_FRAME).astype(np.int32)).sum(1)
         cut = len(audio) - len(search) + int(np.argmin(energy)) * CUT_FRAME + CUT_FRAME // 2
         try:
-            text = self._pass(audio[:cut])
+            text = self._pass(audio[:cut], turn)
         except EngineUnavailable as exc:  # the window's audio goes all the same: memory stays bounded
             log.warning(
                 "speech recognition failed for %.1f s of turn %d: %s", cut / PIPELINE_RATE, turn.number, exc
             )
+            self.ctx.events.emit(SpeechError(turn.number, "asr", str(exc)))
             text = ""
         turn.committed = f"{turn.committed} {text}".strip()
         turn.chunks = [audio[cut:]]
         turn.kept_from += cut
+        if turn.stream is not None:
+            turn.stream.drop(cut)
         turn.spec_text, turn.spec_until = None, -1.0  # it heard audio that is now only text
         self.ctx.events.emit(TranscriptCommitted(turn.number, round(cut / PIPELINE_RATE, 2)))
 
@@ -191,14 +232,23 @@ class AsrStage(Stage):
         assert turn is not None
         kept = samples - turn.kept_from
         audio = np.concatenate(turn.chunks)[:kept] if turn.chunks and kept > 0 else np.zeros(0, np.int16)
-        return f"{turn.committed} {self._pass(audio)}".strip()
+        return f"{turn.committed} {self._pass(audio, turn)}".strip()
 
-    def _pass(self, audio: np.ndarray) -> str:
+    def _pass(self, audio: np.ndarray, turn: _Turn) -> str:
         if len(audio) == 0:
             return ""
-        return self.engine.transcribe(
-            np.concatenate([audio, np.zeros(int(TAIL_ZEROS_S * PIPELINE_RATE), np.int16)])
-        )
+        recognize = self.engine.transcribe if turn.stream is None else turn.stream.transcribe
+        try:
+            text = recognize(np.concatenate([audio, np.zeros(int(TAIL_ZEROS_S * PIPELINE_RATE), np.int16)]))
+        except EngineUnavailable:
+            take_failures(self.engine)  # nobody took over: the caller reports the loss (or retries)
+            raise
+        self._report_failovers(turn.number)
+        return text
+
+    def _report_failovers(self, turn: int) -> None:
+        for server, error in take_failures(self.engine):  # a remote server failed, another answered
+            self.ctx.events.emit(SpeechFailover(turn, "asr", server, error))
 
     def _try_transcribe(self, samples: int) -> str | None:
         """A partial or speculative pass: None when it failed (the final pass tries again)."""

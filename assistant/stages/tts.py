@@ -11,7 +11,8 @@ import numpy as np
 
 from assistant.audio.convert import trim_silence
 from assistant.config import TtsConfig
-from assistant.core.engines import EngineUnavailable, Synthesizer
+from assistant.core.engines import EngineUnavailable, Synthesizer, take_failures
+from assistant.core.events import SpeechError, SpeechFailover
 from assistant.core.messages import Message, ReplyText, SpeechAudio
 from assistant.core.stage import Stage, StageContext
 
@@ -61,6 +62,7 @@ class TtsStage(Stage):
         assert self.engine is not None
         rate = self.engine.sample_rate
         if msg.text:
+            take_failures(self.engine)  # (those of a request abandoned at a barge-in: no turn's now)
             try:
                 for audio in self._pieces(msg.text):
                     if self.ctx.scope.is_stale(msg.turn):
@@ -72,6 +74,10 @@ class TtsStage(Stage):
                 log.warning(
                     "speech synthesis failed for turn %d (%r is not said): %s", msg.turn, msg.text, exc
                 )
+                take_failures(self.engine)  # nobody took over
+                self.ctx.events.emit(SpeechError(msg.turn, "tts", str(exc)))
+            for server, error in take_failures(self.engine):  # another server took over
+                self.ctx.events.emit(SpeechFailover(msg.turn, "tts", server, error))
         if msg.final:
             yield SpeechAudio(msg.turn, np.zeros(0, np.int16), rate, "", True, msg.ended, time.monotonic())
 
