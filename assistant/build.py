@@ -102,7 +102,9 @@ def _llm_turn_engine(
 
 
 def vad_stage(cfg: Config, turn: TurnDetector | None) -> VadStage:
-    """The one place a VAD is made, so every command cuts turns the same way."""
+    """The one place a VAD is made, so every command cuts turns the same way. ``none`` means the
+    hangover even where shared engines hold a turn engine (a benchmark comparing settings)."""
+    turn = None if cfg.vad.end_of_turn == "none" else turn
     return VadStage(cfg.vad, cfg.audio.frame_ms, turn, await_transcript=cfg.asr.speculative)
 
 

@@ -161,6 +161,8 @@ def test_every_command_builds_the_vad_with_the_end_of_turn_engine(cfg: Config) -
     vad = build.listening_stages(cfg, engines)[0]
     assert isinstance(vad, VadStage) and vad.engine is engines.turn and vad.await_transcript
     assert build.longest_pause_ms(cfg) == cfg.vad.max_silence_ms
+    off = load_config(overrides=["vad.end_of_turn=none"])  # the hangover, whatever engines hold
+    assert build.vad_stage(off, engines.turn).engine is None
 
 
 @pytest.mark.real
@@ -192,26 +194,29 @@ def test_the_loaded_llm_hears_a_finished_question_and_an_unfinished_one(cfg: Con
 
 @pytest.mark.real
 def test_hesitations_are_kept_whole_more_often_than_with_the_hangover(tmp_path: Path) -> None:
-    """Real recogniser and Smart Turn over piper's hesitations (fed at full speed: the decision
+    """Real recogniser, Smart Turn and LLM over piper's hesitations (fed at full speed: the decision
     waits for the transcript, so pace does not change it): one turn holding the whole sentence."""
     from tests.speech.hesitations import render_corpus
 
     items = [i for i in render_corpus(tmp_path, ["piper"], questions=2) if i.kind != "whole"]
-    kept = {}
-    for setting in ("none", "smart_turn"):
+    kept: dict[str, dict[tuple[str, str], bool]] = {}
+    recognizer = None
+    for setting in ("none", "smart_turn", "llm"):
         cfg = load_config(overrides=[f"vad.end_of_turn={setting}"])
-        recognizer = build.whisper_engine(cfg, build.model_store(cfg))
+        recognizer = recognizer or build.whisper_engine(cfg, build.model_store(cfg))
+        turn = build.turn_engine(cfg)  # once: llm mode loads the LLM here (no conversation)
         for item in items:
             events, log = EventBus(), EventLog()
             events.subscribe(log)
-            source = build.file_source(cfg, item.path, realtime=False)
-            build.transcription_pipeline(cfg, recognizer, source, events).run()
+            stages = [build.vad_stage(cfg, turn), AsrStage(cfg.asr, recognizer)]
+            Pipeline(build.file_source(cfg, item.path, realtime=False), stages, events=events).run()
             turns = [t for t in build_turns(log.events) if t.transcript.strip()]
             last = normalise_text(item.text).split()[-1]
             ok = len(turns) == 1 and last in normalise_text(turns[0].transcript).split()
             kept.setdefault(setting, {})[(item.kind, item.path.stem)] = ok
-    questions = [k for k in kept["smart_turn"] if k[0] == "question"]
-    assert all(kept["smart_turn"][q] for q in questions)  # complete questions stay one turn
-    hesitations = [k for k in kept["smart_turn"] if k[0] == "hesitation"]
-    whole = sum(kept["smart_turn"][h] for h in hesitations)
-    assert whole > sum(kept["none"][h] for h in hesitations), kept
+    hesitations = [k for k in kept["none"] if k[0] == "hesitation"]
+    whole = {s: sum(kept[s][h] for h in hesitations) for s in kept}
+    for setting in ("smart_turn", "llm"):
+        assert all(v for k, v in kept[setting].items() if k[0] == "question"), kept  # stay one turn
+        assert whole[setting] > whole["none"], kept
+    assert whole["llm"] >= whole["smart_turn"], kept
