@@ -47,7 +47,7 @@ class Engines:
     recognizer: Recognizer
     llm: TextStreamer
     synth: Synthesizer
-    turn: TurnDetector | None = None  # end of turn from the audio (vad.end_of_turn); None: hangover
+    turn: TurnDetector | None = None  # end of turn (vad.end_of_turn); None: the hangover
 
 
 def model_store(cfg: Config) -> ModelStore:
@@ -61,28 +61,50 @@ def load_engines(cfg: Config, progress: Progress = _quiet) -> Engines:
         recognizer = pool.submit(whisper_engine, cfg, store)
         llm = pool.submit(llm_engine, cfg, store, progress)
         synth = pool.submit(piper_engine, cfg, store)
-        turn = pool.submit(turn_engine, cfg)
+        turn = pool.submit(lambda: turn_engine(cfg, llm.result()))  # llm: shares the loaded LLM
         return Engines(recognizer.result(), llm.result(), synth.result(), turn.result())
 
 
-def turn_engine(cfg: Config) -> TurnDetector | None:
+def turn_engine(cfg: Config, llm: TextStreamer | None = None) -> TurnDetector | None:
     """The end-of-turn model, or None (``vad.end_of_turn: none``, or not installed: the VAD's
-    hangover alone then ends turns, as before, and a warning says why)."""
+    hangover alone then ends turns, as before, and a warning says why). ``llm``: the loaded
+    language model, which ``llm`` mode reads (loaded here only where nothing else needs one)."""
     if cfg.vad.end_of_turn == "none":
         return None
     from assistant.engines.turn import SmartTurnEngine, TurnModelMissing
 
     try:
-        engine = SmartTurnEngine()
+        audio: SmartTurnEngine | None = SmartTurnEngine()
     except TurnModelMissing as exc:
-        log.warning("end of turn: %s; falling back to vad.hangover_ms", exc)
-        return None
-    engine.warm_up()
+        audio = None
+        without = "the transcript alone" if cfg.vad.end_of_turn == "llm" else "vad.hangover_ms"
+        log.warning("end of turn: %s; falling back to %s", exc, without)
+    engine: TurnDetector | None = audio
+    if cfg.vad.end_of_turn == "llm":
+        engine = _llm_turn_engine(cfg, llm, audio)
+    if engine is not None:
+        engine.warm_up()
     return engine
 
 
+def _llm_turn_engine(
+    cfg: Config, llm: TextStreamer | None, audio: TurnDetector | None
+) -> TurnDetector | None:
+    from assistant.engines.llm_turn import LlmTurnEngine
+    from assistant.engines.local_llm import LlmEngine
+
+    if llm is None and cfg.llm.backend == "local":
+        llm = llm_engine(cfg, model_store(cfg))  # `transcribe` loads no LLM for itself
+    if not isinstance(llm, LlmEngine):  # a server's model gives no next-token probabilities
+        log.warning("end of turn: llm needs llm.backend: local; using smart_turn")
+        return audio
+    return LlmTurnEngine(llm, cfg.vad.llm_threshold, cfg.llm.system_prompt, audio)
+
+
 def vad_stage(cfg: Config, turn: TurnDetector | None) -> VadStage:
-    """The one place a VAD is made, so every command cuts turns the same way."""
+    """The one place a VAD is made, so every command cuts turns the same way. ``none`` means the
+    hangover even where shared engines hold a turn engine (a benchmark comparing settings)."""
+    turn = None if cfg.vad.end_of_turn == "none" else turn
     return VadStage(cfg.vad, cfg.audio.frame_ms, turn, await_transcript=cfg.asr.speculative)
 
 

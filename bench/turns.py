@@ -1,21 +1,29 @@
 """Turn-taking: hesitations kept whole, how soon a finished turn is ended, and the answer's first sound.
 
     .venv/bin/python bench/turns.py [--voices piper,espeak_us] [--sentences N] [--questions N] [--fast]
+                                    [--held-out]
 
 Every recording of the hesitation corpus (tests/speech/hesitations.py: sentences spoken whole with a
 0.6-1.2 s pause inserted at a word boundary, and short complete questions) runs through the real
 conversation pipeline (same code as `assistant respond`, real-time pace by default) once per setting,
 the settings alternating recording by recording so a busy machine hurts them alike:
   hangover     vad.end_of_turn=none: the fixed vad.hangover_ms (the baseline)
-  end_of_turn  the shipped config: the speculative transcript / Smart Turn decide at each pause
+  smart_turn   the transcript's last word, Smart Turn's hearing of the audio without a transcript
+  llm          the last word, then the LLM's P(the message ends here) (engines/llm_turn.py)
 Printed per setting: the share of hesitation recordings answered as one turn with the whole
-sentence, end of speech -> end-of-turn decision for the complete questions (median, p95), end of
-speech -> first audio of the answer itself (median, p95), and the share of turns acknowledged.
+sentence, end of speech -> end-of-turn decision for the complete questions (median, p95), how many
+complete questions were held open to vad.max_silence_ms (judged unfinished), end of speech -> first
+audio of the answer itself (median, p95), and the share of turns acknowledged.
+--held-out runs the other sentences (HELD_OUT) and the next questions, which no threshold was
+chosen on: report both lists. On an overloaded machine the speculative transcript misses the
+judgement's wait (up to vad.max_silence_ms) and Smart Turn decides in both modes; to compare the
+transcript judges themselves, add `--fast --set vad.max_silence_ms=10000`.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import tempfile
@@ -25,20 +33,28 @@ from assistant import build
 from assistant.audio.sinks import ListSink
 from assistant.config import load_config
 from assistant.core.bus import EventBus, EventLog
+from assistant.core.events import EndOfTurn
 from assistant.eval.stats import percentile
 from assistant.eval.textnorm import normalise_text
 from assistant.eval.turns import TurnRecord, build_turns
-from tests.speech.hesitations import SENTENCES, VOICES, Item, render_corpus
+from tests.speech.hesitations import HELD_OUT, VOICES, Item, render_corpus
 
-SETTINGS = {"hangover": ["vad.end_of_turn=none"], "end_of_turn": []}
+SETTINGS = {
+    "hangover": ["vad.end_of_turn=none"],
+    "smart_turn": ["vad.end_of_turn=smart_turn"],
+    "llm": ["vad.end_of_turn=llm"],
+}
 
 
-def run_one(cfg, engines: build.Engines, path: Path, fast: bool) -> list[TurnRecord]:  # type: ignore[no-untyped-def]
+def run_one(cfg, engines: build.Engines, path: Path, fast: bool) -> tuple[list[TurnRecord], bool]:  # type: ignore[no-untyped-def]
+    """The turns heard, and whether the last pause was judged unfinished (held to max_silence_ms)."""
     events, log = EventBus(), EventLog()
     events.subscribe(log)
     source = build.file_source(cfg, path, realtime=not fast)
     build.conversation_pipeline(cfg, engines, source, [ListSink()], events).run()
-    return [t for t in build_turns(log.events) if t.transcript.strip()]
+    judged = log.of(EndOfTurn)
+    held = bool(judged) and not judged[-1].complete
+    return [t for t in build_turns(log.events) if t.transcript.strip()], held
 
 
 def kept_whole(item: Item, turns: list[TurnRecord]) -> bool:
@@ -56,48 +72,67 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--voices", default=",".join(VOICES))
-    parser.add_argument("--sentences", type=int, default=len(SENTENCES), help="hesitations per voice")
+    parser.add_argument("--sentences", type=int, default=None, help="hesitations per voice (all)")
     parser.add_argument("--questions", type=int, default=6, help="complete questions per voice")
     parser.add_argument("--fast", action="store_true", help="feed as fast as possible (decisions only)")
+    parser.add_argument("--held-out", action="store_true", help="HELD_OUT sentences, later questions")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="every setting")
     args = parser.parse_args()
 
     out = Path(tempfile.gettempdir()) / "bench-turns"
+    voices = args.voices.split(",")
+    corpus = (
+        render_corpus(out / "heldout", voices, args.questions, HELD_OUT, skip_questions=6)
+        if args.held_out
+        else render_corpus(out, voices, args.questions)
+    )
     items = [
         i
-        for i in render_corpus(out, args.voices.split(","), args.questions)
+        for i in corpus
         if i.kind == "question"
-        or (i.kind == "hesitation" and int(i.path.stem.split("_")[1]) < args.sentences)
+        or (i.kind == "hesitation" and int(i.path.stem.split("_")[1]) < (args.sentences or len(corpus)))
     ]
     configs = {name: load_config(overrides=[*args.set, *o]) for name, o in SETTINGS.items()}
-    engines = build.load_engines(configs["end_of_turn"])
+    loaded = build.load_engines(configs["llm"])  # one copy of each model, the LLM shared
+    turn_engines = {
+        "llm": loaded.turn,
+        "smart_turn": build.turn_engine(configs["smart_turn"]),
+        "hangover": None,
+    }
+    engines = {n: dataclasses.replace(loaded, turn=turn_engines[n]) for n in SETTINGS}
     print(f"{len(items)} recordings ({args.voices}), {'fast' if args.fast else 'real-time'}", file=sys.stderr)
 
     whole = {n: 0 for n in SETTINGS}
     hesitations = sum(i.kind == "hesitation" for i in items)
     decided: dict[str, list[float]] = {n: [] for n in SETTINGS}
     answer: dict[str, list[float]] = {n: [] for n in SETTINGS}
+    held = {n: 0 for n in SETTINGS}
     acks = {n: 0 for n in SETTINGS}
     turns = {n: 0 for n in SETTINGS}
     for k, item in enumerate(items):
         for name in list(SETTINGS) if k % 2 == 0 else list(SETTINGS)[::-1]:
-            found = run_one(configs[name], engines, item.path, args.fast)
+            found, was_held = run_one(configs[name], engines[name], item.path, args.fast)
             turns[name] += len(found)
             acks[name] += sum(t.acknowledged for t in found)
             if item.kind == "hesitation":
                 whole[name] += kept_whole(item, found)
-            elif len(found) == 1:
+                continue
+            held[name] += was_held
+            if len(found) == 1:
                 lat = found[0].latency_ms
                 decided[name] += [lat["vad_decided"]] if "vad_decided" in lat else []
                 answer[name] += [lat["answer_audio"]] if "answer_audio" in lat else []
         print(f"  {k + 1}/{len(items)} {item.path.parent.name}/{item.path.name}", file=sys.stderr)
 
     print(f"\n{hesitations} hesitations, {len(items) - hesitations} complete questions; ms median / p95")
-    print(f"{'setting':12}{'kept whole':>12}{'decided':>16}{'answer audio':>16}{'ack rate':>10}")
+    print(f"{'setting':12}{'kept whole':>12}{'decided':>16}{'held':>6}{'answer audio':>16}{'ack rate':>10}")
     for name in SETTINGS:
         share = whole[name] / hesitations if hesitations else 0.0
         ack_rate = acks[name] / turns[name] if turns[name] else 0.0
-        print(f"{name:12}{share:12.0%}{cell(decided[name]):>16}{cell(answer[name]):>16}{ack_rate:10.0%}")
+        print(
+            f"{name:12}{share:12.0%}{cell(decided[name]):>16}{held[name]:>6}"
+            f"{cell(answer[name]):>16}{ack_rate:10.0%}"
+        )
 
 
 if __name__ == "__main__":

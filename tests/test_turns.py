@@ -19,6 +19,7 @@ from assistant.config import Config, load_config
 from assistant.core.bus import EventBus, EventLog
 from assistant.core.events import EndOfTurn
 from assistant.core.pipeline import Pipeline
+from assistant.engines.llm_turn import LlmTurnEngine, normalise
 from assistant.engines.turn import blend, ends_unfinished
 from assistant.eval.textnorm import normalise_text
 from assistant.eval.turns import build_turns
@@ -82,6 +83,51 @@ def test_the_last_word_says_whether_a_sentence_is_finished() -> None:
         assert not ends_unfinished(text), text
 
 
+class FakeTokenizer:
+    """Three tokens: "?" closes a sentence, "<e>" ends the message, " x" does neither."""
+
+    pieces = [" x", "?", "<e>"]
+
+    def __len__(self) -> int:
+        return len(self.pieces)
+
+    def batch_decode(self, ids: list[list[int]]) -> list[str]:
+        return [self.pieces[i[0]] for i in ids]
+
+    def apply_chat_template(self, messages: list[dict[str, str]], tokenize: bool) -> str:
+        return "".join(f"<{m['role']}>{m['content']}<e>" for m in messages)
+
+
+class FakeLlm:
+    """A language model whose next token is " x", "?" or "<e>" with the given probabilities."""
+
+    stop_ids = frozenset({2})
+
+    def __init__(self, probs: list[float]) -> None:
+        self.tokenizer = FakeTokenizer()
+        self.probs = np.array(probs)
+        self.prompts: list[str] = []
+
+    def next_token_probabilities(self, prompt: str) -> np.ndarray:
+        self.prompts.append(prompt)
+        return self.probs
+
+
+def test_the_llm_reads_the_transcript_as_an_open_message_without_its_punctuation() -> None:
+    llm = FakeLlm([0.9, 0.06, 0.04])  # P(end) = "?" + "<e>" = 0.1
+    engine = LlmTurnEngine(llm, threshold=0.1, system_prompt="Be brief.")  # type: ignore[arg-type]
+    assert normalise("What's the capital, then?") == "what's the capital then"
+    assert engine.blend(None, "What is the capital?") == pytest.approx(0.5)  # at the threshold
+    # the message is left open: no end token after it, and tiny.en's "?" does not give it away
+    assert llm.prompts == ["<system>Be brief.<e><user>what is the capital"]
+    assert engine.blend(None, "What is the capital of?") == 0.0  # the last word decides, no pass
+    assert engine.blend(0.3, None) == 0.3 and engine.blend(0.3, " ... ") == 0.3  # no words: audio
+    assert len(llm.prompts) == 1
+    sure = LlmTurnEngine(FakeLlm([0.0, 0.5, 0.5]), 0.1, "")  # type: ignore[arg-type]
+    unsure = LlmTurnEngine(FakeLlm([0.99, 0.0, 0.01]), 0.1, "")  # type: ignore[arg-type]
+    assert sure.blend(None, "what time is it") > 0.8 and unsure.blend(None, "why is the sky") < 0.1
+
+
 def test_without_an_engine_the_hangover_splits_a_paused_sentence(cfg: Config, paused: Path) -> None:
     turns, _ = transcribe(cfg, paused, None, "what is the capital of")
     assert len(turns) == 2
@@ -115,6 +161,8 @@ def test_every_command_builds_the_vad_with_the_end_of_turn_engine(cfg: Config) -
     vad = build.listening_stages(cfg, engines)[0]
     assert isinstance(vad, VadStage) and vad.engine is engines.turn and vad.await_transcript
     assert build.longest_pause_ms(cfg) == cfg.vad.max_silence_ms
+    off = load_config(overrides=["vad.end_of_turn=none"])  # the hangover, whatever engines hold
+    assert build.vad_stage(off, engines.turn).engine is None
 
 
 @pytest.mark.real
@@ -130,27 +178,45 @@ def test_smart_turn_hears_a_finished_question_and_an_unfinished_one() -> None:
 
 
 @pytest.mark.real
+def test_the_loaded_llm_hears_a_finished_question_and_an_unfinished_one(cfg: Config) -> None:
+    """SmolLM2-135M's P(the message ends here): the same words with and without their end (heads
+    whose last word is not on the dangling list, so the LLM decides alone)."""
+    llm = build.llm_engine(cfg, build.model_store(cfg))
+    engine = build.turn_engine(load_config(overrides=["vad.end_of_turn=llm"]), llm)
+    assert isinstance(engine, LlmTurnEngine) and engine.llm is llm  # the loaded model, not a copy
+    threshold = cfg.vad.end_of_turn_threshold
+    for head, whole in [
+        ("What is the largest", "What is the largest planet in the solar system?"),
+        ("Why is the sky", "Why is the sky blue?"),
+    ]:
+        assert engine.blend(None, head) < threshold < engine.blend(None, whole), (head, whole)
+
+
+@pytest.mark.real
 def test_hesitations_are_kept_whole_more_often_than_with_the_hangover(tmp_path: Path) -> None:
-    """Real recogniser and Smart Turn over piper's hesitations (fed at full speed: the decision
+    """Real recogniser, Smart Turn and LLM over piper's hesitations (fed at full speed: the decision
     waits for the transcript, so pace does not change it): one turn holding the whole sentence."""
     from tests.speech.hesitations import render_corpus
 
     items = [i for i in render_corpus(tmp_path, ["piper"], questions=2) if i.kind != "whole"]
-    kept = {}
-    for setting in ("none", "smart_turn"):
+    kept: dict[str, dict[tuple[str, str], bool]] = {}
+    recognizer = None
+    for setting in ("none", "smart_turn", "llm"):
         cfg = load_config(overrides=[f"vad.end_of_turn={setting}"])
-        recognizer = build.whisper_engine(cfg, build.model_store(cfg))
+        recognizer = recognizer or build.whisper_engine(cfg, build.model_store(cfg))
+        turn = build.turn_engine(cfg)  # once: llm mode loads the LLM here (no conversation)
         for item in items:
             events, log = EventBus(), EventLog()
             events.subscribe(log)
-            source = build.file_source(cfg, item.path, realtime=False)
-            build.transcription_pipeline(cfg, recognizer, source, events).run()
+            stages = [build.vad_stage(cfg, turn), AsrStage(cfg.asr, recognizer)]
+            Pipeline(build.file_source(cfg, item.path, realtime=False), stages, events=events).run()
             turns = [t for t in build_turns(log.events) if t.transcript.strip()]
             last = normalise_text(item.text).split()[-1]
             ok = len(turns) == 1 and last in normalise_text(turns[0].transcript).split()
             kept.setdefault(setting, {})[(item.kind, item.path.stem)] = ok
-    questions = [k for k in kept["smart_turn"] if k[0] == "question"]
-    assert all(kept["smart_turn"][q] for q in questions)  # complete questions stay one turn
-    hesitations = [k for k in kept["smart_turn"] if k[0] == "hesitation"]
-    whole = sum(kept["smart_turn"][h] for h in hesitations)
-    assert whole > sum(kept["none"][h] for h in hesitations), kept
+    hesitations = [k for k in kept["none"] if k[0] == "hesitation"]
+    whole = {s: sum(kept[s][h] for h in hesitations) for s in kept}
+    for setting in ("smart_turn", "llm"):
+        assert all(v for k, v in kept[setting].items() if k[0] == "question"), kept  # stay one turn
+        assert whole[setting] > whole["none"], kept
+    assert whole["llm"] >= whole["smart_turn"], kept

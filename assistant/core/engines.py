@@ -118,7 +118,8 @@ class WakeWordDetector(Protocol):
 class TurnDetector(Protocol):
     """At a pause: the probability (0..1) that the speaker has finished the turn, from its audio
     (16 kHz mono, ending at the pause), then ``blend``ed with the speculative transcript when it
-    is known (None: not yet). The VAD holds an unfinished turn open longer."""
+    is known (None: not yet; ``blend`` may read the text with a language model, engines/llm_turn.py).
+    The VAD holds an unfinished turn open longer."""
 
     def complete(self, pcm: np.ndarray) -> float: ...
 

@@ -92,6 +92,27 @@ class LlmEngine:
                 yield text[len(text_so_far) :]
                 text_so_far = text
 
+    @property
+    def stop_ids(self) -> frozenset[int]:
+        """The tokens that end a message (EOS, and ``<|im_end|>`` for ChatML models)."""
+        return frozenset(self._eos)
+
+    def next_token_probabilities(self, prompt: str):  # type: ignore[no-untyped-def]
+        """P(next token) after ``prompt`` (already chat-templated text), as a CPU float tensor.
+
+        One forward pass without the prefix cache, so it does not take the generation lock: the
+        end-of-turn judgement (engines/llm_turn.py) runs at the pause while speculative generation
+        may hold the lock for its whole reply. The weights are only read (eval, inference mode; the
+        dynamic int8 layers scale each call's own activations), so two threads may run it at once.
+        """
+        import torch
+
+        ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        with torch.inference_mode():
+            step = torch.tensor([ids], device=self.device)
+            logits = self.model(input_ids=step, use_cache=False).logits[0, -1]
+            return torch.softmax(logits.float(), dim=-1).cpu()
+
     def warm_up(self) -> None:
         """Pay the first call's costs now, and leave the system prompt in the prefix cache."""
         start = time.monotonic()

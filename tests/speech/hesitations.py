@@ -43,6 +43,18 @@ SENTENCES = [
     ("What is the largest", "planet in the solar system?"),
     ("Who was the first", "president of the United States?"),
 ]
+# Held out: other phrasings, never used to choose a threshold, so the figures say how the choice
+# carries to sentences it was not tuned on (render them into another folder: the names overlap).
+HELD_OUT = [
+    ("Can you tell me how", "tall Mount Everest is?"),
+    ("Please remind me to buy", "milk on the way home."),
+    ("How long should I boil", "an egg?"),
+    ("Who wrote the novel", "Pride and Prejudice?"),
+    ("Turn off all the lights in the", "kitchen."),
+    ("What is the distance between the Earth and", "the Moon?"),
+    ("Why is the sky", "blue?"),
+    ("What's the weather going to be like", "tomorrow in London?"),
+]
 # voices: the assistant's own piper voice at two speeds, espeak-ng at two speeds
 VOICES = ["piper", "tempo_fast", "espeak_us", "espeak_fast"]
 PAUSES_S = [0.6, 0.8, 1.0, 1.2]  # cycled over the recordings
@@ -78,11 +90,19 @@ def _write(path: Path, audio: np.ndarray, text: str) -> Path:
     return path
 
 
-def render_corpus(out_dir: Path, voices: list[str] | None = None, questions: int = 6) -> list[Item]:
-    """Render (cached) every hesitation, its unbroken twin and ``questions`` short questions per voice."""
+def render_corpus(
+    out_dir: Path,
+    voices: list[str] | None = None,
+    questions: int = 6,
+    sentences: list[tuple[str, str]] | None = None,
+    skip_questions: int = 0,
+) -> list[Item]:
+    """Render (cached) every hesitation, its unbroken twin and ``questions`` short questions per voice
+    (from questions.yaml's single-turn ones, after the first ``skip_questions``); ``sentences``:
+    SENTENCES unless given (HELD_OUT)."""
     items: list[Item] = []
     for vi, voice in enumerate(voices or VOICES):
-        for si, (head, tail) in enumerate(SENTENCES):
+        for si, (head, tail) in enumerate(sentences or SENTENCES):
             text = f"{head} {tail}"
             pause = PAUSES_S[(vi + si) % len(PAUSES_S)]
             hes = out_dir / voice / f"hesitation_{si}.wav"
@@ -95,7 +115,7 @@ def render_corpus(out_dir: Path, voices: list[str] | None = None, questions: int
                 _write(hes, compose([broken], SYNTH_RATE, PRE_SILENCE_S, 0, POST_SILENCE_S), text)
                 _write(whole_path, compose([whole], SYNTH_RATE, PRE_SILENCE_S, 0, POST_SILENCE_S), text)
             items += [Item("hesitation", text, hes, pause), Item("whole", text, whole_path)]
-        for case in [c for c in load_questions() if not c.multi_turn][:questions]:
+        for case in [c for c in load_questions() if not c.multi_turn][skip_questions:][:questions]:
             path = out_dir / voice / f"question_{case.id}.wav"
             if not path.exists():
                 _write(

@@ -1,0 +1,95 @@
+"""End of turn from what was said: the language model's probability that the user's message ends here.
+
+LiveKit's turn detector does this with a small LM tuned for it; here the LLM already loaded for the
+replies does it (no second copy). At a pause, the speculative transcript is written as the user's
+message in the model's chat template, cut just after the text (no end-of-message token), and one
+forward pass gives the probability that the next token closes the sentence: the end-of-message
+token (``<|im_end|>`` in SmolLM2's ChatML) or a sentence's closing mark ("?", ".", "!"). An
+instruction model that was not tuned for this puts most of a finished question's mass on "?", not
+on ``<|im_end|>`` (SmolLM2-135M after "how many legs does a spider have": "?" 0.42, end 0.27; after
+"what is the capital of france": "?" 0.75, end 0.13), so both count. The transcript is lowercased
+and its punctuation dropped first: tiny.en closes even half a sentence with "?" or ".", which would
+give the answer away.
+
+The word-list check of engines/turn.py comes first (a last word like "of" or "the": unfinished,
+no forward pass); Smart Turn's hearing of the audio decides while no transcript is there.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from assistant.engines.turn import ends_unfinished
+
+if TYPE_CHECKING:
+    from assistant.engines.local_llm import LlmEngine
+    from assistant.engines.turn import SmartTurnEngine
+
+log = logging.getLogger(__name__)
+
+CLOSING = set(".?!…")  # a token made only of these (after spaces) closes a sentence
+_PUNCT = re.compile(r"[^\w\s'-]+")  # all but letters, digits, apostrophes and hyphens
+
+
+def normalise(text: str) -> str:
+    """As a transcript without the recogniser's punctuation: "What is the capital?" -> "what is the capital"."""
+    return " ".join(_PUNCT.sub(" ", text.lower()).split())
+
+
+class LlmTurnEngine:
+    """``blend(p_audio, text)``: 0 for a dangling last word, else the LLM's odds that the message
+    ends after ``text`` against ``threshold``'s, as a probability (0.5 exactly at the threshold)."""
+
+    def __init__(
+        self,
+        llm: LlmEngine,
+        threshold: float,
+        system_prompt: str,
+        audio: SmartTurnEngine | None = None,
+    ) -> None:
+        self.llm = llm
+        self.threshold = threshold
+        self.system_prompt = system_prompt
+        self.audio = audio
+        tokenizer = llm.tokenizer
+        pieces = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+        closing = [i for i, s in enumerate(pieces) if s.strip() and set(s.strip()) <= CLOSING]
+        self._ends = sorted({*closing, *llm.stop_ids})
+        self.last_ms = 0.0  # the latest forward pass, for the benchmark
+
+    def p_end(self, text: str) -> float:
+        """P(the user's message is finished after ``text``): next token closes it."""
+        messages = [{"role": "user", "content": text}]
+        if self.system_prompt:
+            messages.insert(0, {"role": "system", "content": self.system_prompt})
+        rendered = self.llm.tokenizer.apply_chat_template(messages, tokenize=False)
+        prompt = rendered[: rendered.rfind(text) + len(text)]  # the message, left open
+        t0 = time.monotonic()
+        probs = self.llm.next_token_probabilities(prompt)
+        self.last_ms = (time.monotonic() - t0) * 1000
+        return float(probs[self._ends].sum())
+
+    def complete(self, pcm: np.ndarray) -> float:
+        """The audio's say, for a pause whose transcript is not there yet."""
+        return self.audio.complete(pcm) if self.audio is not None else 1.0
+
+    def blend(self, p_audio: float | None, text: str | None) -> float:
+        if text is None or not normalise(text):
+            return 1.0 if p_audio is None else p_audio  # nothing said: the audio, or end it
+        if ends_unfinished(text):
+            return 0.0
+        p = self.p_end(normalise(text))
+        log.debug("P(end | %r) = %.4f in %.0f ms", normalise(text), p, self.last_ms)
+        return p / (p + self.threshold) if p + self.threshold > 0 else 1.0
+
+    def warm_up(self) -> None:
+        t0 = time.monotonic()
+        self.p_end("hello")
+        if self.audio is not None:
+            self.audio.warm_up()
+        log.debug("LLM end-of-turn warm-up took %.0f ms", (time.monotonic() - t0) * 1000)
