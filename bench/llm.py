@@ -1,12 +1,14 @@
 """LLM benchmark: answer quality, first token, first clause, tokens/s and memory per model x quantisation.
 
-    .venv/bin/python bench/llm.py [--variants smollm2-135m-instruct:int8-mlp,...] [--half tune|held|all]
+    .venv/bin/python bench/llm.py [--variants smollm2-135m-instruct:int8-mlp@PROFILE,...] [--half tune|held|all]
                                   [--prompt TEXT] [--samples] [--set KEY=VALUE]
 
 Every variant (model:quantisation) is loaded in this one process and warmed up, then answers the
 questions of bench/llm_questions.yaml through the app's own path: LlmEngine (prefix cache on, as the
 app runs it) behind LlmResponder (clause splitting, loop and paragraph stops), with history for the
-follow-ups. The variants take turns question by question, so load from other processes on the shared
+follow-ups. A variant may name a profile of bench/llm_profiles.yaml after '@' (llm settings: system
+prompt, few-shot examples, decoding), so prompt and decoding variants run side by side with the
+config's own ("model:quant" alone). The variants take turns question by question, so load from other processes on the shared
 cores falls on all of them alike; the table gives medians and ratios against the first variant.
 
 Grading: a reply passes when it is hygienic (not empty, no system-prompt leak, no repetition loop, at
@@ -119,8 +121,16 @@ class Variant:
 
 
 def load_variant(spec: str, base: LlmConfig, cache_dir: Path) -> Variant:
-    model, _, quant = spec.partition(":")
+    model_quant, _, profile = spec.partition("@")
+    model, _, quant = model_quant.partition(":")
     cfg = replace(base, model=model, quantization=quant or base.quantization)
+    if profile:
+        profiles = yaml.safe_load((HERE / "llm_profiles.yaml").read_text())
+        if profile not in profiles:
+            raise SystemExit(
+                f"no profile {profile!r} in bench/llm_profiles.yaml; known: {', '.join(profiles)}"
+            )
+        cfg = replace(cfg, **profiles[profile])
     gc.collect()
     before, t0 = rss_mb(), time.monotonic()
     engine = LlmEngine(ModelStore(cache_dir).llm_path(model), cfg)
@@ -160,11 +170,12 @@ def ask(v: Variant, messages: list[dict[str, str]]) -> str:
     return " ".join(clauses)
 
 
-def run(variants: list[Variant], items: list[dict[str, Any]], half_of: dict[int, str], prompt: str) -> None:
+def run(variants: list[Variant], items: list[dict[str, Any]], half_of: dict[int, str]) -> None:
     for n, item in enumerate(items):
         for v in variants:  # every variant answers the same question before the next one
             history: list[dict[str, str]] = []
             turn: dict[str, Any] | None = item
+            prompt = v.cfg.system_prompt
             while turn is not None:
                 messages = [
                     {"role": "system", "content": prompt},
@@ -250,7 +261,7 @@ def main() -> None:
         print(f"  loaded {spec} in {v.load_s:.1f} s (+{v.mem_mb:.0f} MB)", flush=True)
         variants.append(v)
     try:
-        run(variants, items, half_of, prompt)
+        run(variants, items, half_of)
     finally:  # an interrupted run still reports what it measured
         report(variants, args.samples)
 

@@ -234,10 +234,11 @@ def test_speculative_prefetch_is_adopted_when_the_user_has_finished(cfg: Config)
     assert responder._prefetched is None
 
 
-def _llm_clauses(cfg: Config, reply: str) -> list[str]:
+def _llm_clauses(cfg: Config, reply: str, system: str | None = None) -> list[str]:
     responder = LlmResponder(cfg.llm, engine=FakeLlm(reply))
     stream = responder.open(time.monotonic())
-    stream.ask([{"role": "user", "content": "Hi"}])
+    prompt = [{"role": "system", "content": system}] if system is not None else []
+    stream.ask([*prompt, {"role": "user", "content": "Hi"}])
     out = []
     while (clause := stream.next(5.0)) is not None:
         out.append(clause.text)
@@ -253,6 +254,34 @@ def test_a_reply_cut_off_mid_sentence_ends_on_the_last_whole_sentence(cfg: Confi
     assert _llm_clauses(cfg, "**Paris** is 5 km away.") == ["Paris is 5 kilometers away."]
 
 
+def test_a_reply_going_round_in_circles_is_said_once(cfg: Config) -> None:
+    # short clauses the splitter keeps together, and a loop inside one long clause (issue 16)
+    # (the first clause, released at its comma, is spoken before the loop shows: it stays)
+    sorry = "I'm sorry, I'm sorry, I'm sorry, I'm sorry, I'm sorry, I'm sorry, I'm sorry,"
+    assert _llm_clauses(cfg, sorry) == ["I'm sorry, I'm sorry,"]
+    ceo = "The CEO who has been named as a candidate has been named as a candidate has been named as the"
+    assert _llm_clauses(cfg, ceo) == ["The CEO who has been named as a candidate."]
+    ceo = "The CEO, who has been named as a candidate, has been named as a candidate, has been named as a"
+    assert _llm_clauses(cfg, ceo) == [
+        "The CEO, who has been named as a candidate,",
+        "has been named as a candidate,",
+    ]
+    # the same words in different sentences are no loop; the whole reply is said
+    steps = "Step 1 goes here. Step 2 goes here. Step 3 goes here."
+    assert " ".join(_llm_clauses(cfg, steps)) == steps
+
+
+def test_a_clause_echoing_the_system_prompt_is_not_said(cfg: Config) -> None:
+    system = "You are a helpful voice assistant. Answer in one short sentence."
+    reply = "Serves as a helpful voice assistant. The capital of France is Paris."
+    assert _llm_clauses(cfg, reply, system) == ["The capital of France is Paris."]
+    # without a system prompt there is nothing to echo
+    assert _llm_clauses(cfg, reply, "") == [
+        "Serves as a helpful voice assistant.",
+        "The capital of France is Paris.",
+    ]
+
+
 @pytest.mark.real
 def test_real_model_knows_the_capital_of_france(cfg: Config) -> None:
     from assistant.engines.local_llm import LlmEngine
@@ -262,6 +291,26 @@ def test_real_model_knows_the_capital_of_france(cfg: Config) -> None:
     clauses, _, _ = run_turns(cfg, engine, ["What is the capital of France?"])  # type: ignore[arg-type]
     reply = " ".join(c.text for c in clauses if c.source == "llm")
     assert "paris" in reply.lower(), reply
+
+
+@pytest.mark.real
+def test_few_shot_examples_sit_in_the_cached_prefix(cfg: Config) -> None:
+    from assistant.engines.local_llm import LlmEngine
+    from assistant.engines.store import ModelStore
+
+    model_dir = ModelStore(cfg.models.cache_dir).llm_path(cfg.llm.model)
+    shots = (("Who invented the telephone?", "Alexander Graham Bell."),)
+    engine = LlmEngine(model_dir, replace(cfg.llm, examples=shots, max_new_tokens=4, quantization="none"))
+    system = {"role": "system", "content": cfg.llm.system_prompt}
+    question = {"role": "user", "content": "What is the capital of France?"}
+    text = engine.tokenizer.decode(engine.prompt_ids([system, question]))
+    # system prompt, then the example exchange, then the question
+    assert text.index(cfg.llm.system_prompt) < text.index(shots[0][0]) < text.index(shots[0][1])
+    assert text.index(shots[0][1]) < text.index(question["content"])
+    engine.warm_up()
+    "".join(engine.stream([system, question]))
+    beyond = len(engine._template([system, {"role": "user", "content": shots[0][0]}]))
+    assert engine.last_reused > beyond  # the examples came from the cache, not fed again
 
 
 @pytest.mark.real

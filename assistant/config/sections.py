@@ -114,6 +114,8 @@ class LlmConfig:
     repetition_penalty: float = _in(1.0, 1.0, 2.0)
     threads: int = _in(2, 0, 64)
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    # few-shot (question, answer) turns put after the system prompt; part of the cached prefix
+    examples: tuple[Annotated[tuple[str, str], Field(strict=False)], ...] = _lax(())
     history_tokens: int = _in(512, 0, 32768)
     prefix_cache: bool = True
     speculative: bool = True

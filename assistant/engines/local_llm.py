@@ -41,6 +41,12 @@ class LlmEngine:
         elif self.quantization in ("int8", "int8-mlp"):
             model = _dynamic_int8(model, mlp_only=self.quantization == "int8-mlp")
         self.model = model.to(self.device).eval()
+        # few-shot turns showing a small model the length and tone wanted (and what to say to a fragment)
+        self._examples: list[ChatMessage] = [
+            {"role": role, "content": text}
+            for question, answer in cfg.examples
+            for role, text in (("user", question), ("assistant", answer))
+        ]
         self._eos = {self.tokenizer.eos_token_id}
         im_end = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
         if isinstance(im_end, int) and im_end >= 0:
@@ -57,6 +63,7 @@ class LlmEngine:
         system, history, question = messages[:1], messages[1:-1], messages[-1:]
         if messages[0]["role"] != "system":
             system, history = [], messages[:-1]
+        system = system + self._examples  # fixed, so the prefix cache holds them after the first turn
         while True:
             ids = self._template(system + history + question)
             history_len = len(ids) - len(self._template(system + question))

@@ -12,6 +12,7 @@ becomes of it when the clause is taken. One call a turn: the first; the reply en
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Iterator, Sequence
 
@@ -21,6 +22,8 @@ from assistant.reply.base import Clause, DeferredReply, ReplyStream, produce
 from assistant.reply.clauses import ClauseSplitter, ends_sentence
 
 log = logging.getLogger(__name__)
+_WORD = re.compile(r"[\w']+")
+_TOKEN = re.compile(r"[\w']+|[.!?]+(?=\s|$)")  # words and sentence ends: a loop is not counted across those
 
 
 class LlmResponder:
@@ -68,25 +71,42 @@ class LlmResponder:
         engine = self.engine
         assert engine is not None
 
+        leaks = _ngrams(_words(messages[0]["content"]), 4) if messages[0]["role"] == "system" else set()
+
         def work(stream: ReplyStream) -> None:
             splitter = ClauseSplitter()
             said: set[str] = set()
+            spoken: list[str] = []  # the reply's words so far, for the loop check
             sentence_done = False  # the last clause spoken ended a sentence
+
+            def say(clause: str) -> bool:
+                """Put one clause; False when the reply must end here (it loops)."""
+                nonlocal sentence_done
+                if clause.lower() in said:  # a loop ("I'm sorry. I'm sorry."): end the reply here
+                    return False
+                if leaks & _ngrams(_words(clause), 4):  # "Serves as a helpful voice assistant."
+                    log.debug("LLM reply: dropped %r, which echoes the system prompt", clause)
+                    return True
+                clause, looped = cut_loop(spoken, clause)
+                if clause:
+                    said.add(clause.lower())
+                    spoken.extend(m.group().lower() for m in _TOKEN.finditer(clause))
+                    stream.put(Clause(clause))
+                    sentence_done = ends_sentence(clause)
+                return not looped
+
             for piece in self._pieces(messages, stream):
                 stream.first_token()
                 if isinstance(piece, ToolCall):
                     rest = splitter.flush()
                     if rest and not stream.cancelled.is_set():
-                        stream.put(Clause(rest))
+                        say(rest)
                     stream.put(Clause("", "llm", call=piece))
                     return  # closing the generator drops any further calls
                 last_piece = "\n\n" in piece  # a second paragraph: small models start rambling there
                 for clause in splitter.feed(piece.split("\n\n")[0]):
-                    if clause.lower() in said:  # a loop ("I'm sorry. I'm sorry."): end the reply here
+                    if not say(clause):
                         return
-                    said.add(clause.lower())
-                    stream.put(Clause(clause))
-                    sentence_done = ends_sentence(clause)
                 if last_piece:
                     break
             rest = splitter.flush()
@@ -94,8 +114,8 @@ class LlmResponder:
                 # cut off by max_new_tokens (or a stop) mid-sentence: end on the sentence already said
                 log.debug("LLM reply: dropped the unfinished tail %r", rest)
                 return
-            if rest and rest.lower() not in said and not stream.cancelled.is_set():
-                stream.put(Clause(rest))
+            if rest and not stream.cancelled.is_set():
+                say(rest)
 
         return produce(ReplyStream(), work, "llm")
 
@@ -103,6 +123,38 @@ class LlmResponder:
         if self.tools and isinstance(self.engine, ToolStreamer):
             return self.engine.stream_tools(messages, self.tools, should_stop=stream.cancelled.is_set)
         return iter(self.engine.stream(messages, should_stop=stream.cancelled.is_set))
+
+
+def cut_loop(spoken: list[str], clause: str) -> tuple[str, bool]:
+    """``clause`` up to where the reply starts going round in circles, and whether it did.
+
+    A loop is a run of three words said a third time ("I'm sorry, I'm sorry, I'm sorry," or "has
+    been named as a candidate ... has been named ..."), within a sentence: the reply is cut where that
+    run came the second time, so it is said once ("Step 1 goes here. Step 2 goes here." is no loop).
+    Clauses that are too short for the splitter to release
+    separately ("I'm sorry,") would otherwise repeat inside one clause, unseen by the clause check."""
+    found = [(m.group().lower(), m.start()) for m in _TOKEN.finditer(clause)]
+    words = spoken + [w for w, _ in found]
+    seen: dict[tuple[str, ...], list[int]] = {}
+    for i in range(len(words) - 2):
+        run = tuple(words[i : i + 3])
+        if any(not w[0].isalnum() and w[0] != "'" for w in run):
+            continue  # spans a sentence end
+        starts = seen.setdefault(run, [])
+        starts.append(i)
+        if len(starts) == 3:
+            k = starts[1] - len(spoken)  # the second run's first word, counted in this clause
+            kept = clause[: found[k][1]].rstrip(" ,;:-") if k > 0 else ""
+            return (kept + ("" if not kept or ends_sentence(kept) else ".")), True
+    return clause, False
+
+
+def _words(text: str) -> list[str]:
+    return [w.lower() for w in _WORD.findall(text)]
+
+
+def _ngrams(words: list[str], n: int) -> set[tuple[str, ...]]:
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
 
 
 def _key(messages: list[ChatMessage]) -> tuple[tuple[str, str], ...]:
