@@ -40,7 +40,8 @@ def v(n):
         return "-"
 print("python", platform.python_version(), "|", ", ".join(f"{n} {v(n)}" for n in names))
 import glob, site, sys
-libs = sorted({p for d in sys.path + ["/usr/local/cuda/lib64", "/usr/lib/x86_64-linux-gnu"] for p in glob.glob(d + "/**/libcublas*.so.1[23]*", recursive=True)})
+pats = [d + "/nvidia/*/lib/libcublas*.so.1[23]*" for d in sys.path if d] + ["/usr/local/cuda/lib64/libcublas*.so.1[23]*"]
+libs = sorted({p for pat in pats for p in glob.glob(pat)})
 print("cuBLAS libraries:", " ".join(libs) or "none found")
 EOF
     ldconfig -p 2>/dev/null | grep -E 'libcublas(Lt)?\.so\.1[23]|libportaudio' | head -6
@@ -102,7 +103,7 @@ cublas_shim() {
     rm -rf "$SHIM"
     ldconfig -p 2>/dev/null | grep -q 'libcublas\.so\.12' && return 0
     local blas lt
-    blas=$($PY -c "import glob,sys; print(next(iter(sorted(p for d in sys.path for p in glob.glob(d+'/nvidia/**/libcublas.so.13*', recursive=True))), ''))")
+    blas=$($PY -c "import glob,sys; print(next(iter(sorted(p for d in sys.path if d for p in glob.glob(d+'/nvidia/*/lib/libcublas.so.13*'))), ''))")
     [ -n "$blas" ] || blas=$(ls /usr/local/cuda/lib64/libcublas.so.13* 2>/dev/null | head -1)
     [ -n "$blas" ] || return 0
     lt=$(ls "$(dirname "$blas")"/libcublasLt.so.13* 2>/dev/null | head -1)
@@ -147,7 +148,7 @@ run() {
     mkdir -p "$MODELS"
     printf 'models:\n  cache_dir: %s\n' "$MODELS" >"$WORK/config.yaml"
     export ASSISTANT_CONFIG=$WORK/config.yaml PYTHONPATH=$SITE:$PWD PYTHONUNBUFFERED=1
-    export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+    export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false TQDM_DISABLE=1
     cublas_shim
     self_check || { say "self check failed"; exit 5; }
     local shim=()
