@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator
 
 import numpy as np
+
+from assistant.core.messages import Message
+from assistant.core.stage import Stage, StageContext, run_stage
 
 
 class FakeRecognizer:
@@ -72,3 +77,14 @@ class FakeSynth:
 def fail_the_test(stage: str, exc: BaseException) -> None:
     """A stage error handler for tests that run a stage on its own thread: any failure fails the test."""
     raise AssertionError(f"{stage} failed: {exc}")
+
+
+def start_stage(
+    stage: Stage, ctx: StageContext
+) -> tuple[queue.Queue[Message], queue.Queue[Message], threading.Thread]:
+    """Run ``stage`` on its own thread as the pipeline does (inbox, outbox, thread); a failure fails the test."""
+    inbox: queue.Queue[Message] = queue.Queue()
+    outbox: queue.Queue[Message] = queue.Queue()
+    thread = threading.Thread(target=run_stage, args=(stage, inbox, outbox, ctx, fail_the_test), daemon=True)
+    thread.start()
+    return inbox, outbox, thread

@@ -23,14 +23,14 @@ from assistant.agent.wake import WakePhrase
 from assistant.config import Config
 from assistant.core.bus import EventBus, EventLog
 from assistant.core.events import AudioOut, BargeIn, ReplySkipped, SpeechStarted, Stopped, WakeIgnored
-from assistant.core.messages import End, Message, ReplyText, SpeechEnded, Transcript
-from assistant.core.stage import StageContext, run_stage
+from assistant.core.messages import End, ReplyText, SpeechEnded, Transcript
+from assistant.core.stage import StageContext
 from assistant.core.turn import TurnScope
 from assistant.reply.deadline import DeadlineResponder
 from assistant.reply.fastpath import FastPathResponder
 from assistant.reply.llm import LlmResponder
 from assistant.stages.responder import ResponderStage
-from tests.fakes import FakeLlm, fail_the_test
+from tests.fakes import FakeLlm, start_stage
 
 
 class RecordingRunner:
@@ -266,12 +266,7 @@ class AgentHarness:
         self.policy = WakePolicy(WAKE, followup_s, self.scheduler)
         self.stage = ResponderStage(DeadlineResponder(act, deadline), "sys", policy=self.policy)
         self.stage.setup(self.ctx)
-        self.inbox: queue.Queue[Message] = queue.Queue()
-        self.outbox: queue.Queue[Message] = queue.Queue()
-        self.thread = threading.Thread(
-            target=run_stage, args=(self.stage, self.inbox, self.outbox, self.ctx, fail_the_test), daemon=True
-        )
-        self.thread.start()
+        self.inbox, self.outbox, self.thread = start_stage(self.stage, self.ctx)
         self.turn = 0
 
     def say(self, text: str) -> list[str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
 import threading
 import time
 from collections.abc import Iterator
@@ -21,8 +20,8 @@ from assistant.cli.ask import answer
 from assistant.cli.main import main
 from assistant.config import Config
 from assistant.core.bus import EventBus
-from assistant.core.messages import End, Message, ReplyText, SpeechEnded, Transcript
-from assistant.core.stage import StageContext, run_stage
+from assistant.core.messages import End, ReplyText, SpeechEnded, Transcript
+from assistant.core.stage import StageContext
 from assistant.core.turn import TurnScope
 from assistant.engines.openai_llm import OpenAiEngine
 from assistant.engines.store import ModelStore
@@ -30,7 +29,7 @@ from assistant.reply.deadline import DeadlineResponder
 from assistant.reply.fastpath import FastPathResponder
 from assistant.reply.llm import LlmResponder
 from assistant.stages.responder import ResponderStage
-from tests.fakes import fail_the_test
+from tests.fakes import start_stage
 from tests.llm_server import TransformersServer
 from tests.speech.make_speech import render, reply_mentions
 
@@ -118,12 +117,7 @@ class Conversation:
         chain = DeadlineResponder(FastPathResponder(LlmResponder(cfg.llm, engine=engine)), cfg.deadline)
         self.stage = ResponderStage(chain, cfg.llm.system_prompt)
         self.stage.setup(self.ctx)
-        self.inbox: queue.Queue[Message] = queue.Queue()
-        self.outbox: queue.Queue[Message] = queue.Queue()
-        self.thread = threading.Thread(
-            target=run_stage, args=(self.stage, self.inbox, self.outbox, self.ctx, fail_the_test), daemon=True
-        )
-        self.thread.start()
+        self.inbox, self.outbox, self.thread = start_stage(self.stage, self.ctx)
 
     def ask(self, turn: int, text: str) -> None:
         now = time.monotonic()

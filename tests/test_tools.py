@@ -5,7 +5,6 @@ tool calls in pieces, as vLLM and OpenAI do; they go through the real chain and 
 from __future__ import annotations
 
 import json
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -26,13 +25,12 @@ from assistant.config import Config
 from assistant.core.bus import EventBus, EventLog
 from assistant.core.engines import ToolCall
 from assistant.core.events import Action
-from assistant.core.messages import Message
-from assistant.core.stage import StageContext, run_stage
+from assistant.core.stage import StageContext
 from assistant.core.turn import TurnScope
 from assistant.engines.openai_llm import LlmServerError, OpenAiEngine
 from assistant.engines.openai_tools import MAX_TOOL_CALL_CHARS
 from assistant.reply.llm import LlmResponder
-from tests.fakes import FakeLlm, FakeRecognizer, FakeSynth, fail_the_test
+from tests.fakes import FakeLlm, FakeRecognizer, FakeSynth, start_stage
 from tests.test_agent import AgentHarness, RecordingRunner
 from tests.test_openai_llm import SSE, Body, Server, chunk, ok
 
@@ -334,10 +332,5 @@ class ToolHarness(AgentHarness):
         self.stage = agent.speaking(engines, [])[0]
         self.policy = agent.policy
         self.stage.setup(self.ctx)
-        self.inbox: queue.Queue[Message] = queue.Queue()
-        self.outbox: queue.Queue[Message] = queue.Queue()
-        self.thread = threading.Thread(
-            target=run_stage, args=(self.stage, self.inbox, self.outbox, self.ctx, fail_the_test), daemon=True
-        )
-        self.thread.start()
+        self.inbox, self.outbox, self.thread = start_stage(self.stage, self.ctx)
         self.turn = 0
