@@ -249,15 +249,12 @@ def test_the_same_calls_with_good_arguments_do_act(cfg: Config, tmp_path: Path) 
 def test_ask_dry_run_reports_the_action_the_model_called(cfg: Config, tmp_path: Path) -> None:
     c = openai_cfg(cfg, tmp_path)
     runner = RecordingRunner()
-    server = ToolServer(calls(("open_app", '{"app": "calculator"}')))
-    got = answer(
-        c,
-        server_engine(c, server),
-        "Could you pop the calculator open?",
-        agent=True,
-        dry_run=True,
-        desktop=Desktop(runner),
-    )
+
+    def dry_run(call: tuple[str, str], text: str):  # type: ignore[no-untyped-def]
+        engine = server_engine(c, ToolServer(calls(call)))
+        return answer(c, engine, text, agent=True, dry_run=True, desktop=Desktop(runner))
+
+    got = dry_run(("open_app", '{"app": "calculator"}'), "Could you pop the calculator open?")
     out = json.loads(got.as_json())
     assert (out["source"], out["intent"], out["action"], out["slots"]) == (
         "llm",
@@ -266,15 +263,7 @@ def test_ask_dry_run_reports_the_action_the_model_called(cfg: Config, tmp_path: 
         {"app": "calculator"},
     )
     assert out["reply"] == "Open calculator? Say yes to confirm." and runner.spawned == []
-    server = ToolServer(calls(("set_timer", '{"seconds": 90}')))
-    got = answer(
-        c,
-        server_engine(c, server),
-        "Ninety seconds please.",
-        agent=True,
-        dry_run=True,
-        desktop=Desktop(runner),
-    )
+    got = dry_run(("set_timer", '{"seconds": 90}'), "Ninety seconds please.")
     assert (got.action, got.reply) == ("timer", "Set a timer for 1 minute 30 seconds? Say yes to confirm.")
 
 
