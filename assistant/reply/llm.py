@@ -68,9 +68,6 @@ class LlmResponder:
             self._prefetched = None
 
     def _generate(self, messages: list[ChatMessage]) -> ReplyStream:
-        engine = self.engine
-        assert engine is not None
-
         leaks = _ngrams(_words(messages[0]["content"]), 4) if messages[0]["role"] == "system" else set()
 
         def work(stream: ReplyStream) -> None:
