@@ -26,7 +26,7 @@ from assistant.reply.fastpath import FastPathResponder
 from assistant.reply.llm import LlmResponder
 from assistant.stages.asr import AsrStage
 from assistant.stages.playback import PlaybackStage
-from assistant.stages.policy import TurnPolicy
+from assistant.stages.policy import AlwaysAddressed, InterruptionRules, TurnPolicy
 from assistant.stages.responder import ResponderStage
 from assistant.stages.tts import TtsStage
 from assistant.stages.vad import VadStage
@@ -211,7 +211,7 @@ def responder_stage(
         responder,
         cfg.llm.system_prompt,
         cfg.llm.speculative if speculative is None else speculative,
-        policy,
+        policy or AlwaysAddressed(InterruptionRules(cfg.barge_in)),
         cfg.deadline.apology_error,
     )
 

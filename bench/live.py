@@ -14,6 +14,11 @@
    interrupt it?
 4. Idle CPU of the whole `assistant listen` and `assistant agent` processes (all threads) over
    --idle-s with no speech (--idle-only: just these).
+5. Interruptions (--interruptions N, issue 14): N runs each, without and with the echo path, of a
+   sound played one second into a long reply: "Stop." (stop rate: the reply stopped and nothing more
+   was said), a cough and an "mm-hmm" (resume rate: never cut), a question (answered), and nothing
+   (self-interruptions: pauses and cuts nobody caused). Pause = the VAD hearing speech -> the
+   speaker paused (median, p95); decision = pause -> outcome (the recogniser's time, mostly).
 
 Recordings are made at 16 kHz; "sound" is a 10 ms frame above an RMS of 300 (about -41 dBFS).
 The two recorders' start offsets are unknown to a few tens of ms, which bounds the accuracy.
@@ -103,6 +108,93 @@ def barge_in(
     return {"ok": True, "from_detect_ms": (stop - detected) * 1000, "from_onset_ms": (stop - onset_s) * 1000}
 
 
+def interruption(server: PulseServer, assistant: Assistant, question: Path, sound: Path | None) -> dict:
+    """One long reply with ``sound`` played a second into its answer (None: left alone)."""
+    t0 = time.time()
+    server.say(question).wait()
+    answering = lambda e: e.get("source") in ("llm", "fastpath")  # noqa: E731
+    if assistant.wait_for("audio_out", 60, after=t0, where=answering) is None:
+        return {"error": "no answer"}
+    time.sleep(1.0)
+    t1 = time.time()
+    if sound is not None:
+        server.say(sound).wait()
+    quiet(assistant, t0, timeout_s=60.0)
+    time.sleep(1.0)
+    events = [e for e in assistant.events() if e["wall"] >= t0]
+    mine = [e["turn"] for e in events if e["kind"] == "speech_started" and e["wall"] >= t1 - 0.2]
+    outcomes = [e for e in events if e["kind"] == "interruption" and mine and e["turn"] == mine[0]]
+    final = outcomes[-1] if outcomes else None
+    stray = [e for e in events if e["kind"] == "interruption" and e["turn"] not in mine[:1]]
+    paused = {e["turn"]: e for e in events if e["kind"] == "reply_paused"}
+    after = [e for e in events if e["kind"] == "audio_out" and final and e["wall"] > final["wall"]]
+    return {
+        "outcome": final["outcome"] if final else "none",
+        "said_after": bool(after and final and final["outcome"] == "stopped"),
+        "self": sum(1 for e in stray if e["outcome"] in ("stopped", "answered")),
+        "self_paused": len(stray),
+        "pause_ms": paused[final["turn"]]["reaction_ms"] if final and final["turn"] in paused else None,
+        "decide_ms": final["pause_ms"] if final else None,
+    }
+
+
+def interruptions(server: PulseServer, work: Path, runs: int, echo: bool) -> list[tuple[str, str]]:
+    from tests.test_live_interruptions import LONG_QUESTION, cough, spoken
+
+    sounds = {
+        "stop": spoken("Stop.", work / "i_stop.wav"),
+        "cough": cough(work / "i_cough.wav"),
+        "mm-hmm": spoken("Mm-hmm.", work / "i_mmhmm.wav"),
+        "question": spoken("How many legs does a spider have?", work / "i_q.wav", post_s=1.5),
+        "nothing": None,
+    }
+    question = spoken(LONG_QUESTION, work / "i_long.wav", post_s=1.5)
+    server.echo(echo)
+    slow = ("--set", "deadline.answer_ms=30000", "--set", "deadline.reply_ms=90000")
+    assistant = Assistant(server, work, *slow, "--set", "barge_in.decide_timeout_s=20")
+    rows = []
+    where = "loudspeaker (echo path)" if echo else "no echo path"
+    try:
+        if assistant.wait_for("ready", 180) is None:
+            return [(f"interruptions, {where}", "assistant did not get ready")]
+        for name, sound in sounds.items():
+            results = [interruption(server, assistant, question, sound) for _ in range(runs)]
+            ok = [r for r in results if "error" not in r]
+            want = {
+                "stop": "stopped",
+                "cough": None,
+                "mm-hmm": None,
+                "question": "answered",
+                "nothing": None,
+            }[name]
+            if want == "stopped":
+                good = sum(1 for r in ok if r["outcome"] == "stopped" and not r["said_after"])
+            elif want == "answered":
+                good = sum(1 for r in ok if r["outcome"] == "answered")
+            else:  # resumed, or never paused
+                good = sum(1 for r in ok if r["outcome"] in ("resumed", "none"))
+            pauses = [r["pause_ms"] for r in ok if r["pause_ms"] is not None]
+            decided = [r["decide_ms"] for r in ok if r["decide_ms"] is not None]
+            selfs = sum(r["self"] for r in ok)
+            self_paused = sum(r["self_paused"] for r in ok)
+            verdict = {"stopped": "stopped", "answered": "answered"}.get(want or "", "went on")
+            rows.append(
+                (
+                    f"{name} over a reply, {where}",
+                    f"{verdict} {good}/{len(results)}; "
+                    f"self-interruptions {selfs} (self-pauses {self_paused})",
+                )
+            )
+            if pauses:
+                rows.append((f"  {name}: speech heard -> paused", stats(pauses)))
+            if decided:
+                rows.append((f"  {name}: paused -> decided", stats(decided)))
+    finally:
+        assistant.interrupt()
+        server.echo(False)
+    return rows
+
+
 def echo_check(server: PulseServer, mode: str, long_q: Path, second: Path, work: Path) -> dict:
     server.echo(True)
     assistant = Assistant(server, work, "--set", f"barge_in.echo={mode}")
@@ -162,6 +254,10 @@ def main() -> int:
     ap.add_argument("--idle-s", type=float, default=20.0)
     ap.add_argument("--modes", default="aec,gate,none", help="echo modes to check with the loopback")
     ap.add_argument("--idle-only", action="store_true", help="only idle CPU (listen and agent)")
+    ap.add_argument(
+        "--interruptions", type=int, default=0, metavar="N", help="N runs of each interruption case"
+    )
+    ap.add_argument("--interruptions-only", action="store_true", help="only the interruption cases")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-live-"))
@@ -170,6 +266,11 @@ def main() -> int:
     long_q, second = render(LONG_ANSWER, "piper", speech), render(INTERRUPTER, "piper", speech)
     rows: list[tuple[str, str]] = []
     with PulseServer() as server:
+        if args.interruptions_only:
+            for echo in (False, True):
+                rows += interruptions(server, work, max(1, args.interruptions), echo)
+            print_rows(rows, work)
+            return 0
         if args.idle_only:
             for command in ("listen", "agent"):
                 cpu = idle_cpu(server, work, args.idle_s, command)
@@ -206,13 +307,20 @@ def main() -> int:
                 f"heard: {r.get('second_heard', '')[:60]!r}"
             )
             rows.append((f"echo loopback on, barge_in.echo={mode}", r.get("error") or verdict))
+        if args.interruptions:
+            for echo in (False, True):
+                rows += interruptions(server, work, args.interruptions, echo)
+    print_rows(rows, work)
+    return 0
+
+
+def print_rows(rows: list[tuple[str, str]], work: Path) -> None:
     width = max(len(k) for k, _ in rows)
     print(f"\n{'measure':<{width}}  result")
     print(f"{'-' * width}  {'-' * 40}")
     for k, v in rows:
         print(f"{k:<{width}}  {v}")
     print(f"\n(recordings in {work}; {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f})")
-    return 0
 
 
 if __name__ == "__main__":

@@ -178,28 +178,44 @@ class FakeSpeaker:
     def __init__(self, pending: float) -> None:
         self.pending = pending
         self.cleared = 0
+        self.paused = False
+        self.resumed = 0
 
     def clear(self) -> float:
         self.cleared += 1
+        self.paused = False
         dropped, self.pending = self.pending, 0.0
         return dropped
 
     def pending_s(self) -> float:
         return self.pending
 
+    def pause(self) -> float:
+        self.paused = True
+        return self.pending
+
+    def resume(self) -> None:
+        self.paused = False
+        self.resumed += 1
+
 
 class FakePlayback:
     interrupted = 0
+    delayed = 0.0
 
     def interrupt(self) -> None:
         self.interrupted += 1
 
+    def delay(self, seconds: float) -> None:
+        self.delayed += seconds
+
 
 def test_speech_over_the_reply_cancels_it_and_reports_what_was_heard() -> None:
+    """``barge_in.pause`` off: speech over the reply cuts it at once."""
     events, log, scope = EventBus(), EventLog(), TurnScope()
     events.subscribe(log)
     speaker, playback = FakeSpeaker(pending=2.0), FakePlayback()
-    BargeIn(BargeInConfig(), scope, speaker, playback, events)
+    BargeIn(BargeInConfig(pause=False), scope, speaker, playback, events)
     events.emit(ev.TranscriptFinal(1, "tell me a story"))
     now = time.monotonic()
     events.emit(ev.AudioOut(1, "Once upon a time", 0.8, t=now - 1.0))
@@ -232,7 +248,7 @@ def test_a_reply_whose_answer_is_still_in_synthesis_is_cut_as_a_barge_in() -> No
     events, log, scope = EventBus(), EventLog(), TurnScope()
     events.subscribe(log)
     speaker = FakeSpeaker(0.0)
-    BargeIn(BargeInConfig(), scope, speaker, None, events)
+    BargeIn(BargeInConfig(pause=False), scope, speaker, None, events)
     events.emit(ev.TranscriptFinal(1, "who was the first president"))
     events.emit(ev.AudioOut(1, "Hmm.", 0.25, t=time.monotonic()))
     events.emit(ev.ReplyDone(1, "George Washington."))  # text done; synthesis still running
@@ -253,6 +269,197 @@ def test_a_reply_whose_answer_is_still_in_synthesis_is_cut_as_a_barge_in() -> No
     events.emit(ev.PlaybackStopped(-1))
     events.emit(ev.SpeechStarted(4, 9.0))
     assert log.first(ev.BargeIn, 4) is None
+
+
+def paused_reply(
+    cfg: BargeInConfig | None = None,
+) -> tuple[EventBus, EventLog, TurnScope, FakeSpeaker, FakePlayback]:
+    """Turn 1's reply playing ("Once upon a time" heard, "there was a small dragon" midway), then
+    turn 2's speech starts over it."""
+    events, log, scope = EventBus(), EventLog(), TurnScope()
+    events.subscribe(log)
+    speaker, playback = FakeSpeaker(pending=2.0), FakePlayback()
+    BargeIn(cfg or BargeInConfig(), scope, speaker, playback, events)
+    events.emit(ev.TranscriptFinal(1, "tell me a story"))
+    now = time.monotonic()
+    events.emit(ev.AudioOut(1, "Once upon a time", 0.8, t=now - 1.0))
+    events.emit(ev.AudioOut(1, "there was a small dragon", 0.4, t=now - 0.2))
+    events.emit(ev.SpeechStarted(2, 5.0))
+    return events, log, scope, speaker, playback
+
+
+def test_speech_over_the_reply_pauses_it_and_a_stop_word_ends_it() -> None:
+    events, log, scope, speaker, playback = paused_reply()
+    paused = log.first(ev.ReplyPaused, 2)
+    assert speaker.paused and speaker.cleared == 0 and not scope.is_stale(1)  # held, not cancelled
+    assert paused is not None and paused.interrupted == 1 and paused.reaction_ms < 50
+    events.emit(ev.SpeechEnded(2, 5.4, t_decided=time.monotonic()))
+    events.emit(ev.TranscriptFinal(2, "Stop."))
+    assert scope.is_stale(1) and not scope.is_stale(2)
+    assert speaker.cleared == 1 and playback.interrupted == 1 and speaker.resumed == 0
+    outcome = log.first(ev.Interruption, 2)
+    assert outcome is not None and (outcome.outcome, outcome.reason) == ("stopped", "stop phrase")
+    assert outcome.interrupted == 1 and outcome.pause_ms >= 0
+    barge = log.first(ev.BargeIn, 2)  # what was heard: up to the pause, not to the decision
+    assert barge is not None and barge.spoken.startswith("Once upon a time there was")
+    assert not barge.spoken.endswith("dragon")
+
+
+@pytest.mark.parametrize(
+    ("said", "reason"),
+    [
+        ("", "no words"),
+        ("Mm-hmm.", "backchannel"),
+        ("Yeah, right.", "backchannel"),
+        ("a time there was", "echo"),
+    ],
+)
+def test_a_cough_a_backchannel_or_its_own_echo_resumes_the_reply(said: str, reason: str) -> None:
+    events, log, scope, speaker, playback = paused_reply()
+    events.emit(ev.TranscriptFinal(2, said))
+    assert speaker.resumed == 1 and not speaker.paused and speaker.cleared == 0
+    assert not scope.is_stale(1) and log.first(ev.BargeIn, 2) is None
+    outcome = log.first(ev.Interruption, 2)
+    assert outcome is not None and (outcome.outcome, outcome.reason) == ("resumed", reason)
+    assert playback.delayed > 0  # the clauses still queued start later by the pause
+    events.emit(ev.SpeechStarted(3, 9.0))  # a later pause: the dragon clause counts from its new start
+    paused = log.first(ev.ReplyPaused, 3)
+    assert paused is not None and paused.interrupted == 1
+    events.emit(ev.TranscriptFinal(3, "What is a dragon?"))
+    barge = log.first(ev.BargeIn, 3)
+    assert barge is not None and barge.spoken.startswith("Once upon a time there was")
+    assert not barge.spoken.endswith("dragon")
+    assert log.first(ev.Interruption, 3).outcome == "answered"  # type: ignore[union-attr]
+
+
+def test_a_question_over_the_reply_cancels_it_and_is_answered() -> None:
+    events, log, scope, speaker, _ = paused_reply()
+    events.emit(ev.TranscriptFinal(2, "What is the capital of Spain?"))
+    assert scope.is_stale(1) and speaker.cleared == 1
+    outcome = log.first(ev.Interruption, 2)
+    assert outcome is not None and outcome.outcome == "answered"
+    events.emit(ev.SpeechStarted(3, 9.0))  # over turn 2's reply, which is now the one replying
+    assert log.first(ev.ReplyPaused, 3).interrupted == 2  # type: ignore[union-attr]
+
+
+def test_speech_without_a_transcript_in_time_resumes_and_a_late_one_may_still_cut() -> None:
+    events, log, scope, speaker, _ = paused_reply(BargeInConfig(decide_timeout_s=0.2))
+    events.emit(ev.SpeechEnded(2, 5.4, t_decided=time.monotonic()))
+    end = time.monotonic() + 10
+    while log.first(ev.Interruption, 2) is None and time.monotonic() < end:
+        time.sleep(0.02)
+    outcome = log.first(ev.Interruption, 2)
+    assert outcome is not None and outcome.outcome == "resumed" and speaker.resumed == 1
+    events.emit(ev.TranscriptFinal(2, "Cancel."))  # late, but a stop all the same
+    assert scope.is_stale(1) and speaker.cleared == 1
+    assert [e.outcome for e in log.of(ev.Interruption)] == ["resumed", "stopped"]
+
+
+class FakeMic:
+    def __init__(self, likeness: float | None) -> None:
+        self.likeness = likeness
+
+    def echo_likeness(self, t0: float, t1: float) -> float | None:
+        return self.likeness
+
+
+@pytest.mark.parametrize("user", [True, False])
+def test_speech_that_is_the_played_audio_coming_back_is_its_own_echo(user: bool) -> None:
+    """The echo resumes the reply at once, and its transcript (a scrap of noise) no longer counts;
+    a user's speech waits for its words."""
+    events, log, scope = EventBus(), EventLog(), TurnScope()
+    events.subscribe(log)
+    speaker, mic = FakeSpeaker(pending=2.0), FakeMic(0.1 if user else 0.97)
+    BargeIn(BargeInConfig(), scope, speaker, FakePlayback(), events, mic=mic)
+    events.emit(ev.TranscriptFinal(1, "tell me a story"))
+    events.emit(ev.AudioOut(1, "Once upon a time", 0.8, t=time.monotonic() - 0.5))
+    events.emit(ev.SpeechStarted(2, 5.0))
+    end = time.monotonic() + 3.0
+    while log.first(ev.Interruption, 2) is None and time.monotonic() < end:
+        time.sleep(0.02)
+    outcome = log.first(ev.Interruption, 2)
+    if user:
+        assert outcome is None and speaker.paused
+        events.emit(ev.TranscriptFinal(2, "Seconds."))
+        assert log.first(ev.Interruption, 2).outcome == "stopped"  # type: ignore[union-attr]
+        return
+    assert outcome is not None and outcome.outcome == "resumed" and outcome.reason.startswith("echo")
+    assert speaker.resumed == 1
+    events.emit(ev.TranscriptFinal(2, "Seconds."))  # what Whisper made of the echo: ignored
+    assert speaker.cleared == 0 and not scope.is_stale(1)
+    mic.likeness = 0.3  # the user now, over the reply
+    events.emit(ev.SpeechStarted(3, 7.0))
+    events.emit(ev.TranscriptFinal(3, "Stop."))
+    assert scope.is_stale(1) and log.first(ev.Interruption, 3).outcome == "stopped"  # type: ignore[union-attr]
+
+
+def test_a_new_turn_that_is_the_echo_of_a_filler_is_reported_as_echo() -> None:
+    """A "Hmm." already handed to the device (nothing to pause) came back through the canceller:
+    the turn is reported as echo, and the conversation's policy neither opens nor answers it."""
+    from assistant.core.messages import SpeechEnded, Transcript
+    from assistant.stages.policy import AlwaysAddressed
+
+    events, log = EventBus(), EventLog()
+    events.subscribe(log)
+    policy = AlwaysAddressed()
+    events.subscribe(policy.on_event, *policy.listens_to)
+    mic = FakeMic(0.95)
+    scope = TurnScope()
+    BargeIn(BargeInConfig(), scope, FakeSpeaker(0.0), None, events, mic=mic)
+    events.emit(ev.SpeechStarted(1, 1.0))
+    assert log.first(ev.Interruption, 1).outcome == "echo"  # type: ignore[union-attr]
+    assert scope.floor == 0  # its own echo cancels nothing
+    now = time.monotonic()
+    ended = SpeechEnded(1, 1.5, t_decided=now)
+    assert not policy.opens_early(ended, True)
+    assert policy.verdict(Transcript(1, "Hmm.", True, ended, now)).action == "resume"
+    mic.likeness = 0.05  # a user this time
+    events.emit(ev.SpeechStarted(2, 3.0))
+    assert log.first(ev.Interruption, 2) is None and log.first(ev.ReplyPaused, 2) is None
+    assert scope.floor == 2  # a user's new turn makes older replies in the making moot
+
+
+def test_echo_likeness_tells_the_played_audio_from_a_user() -> None:
+    rng = np.random.default_rng(3)
+    played = (rng.standard_normal(RATE * 2) * 2000).astype(np.int16)
+    user = (np.convolve(rng.standard_normal(RATE * 2), np.ones(4) / 4, "same") * 2000).astype(np.int16)
+    delay = 960  # 60 ms from the reference to the microphone
+    echo = np.concatenate([np.zeros(delay, np.int16), (played[:-delay] * 0.5).astype(np.int16)])
+
+    def likeness(mic: np.ndarray) -> float | None:
+        guard = EchoGuard(ListSource([]), BargeInConfig(echo="none"), FarEnd(), EventBus())
+        t = 100.0
+        for i in range(0, RATE * 2, 320):
+            guard._raw.append((t + i / RATE, mic[i : i + 320], played[i : i + 320]))
+        return guard.echo_likeness(t + 1.4, t + 1.9)
+
+    assert likeness(echo) > 0.9  # type: ignore[operator]
+    assert likeness(user) < 0.1  # type: ignore[operator]
+    assert 0.2 < likeness((echo + user).astype(np.int16)) < 0.8  # type: ignore[operator]
+
+
+def test_the_speaker_holds_its_buffer_while_paused_and_plays_on_from_there(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from assistant.audio.sinks import SpeakerSink
+
+    monkeypatch.setattr(SpeakerSink, "_open", lambda self: setattr(self, "rate", RATE))
+    played: list[np.ndarray] = []
+    speaker = SpeakerSink(on_played=lambda block, rate: played.append(block.copy()))
+    speaker.write((np.arange(1, 801) % 100 + 1).astype(np.int16), RATE, 0.0)  # 50 ms, never zero
+    out = np.zeros((320, 1), np.float32)
+    speaker._callback(out, 320, None, None)
+    assert (out[:, 0] != 0).all()
+    assert speaker.pause() == pytest.approx(480 / RATE)
+    for _ in range(3):  # paused: silence goes out (and to the echo reference), nothing is lost
+        speaker._callback(out, 320, None, None)
+        assert not out.any() and not played[-1].any()
+    assert speaker.pending_s() == pytest.approx(480 / RATE)
+    speaker.resume()
+    speaker._callback(out, 320, None, None)
+    assert (out[:, 0] != 0).all() and speaker.pending_s() == pytest.approx(160 / RATE)
+    speaker.pause()
+    assert speaker.clear() == pytest.approx(160 / RATE) and not speaker.paused  # a cut unpauses
 
 
 # -- the microphone ---------------------------------------------------------------------------------------

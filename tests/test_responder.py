@@ -12,15 +12,19 @@ from dataclasses import replace
 
 import pytest
 
-from assistant.config import Config
+from assistant.config import BargeInConfig, Config
 from assistant.core.bus import EventBus, EventLog
 from assistant.core.events import (
     AudioOut,
     BargeIn,
     Event,
+    Interruption,
     ReplyClause,
     ReplyDone,
+    ReplyPaused,
+    ReplySkipped,
     SpeechStarted,
+    Stopped,
 )
 from assistant.core.messages import End, Message, ReplyText, SpeechEnded, Transcript
 from assistant.core.stage import StageContext, run_stage
@@ -28,6 +32,7 @@ from assistant.core.turn import TurnScope
 from assistant.reply.deadline import DeadlineResponder, acknowledgements
 from assistant.reply.fastpath import FastPathResponder, quick_answer
 from assistant.reply.llm import LlmResponder
+from assistant.stages.policy import AlwaysAddressed, InterruptionRules
 from assistant.stages.responder import ResponderStage
 from tests.fakes import FakeLlm, fail_the_test
 
@@ -360,3 +365,53 @@ def test_the_responder_ticks_often_only_while_a_reply_may_need_its_deadline(cfg:
     now = time.monotonic()
     events.emit(SpeechEnded(1, 1.0, t_decided=now, t=now))
     assert stage.poll_s == POLL_S  # the reply is open: its acknowledgement is due to the tick
+
+
+def test_speech_over_a_reply_is_stopped_resumed_or_answered_by_the_policy(cfg: Config) -> None:
+    """The live barge-in pauses the reply (``ReplyPaused``) and reports what the speech turned out
+    to be (``Interruption``); the conversation's policy turns that into its verdict."""
+    events, log = EventBus(), EventLog()
+    events.subscribe(log)
+    ctx = StageContext(TurnScope(), events, threading.Event())
+    policy = AlwaysAddressed(InterruptionRules(BargeInConfig(stop_reply="Okay.")))
+    stage = ResponderStage(LlmResponder(cfg.llm, engine=FakeLlm()), cfg.llm.system_prompt, policy=policy)
+    stage.setup(ctx)
+    now = time.monotonic()
+
+    def said(turn: int, text: str, outcome: str | None) -> list[Message]:
+        ended = SpeechEnded(turn, float(turn), t_decided=now, t=now)
+        events.emit(ReplyPaused(turn, interrupted=turn - 1))
+        assert not policy.opens_early(ended, True)  # no filler before the pause is decided
+        assert policy.verdict(Transcript(turn, text, False, None, now, speculative=True)).action == "ignore"
+        if outcome is not None:
+            events.emit(Interruption(turn, turn - 1, outcome, 300.0, text))
+        return list(stage.process(Transcript(turn, text, True, ended, now)))
+
+    assert said(2, "Mm-hmm.", "resumed") == []
+    assert log.first(ReplySkipped, 2) is not None and log.first(ReplyClause, 2) is None
+    out = said(3, "Stop.", "stopped")
+    assert [m.text for m in out if isinstance(m, ReplyText)] == ["Okay.", ""]  # the configured confirmation
+    assert log.first(Stopped, 3) is not None and ctx.scope.is_stale(2)
+    out = said(4, "What is the capital of Spain?", "answered")
+    assert any(isinstance(m, ReplyText) and m.text for m in out) and log.first(ReplyDone, 4) is not None
+
+
+def test_interruption_rules_stop_resume_or_answer() -> None:
+    rules = InterruptionRules()
+    played = "Paris is the capital of France and it is known for"
+    for text, expected in [
+        ("Stop.", "stop"), ("Okay, thanks.", "stop"), ("Please stop talking.", "stop"), ("That's enough.", "stop"),
+        ("Top.", "stop"), ("Time.", "stop"), ("Ah.", "stop"),  # a lone "stop" misheard over the reply
+        ("", "resume"), ("Thanks for watching.", "resume"), ("Mm-hmm.", "resume"), ("MMM.", "resume"), ("Mmhmm", "resume"), ("Yeah.", "resume"), ("Okay.", "resume"),
+        ("the capital of", "resume"),  # its own voice coming back
+        ("What is the capital of Spain?", "answer"), ("stop the timer", "answer"), ("volume up", "answer"),
+    ]:  # fmt: skip
+        assert rules.decide(text, played)[0] == expected, text
+    # a reply already cut (no pause to undo): what would resume it stops it
+    assert rules.decide("", can_resume=False)[0] == "stop"
+    assert rules.decide("Mm-hmm.", can_resume=False)[0] == "stop"
+    custom = InterruptionRules(
+        BargeInConfig(stop_phrases=("halt",), backchannels=("aha",), stop_short_words=0)
+    )
+    assert custom.decide("Halt!")[0] == "stop" and custom.decide("Aha.")[0] == "resume"
+    assert custom.decide("Paris.")[0] == "answer"

@@ -4,17 +4,18 @@ A turn is addressed to the assistant when its transcript opens with the wake phr
 started inside the follow-up window: while the assistant is replying (a barge-in) or up to
 ``agent.followup_s`` after its last word. Everything else is dropped by the responder stage before
 the LLM sees it (speculative transcripts included). "Stop" or "cancel" silences the assistant: the
-barge-in has already cut its audio when the VAD heard the word; the stage also cancels any turn in
-flight, and this drops a proposed action and closes the follow-up window. A word or two spoken over
-a reply that is not a command counts as "stop" too, and so does speech over a reply in which nothing
-was recognised (said over the assistant's voice, a lone "stop" is often misheard or lost). The wake
-phrase alone gets a short "Yes?".
+stage cancels any turn in flight, and this drops a proposed action and closes the follow-up window.
+The wake phrase alone gets a short "Yes?".
 
 Unlike the conversation, a reply is opened from the VAD's end of speech only when the speculative
 transcript (made at the user's first pause) was addressed to the assistant: otherwise the
 deadline's filler would answer every passing remark. Other turns are opened by their final
 transcript; the deadlines count from the end of speech either way. Due timers and reminders are
 spoken from the stage's ``tick``, which asks ``due``.
+
+Speech over a reply follows the conversation's interruption rules (``assistant.stages.policy``): a
+stop phrase, or a word or two that is no command, stops; no words, a backchannel or the assistant's
+own echo resume the paused reply; anything else is answered as a follow-up.
 
 With a wake-word model (agent/gate.py), its detection (``WakeWordDetected``) marks the next turn
 that starts within ``listen_s`` as addressed; the transcript then rarely holds the wake word (the
@@ -28,21 +29,19 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
-from assistant.agent.intents import STOP, match, normalise
+from assistant.agent.intents import STOP, normalise
 from assistant.agent.timers import Scheduler
 from assistant.agent.wake import WakePhrase
-from assistant.core.events import AudioOut, BargeIn, Event, SpeechStarted, WakeWordDetected
+from assistant.core.events import AudioOut, Event, SpeechStarted, WakeWordDetected
 from assistant.core.messages import SpeechEnded, Transcript
-from assistant.stages.policy import Verdict
+from assistant.stages.policy import KEEP_TURNS, InterruptionRules, Interruptions, Verdict
 
 WAKE_REPLY = "Yes?"
-SHORT_BARGE_IN_WORDS = 2
-KEEP_TURNS = 10  # per-turn marks older than this many turns are forgotten
 ACK_AFTER_S = 1.2  # the wake word alone: "Yes?" when no speech has started by then
 
 
 class WakePolicy:
-    listens_to: Sequence[type[Event]] = (SpeechStarted, BargeIn, AudioOut, WakeWordDetected)
+    listens_to: Sequence[type[Event]] = (SpeechStarted, AudioOut, WakeWordDetected, *Interruptions.listens_to)
 
     def __init__(
         self,
@@ -50,9 +49,11 @@ class WakePolicy:
         followup_s: float,
         scheduler: Scheduler,
         on_stop: Callable[[], None] = lambda: None,
+        rules: InterruptionRules | None = None,
         word: WakePhrase | None = None,
         listen_s: float = 4.0,
     ) -> None:
+        self.interruptions = Interruptions(rules)
         self.wake = wake
         self.word = word
         self.listen_s = listen_s
@@ -63,7 +64,6 @@ class WakePolicy:
         self._window_until = 0.0  # end of the follow-up window (monotonic)
         self._replying = False
         self._addressed: dict[int, bool] = {}  # turn -> started inside the follow-up window
-        self._barged: set[int] = set()  # turns that interrupted a reply
         self._woken_at: float | None = None  # the last wake word no turn has taken up yet
         self._acked = True  # that wake word was answered with "Yes?" (or taken up)
 
@@ -71,7 +71,7 @@ class WakePolicy:
         with self._lock:
             return self._replying or now <= self._window_until
 
-    def on_event(self, event: SpeechStarted | BargeIn | AudioOut | WakeWordDetected) -> None:
+    def on_event(self, event: Event) -> None:
         if isinstance(event, WakeWordDetected):
             with self._lock:
                 self._woken_at, self._acked = event.t, False
@@ -83,45 +83,41 @@ class WakePolicy:
                     addressed = True
                 self._acked = True
                 self._addressed[event.turn] = addressed
-                for old in [t for t in {*self._addressed, *self._barged} if t < event.turn - KEEP_TURNS]:
+                for old in [t for t in self._addressed if t < event.turn - KEEP_TURNS]:
                     self._addressed.pop(old, None)
-                    self._barged.discard(old)
-        elif isinstance(event, BargeIn):
-            # the barge-in interrupted a reply, or silenced audio still queued for the speaker
-            if event.interrupted is not None or event.dropped_s > 0:
-                with self._lock:
-                    self._barged.add(event.turn)
-        else:
+        elif isinstance(event, AudioOut):
             with self._lock:
                 self._window_until = max(self._window_until, event.t + event.duration_s + self.followup_s)
+        else:  # a pause, its outcome, or a reply cut without a pause
+            self.interruptions.on_event(event)
 
     def verdict(self, msg: Transcript) -> Verdict:
-        # nothing recognised is judged too when the speech cut a reply: zero words is the shortest
-        # barge-in that is no command, so it stops (the onset of a word said over the reply is often lost)
         with self._lock:
-            barged = msg.turn in self._barged
             addressed = self._addressed.get(msg.turn, False)
-        if not msg.text.strip() and not barged:
-            return Verdict("answer", msg.text)  # skipped as nothing recognisable, like any turn
+        if not msg.final and self.interruptions.paused(msg.turn):
+            return Verdict("ignore", msg.text)  # no speculative reply for speech over a reply
         found = self.wake.find(msg.text)
         if found is None and addressed and self.word is not None:
             found = self.word.find(msg.text)  # the wake word, when some of it reached the recogniser
+        text = found.rest if found is not None else msg.text
+        # speech over a reply: the interruption rules (zero words cannot resume a reply that was
+        # cut without a pause: it stops, as the onset of a word said over the reply is often lost)
+        outcome = self.interruptions.outcome(msg, text) if msg.final else None
+        if outcome is None and not msg.text.strip():
+            return Verdict("answer", msg.text)  # skipped as nothing recognisable, like any turn
         if found is not None and not found.rest:
             return Verdict("say", WAKE_REPLY, "action")
-        text = found.rest if found is not None else msg.text
-        if found is None and not addressed:
+        if found is None and not addressed and outcome is None:
             return Verdict("ignore", text)
-        norm = normalise(text)
-        if STOP.match(norm):
-            return Verdict("stop", text)
-        if barged and len(norm.split()) <= SHORT_BARGE_IN_WORDS and match(text) is None:
-            # a word or two said over the reply that is no command: tiny.en often mishears a lone
-            # "Stop." spoken over the assistant's voice ("Up.", "That's it."); the user wanted it to stop
-            return Verdict("stop", text)
+        if outcome is not None and (judged := self.interruptions.verdict(outcome, text)) is not None:
+            return judged
+        if STOP.match(normalise(text)):
+            return Verdict("stop", text, reply=self.interruptions.rules.cfg.stop_reply)
         return Verdict("answer", text)
 
     def opens_early(self, ended: SpeechEnded, speculation_answered: bool) -> bool:
-        return speculation_answered  # otherwise opened once the transcript shows it is addressed
+        # otherwise opened once the transcript shows it is addressed (or what the pause was)
+        return speculation_answered and not self.interruptions.paused(ended.turn)
 
     @contextmanager
     def answering(self, turn: int) -> Iterator[None]:

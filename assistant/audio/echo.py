@@ -33,6 +33,8 @@ GATE_HOLD_S = 0.25  # once a frame passes the gate, keep it open this long: word
 AEC_IDLE_S = 30.0  # keep the canceller running this long after playback: pausing it between
 # replies was followed by echo getting through; idle (no reply for 30 s) it costs nothing
 LEVEL_EVERY_S = 0.1
+RAW_FRAMES = 100  # frames (2 s) of raw microphone and played audio kept for barge-in's echo check
+ECHO_LAGS = 20  # frames (0.4 s): the longest speaker-to-microphone delay the echo check looks for
 RESIDUAL_WINDOW = 250  # frames of playback (5 s) over which the canceller's residue is judged
 RESIDUAL_HEADROOM_DB = 6.0  # input level events for the live view
 
@@ -112,6 +114,19 @@ def webrtc_canceller(delay_ms: int = 0) -> Canceller:
     return EchoCanceller(sample_rate=PIPELINE_RATE, num_channels=1, stream_delay_ms=delay_ms)
 
 
+def _best_squared_correlation(near: np.ndarray, far: np.ndarray) -> float:
+    """max over lags of corr(near, the stretch of ``far`` that ends ``lag`` samples before its end)²;
+    ``far`` is ``near``'s reference plus what was played before it (the echo comes later)."""
+    n, m = len(near), len(far)
+    size = 1 << (n + m).bit_length()
+    dots = np.fft.irfft(np.fft.rfft(far, size) * np.conj(np.fft.rfft(near, size)), size)[: m - n + 1]
+    energy = np.concatenate([[0.0], np.cumsum(far**2)])
+    windows = energy[n:] - energy[: m - n + 1]  # the energy of each stretch of far, len m - n + 1
+    near_energy = float(np.sum(near**2))
+    rho2 = dots**2 / np.maximum(windows * near_energy, 1e-9)
+    return float(np.clip(rho2.max(), 0.0, 1.0))
+
+
 def _rms(pcm: np.ndarray) -> float:
     return float(np.sqrt(np.mean(pcm.astype(np.float64) ** 2))) if len(pcm) else 0.0
 
@@ -149,6 +164,24 @@ class EchoGuard:
         self._level_at = 0.0
         self._level_peak = 0.0
         self._gated = False
+        # (arrival, raw microphone frame, the played audio read beside it): for echo_likeness
+        self._raw: deque[tuple[float, np.ndarray, np.ndarray]] = deque(maxlen=RAW_FRAMES)
+
+    def echo_likeness(self, t0: float, t1: float) -> float | None:
+        """How much of the raw (uncancelled) microphone signal that arrived in ``t0..t1`` (monotonic)
+        is the played audio, delayed and scaled: the best squared correlation over the echo delays
+        (0..1). About 1 for the assistant's own voice through a loudspeaker, whatever the canceller
+        let through; near 0 for a user alone; None without playback or frames. Barge-in asks it."""
+        frames = list(self._raw)
+        inside = [i for i, (t, _, _) in enumerate(frames) if t0 <= t <= t1]
+        if not inside:
+            return None
+        near = np.concatenate([frames[i][1] for i in inside]).astype(np.float64)
+        lead = max(0, inside[0] - ECHO_LAGS)  # the reference from up to ECHO_LAGS frames earlier
+        far = np.concatenate([f[2] for f in frames[lead : inside[-1] + 1]]).astype(np.float64)
+        if not far.any() or not near.any():
+            return None
+        return _best_squared_correlation(near, far)
 
     def chunks(self, stop: threading.Event) -> Iterator[AudioChunk]:
         if self.cfg.echo == "aec" and self._aec is None:
@@ -167,6 +200,7 @@ class EchoGuard:
             self.events.emit(EchoResync(-1, round(time.monotonic() - msg.t_arrival, 3)))
         echo_rms = self._echo_level(t_end, _rms(far) if far.any() else 0.0, msg.duration)
         pcm = msg.pcm
+        self._raw.append((msg.t_arrival, pcm, far))
         if self._aec is not None and t_end - self._far_heard_at < AEC_IDLE_S:
             pcm = self._aec.process(pcm, far)
         gated = self._gate(pcm, echo_rms, t_end)

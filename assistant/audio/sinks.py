@@ -83,7 +83,8 @@ class ListSink:
 class SpeakerSink:
     """Plays through a sounddevice output stream; ``finish`` waits (bounded) for the buffer to drain.
 
-    For live use: ``clear`` drops what is not yet played (barge-in); ``on_played`` receives every
+    For live use: ``pause`` holds what is not yet played and ``resume`` plays it on from there (speech
+    over the reply, until its words are known); ``clear`` drops it (barge-in); ``on_played`` receives every
     block as it goes to the device, silence included (the echo canceller's reference);
     ``reopen_if_lost`` brings the stream back after the device went away.
     """
@@ -101,6 +102,7 @@ class SpeakerSink:
         self.latency = latency  # "low" for live use: what is in the device cannot be taken back
         # audio not yet played: replies come one turn at a time, and barge-in clears it
         self._buffer: deque[np.ndarray] = deque()
+        self._paused = False  # the device plays silence; the buffer waits
         self._lock = threading.Lock()
         self._resamplers: dict[int, StreamResampler] = {}
         self._stream = self._open()
@@ -136,11 +138,27 @@ class SpeakerSink:
             self._buffer.append(audio.astype(np.float32))
 
     def clear(self) -> float:
-        """Drop everything not yet played (barge-in); returns the seconds dropped."""
+        """Drop everything not yet played (barge-in); returns the seconds dropped. Unpauses."""
         with self._lock:
             dropped = sum(len(b) for b in self._buffer) / self.rate
             self._buffer.clear()
+            self._paused = False
         return dropped
+
+    def pause(self) -> float:
+        """Hold the buffer from the next block on (what is in the device still plays: ``latency``);
+        returns the seconds held."""
+        with self._lock:
+            self._paused = True
+            return sum(len(b) for b in self._buffer) / self.rate
+
+    def resume(self) -> None:
+        with self._lock:
+            self._paused = False
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
 
     def pending_s(self) -> float:
         with self._lock:
@@ -184,7 +202,7 @@ class SpeakerSink:
     def _callback(self, out: np.ndarray, frames: int, _time, _status) -> None:  # type: ignore[no-untyped-def]
         filled = 0
         with self._lock:
-            while filled < frames and self._buffer:
+            while filled < frames and self._buffer and not self._paused:
                 head = self._buffer[0]
                 n = min(frames - filled, len(head))
                 out[filled : filled + n, 0] = head[:n]

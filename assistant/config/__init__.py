@@ -54,7 +54,8 @@ class ConfigError(ValueError):
     """A config file or override that cannot be used; the message names the file (or --set) and key."""
 
 
-_EMPTY_OK = frozenset({"llm.system_prompt"})  # string keys where "" is a meaningful value
+# string keys where "" is a meaningful value
+_EMPTY_OK = frozenset({"llm.system_prompt", "barge_in.stop_reply"})
 _EMPTY_IS_OFF = frozenset({"agent.event_log"})  # optional keys where "" means None: the feature off
 _TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string", Path: "a path"}
 

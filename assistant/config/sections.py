@@ -150,6 +150,46 @@ class DeadlineConfig:
         return self
 
 
+STOP_PHRASES = (
+    "stop",
+    "cancel",
+    "be quiet",
+    "quiet",
+    "that's enough",
+    "enough",
+    "okay thanks",
+    "ok thanks",
+    "no thanks",
+    "never mind",
+    "shut up",
+    "silence",
+    "that's it",
+    "that will do",
+)  # fmt: skip (no bare "thanks" / "thank you": Whisper makes those of noise, see stages/policy.py)
+BACKCHANNELS = (
+    "mm-hmm",
+    "mhm",
+    "mm",
+    "hmm",
+    "uh-huh",
+    "uh huh",
+    "yeah",
+    "yes",
+    "yep",
+    "right",
+    "okay",
+    "ok",
+    "sure",
+    "i see",
+    "got it",
+    "cool",
+    "oh",
+    "wow",
+    "nice",
+    "alright",
+)  # fmt: skip (no "ah", "uh", "um": live, a "Stop." clipped by the echo canceller came out as "ah")
+
+
 @dataclass(frozen=True, config=_STRICT)
 class BargeInConfig:
     enabled: bool = True
@@ -158,6 +198,14 @@ class BargeInConfig:
     residual_margin_db: float = _in(-24.0, -60, 40)
     echo_tail_ms: int = _in(300, 0, 3000)
     aec_delay_ms: int = _in(0, 0, 1000)
+    # pause first, decide after: speech over a reply pauses it; its transcript then stops the reply,
+    # resumes it (no words, a backchannel, its own echo) or answers the new question
+    pause: bool = True
+    stop_phrases: tuple[str, ...] = _lax(STOP_PHRASES)
+    backchannels: tuple[str, ...] = _lax(BACKCHANNELS)
+    stop_short_words: int = _in(2, 0, 5)  # this many words or fewer over a reply, no command: stop
+    stop_reply: str = ""  # said after a stop ("" = silence)
+    decide_timeout_s: float = _in(3.0, 0.2, 30)  # no transcript this long after the speech: resume
 
 
 @dataclass(frozen=True, config=_STRICT)

@@ -207,6 +207,27 @@ class BargeIn(Event):
 
 
 @dataclass(frozen=True)
+class ReplyPaused(Event):
+    """Speech over a reply paused it (``turn`` is the speech); the decision waits for its words."""
+
+    interrupted: int | None
+    reaction_ms: float = 0.0  # from the VAD hearing speech to the speaker pausing
+
+
+@dataclass(frozen=True)
+class Interruption(Event):
+    """What a pause turned out to be: ``stopped`` (the reply ends), ``resumed`` (it goes on where it
+    paused: no words, a backchannel, its own echo) or ``answered`` (cancelled; the new question is
+    answered)."""
+
+    interrupted: int | None
+    outcome: str  # "stopped", "resumed", "answered"; "echo": a turn (no pause) that was its own voice
+    pause_ms: float  # how long the speaker was paused (to the decision)
+    text: str = ""  # the transcript that decided it
+    reason: str = ""  # "stop phrase", "backchannel", "no words", "echo", "timeout", ...
+
+
+@dataclass(frozen=True)
 class PlaybackStarted(Event):
     pass
 

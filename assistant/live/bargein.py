@@ -1,8 +1,21 @@
-"""Barge-in: a new user turn cancels the older ones and empties the speaker at once.
+"""Barge-in: pause first, decide after.
 
-``BargeIn`` listens to the VAD's ``SpeechStarted`` (``scope.interrupt``: the LLM loop, TTS and
-playback drop the older turns). The VAD only starts a turn after ``vad.min_speech_ms`` of voice, so
-coughs, clicks and short backchannels never interrupt.
+``BargeIn`` listens to the VAD's ``SpeechStarted``. Speech over a reply pauses the speaker at once (its
+buffer is held, the reply's generation goes on) and reports ``ReplyPaused``. The speech's final
+transcript then decides, by the interruption rules (``assistant.stages.policy.InterruptionRules``):
+- a stop phrase, or a word or two that is no command: the reply is cut (``scope.interrupt``, the
+  speaker cleared) and the policy stops (nothing more is said, or ``barge_in.stop_reply``);
+- no words (a cough, a click), a backchannel ("mm-hmm") or the reply's own words coming back
+  through the loudspeaker: the speaker resumes where it paused;
+- anything else: the reply is cut and the new question answered.
+Before the words are known, the microphone itself may tell: speech whose raw (uncancelled) signal is
+the played audio, delayed and scaled (squared correlation >= ``ECHO_LIKENESS``), is the assistant's
+own voice that got past the canceller. It resumes the reply at once, and its transcript can then only
+stop it with an explicit stop phrase.
+Each decision is an ``Interruption`` event (outcome, pause length); a cut also reports ``BargeIn``
+with what of the reply was heard (the history keeps that). Speech whose transcript does not come
+within ``barge_in.decide_timeout_s`` of its end resumes the reply (a late transcript may still cut it).
+With ``barge_in.pause`` off, speech over a reply cuts it at once (the policy then applies the rules).
 """
 
 from __future__ import annotations
@@ -10,7 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from assistant.config import BargeInConfig
@@ -18,8 +31,17 @@ from assistant.core import events as ev
 from assistant.core.bus import EventBus
 from assistant.core.engines import ANSWER_SOURCES
 from assistant.core.turn import TurnScope
+from assistant.stages.policy import InterruptionRules
 
 log = logging.getLogger(__name__)
+ECHO_WORDS = 30  # the reply's last words heard before a pause: a transcript of only these is echo
+ECHO_SPEECH_S = 0.5  # the speech's last this many seconds before the pause are checked for echo
+ECHO_LIKENESS = 0.8  # squared correlation with the played audio above which it is echo: a user
+# alone gives ~0; a user as loud as the echo ~0.5; the echo alone ~1 (a linear path)
+
+
+class MicLevels(Protocol):
+    def echo_likeness(self, t0: float, t1: float) -> float | None: ...
 
 
 class Speaker(Protocol):
@@ -27,9 +49,15 @@ class Speaker(Protocol):
 
     def pending_s(self) -> float: ...
 
+    def pause(self) -> float: ...
+
+    def resume(self) -> None: ...
+
 
 class Interruptible(Protocol):
     def interrupt(self) -> None: ...
+
+    def delay(self, seconds: float) -> None: ...
 
 
 @dataclass
@@ -39,17 +67,28 @@ class _Clause:
     duration: float
 
 
-class BargeIn:
-    """An event listener: a new user turn cancels the older ones and silences the speaker at once.
+@dataclass
+class _Pause:
+    cut: int | None  # the reply it paused
+    t: float  # when the speaker paused
+    spoken: str  # what of the reply was heard by then
+    reaction_ms: float
+    resumed: bool = False  # the timeout resumed it; a late transcript may still cut it
+    echo: bool = False  # resumed as the assistant's own echo: only a stop phrase may still cut it
+    timer: threading.Timer | None = field(default=None, repr=False)
 
-    Runs on the VAD's thread, synchronously with ``SpeechStarted``, so the stop is not delayed by
-    any queue. Reports ``ev.BargeIn`` with what of the cut reply was actually heard. The other
-    events come from other threads (ASR, responder, playback, the echo guard): ``_lock`` guards
-    the state they share.
+
+class BargeIn:
+    """An event listener: speech over a reply pauses it, and its transcript decides what happens.
+
+    Runs on the emitting threads (the VAD's for ``SpeechStarted``, so the pause waits on no queue;
+    the recogniser's for ``TranscriptFinal``, so the ``Interruption`` reaches the policy before the
+    transcript reaches the responder). ``_lock`` guards the state they share.
     """
 
     LISTENS_TO = (
         ev.SpeechStarted,
+        ev.SpeechEnded,
         ev.AudioOut,
         ev.TranscriptFinal,
         ev.ReplyAudioDone,
@@ -64,29 +103,41 @@ class BargeIn:
         speaker: Speaker,
         playback: Interruptible | None,
         events: EventBus,
+        rules: InterruptionRules | None = None,
+        mic: MicLevels | None = None,
     ) -> None:
+        self.mic = mic
         self.cfg = cfg
         self.scope = scope
         self.speaker = speaker
         self.playback = playback
         self.events = events
+        self.rules = rules or InterruptionRules(cfg)
         self._lock = threading.Lock()
         self._clauses: dict[int, list[_Clause]] = {}
         self._replying: set[int] = set()  # turns with a transcript whose reply is not done playing
         self._done: set[int] = set()  # turns whose reply audio is all queued for the speaker
+        self._pauses: dict[int, _Pause] = {}  # speech turn -> the pause it made, until decided
         events.subscribe(self, *self.LISTENS_TO)
 
     def __call__(self, e: ev.Event) -> None:
         if isinstance(e, ev.SpeechStarted):
             self._on_speech(e)
+        elif isinstance(e, ev.SpeechEnded):
+            self._arm_timeout(e.turn)
         elif isinstance(e, ev.AudioOut) and e.source in ANSWER_SOURCES:
             # the answer only: what was heard of it enters the history, and a filler there ("Hmm.")
             # is copied by the model into its next replies
             with self._lock:
                 self._clauses.setdefault(e.turn, []).append(_Clause(e.text, e.t, e.duration_s))
-        elif isinstance(e, ev.TranscriptFinal) and e.text.strip():
+        elif isinstance(e, ev.TranscriptFinal):
             with self._lock:
-                self._replying.add(e.turn)
+                pause = self._pauses.pop(e.turn, None)
+            if pause is not None:
+                self._decide(e.turn, pause, e.text)
+            elif e.text.strip():
+                with self._lock:
+                    self._replying.add(e.turn)
         elif isinstance(e, ev.ReplyAudioDone | ev.ReplySkipped):
             # not reply_done: that is the text, and its last clauses may still be in synthesis
             with self._lock:
@@ -95,31 +146,149 @@ class BargeIn:
                     self._replying -= self._done
         elif isinstance(e, ev.PlaybackStopped):  # a reply is over once all its audio has been heard
             with self._lock:
-                self._replying -= self._done
+                if all(p.resumed for p in self._pauses.values()):  # paused, it plays silence: no end
+                    self._replying -= self._done
 
     def _on_speech(self, e: ev.SpeechStarted) -> None:
         if not self.cfg.enabled:
             return
         with self._lock:  # the other listeners change it on their threads
             older = [t for t in self._replying if t < e.turn]
-        playing = self.speaker.pending_s() > 0
-        self.scope.interrupt(e.turn)  # a new turn makes every older reply moot, spoken or not
+            paused = [p for p in self._pauses.values() if not p.resumed]
+        cut = max(older, default=None)
+        if cut is None and not paused and self.speaker.pending_s() <= 0:
+            # nothing to pause; unless it is the echo of what just played (a filler), a new turn
+            # makes older replies still in the making moot, as ever
+            if not self._echo_turn(e.turn, time.monotonic()):
+                self.scope.interrupt(e.turn)
+            return
+        if not self.cfg.pause:
+            self._cut(e.turn, cut, time.monotonic(), round((time.monotonic() - e.t) * 1000, 1))
+            return
+        self.speaker.pause()
+        now = time.monotonic()
+        reaction_ms = round((now - e.t) * 1000, 1)
+        with self._lock:
+            if paused:  # still paused for earlier speech: keep its time and what had been heard
+                first = min(paused, key=lambda p: p.t)
+                pause = _Pause(first.cut, first.t, first.spoken, reaction_ms)
+            else:
+                pause = _Pause(cut, now, self._spoken(cut, now) if cut is not None else "", reaction_ms)
+            self._pauses[e.turn] = pause
+        log.info("barge-in: turn %s paused by turn %d", pause.cut, e.turn)
+        self.events.emit(ev.ReplyPaused(e.turn, pause.cut, reaction_ms, t=now))
+        if self.mic is not None and not paused:
+            threading.Thread(target=self._echo_check, args=(e.turn,), daemon=True).start()
+
+    def _echo_check(self, turn: int) -> None:
+        """Resume at once when the speech was the played audio coming back (off the VAD's thread)."""
+        with self._lock:
+            pause = self._pauses.get(turn)
+        if pause is None or pause.resumed or self.mic is None:
+            return
+        likeness = self.mic.echo_likeness(pause.t - ECHO_SPEECH_S, pause.t)
+        if likeness is None or likeness < ECHO_LIKENESS:
+            return
+        with self._lock:
+            if pause.resumed or self._pauses.get(turn) is not pause:
+                return
+            pause.resumed = pause.echo = True
+        self._resume(turn, pause, "", f"echo: {likeness:.2f} of it was the played audio")
+
+    def _arm_timeout(self, turn: int) -> None:
+        with self._lock:
+            pause = self._pauses.get(turn)
+            if pause is None or pause.timer is not None:
+                return
+            pause.timer = threading.Timer(self.cfg.decide_timeout_s, self._timed_out, (turn,))
+            pause.timer.daemon = True
+        pause.timer.start()
+
+    def _timed_out(self, turn: int) -> None:
+        with self._lock:
+            pause = self._pauses.get(turn)
+            if pause is None or pause.resumed:
+                return
+            pause.resumed = True
+        self._resume(turn, pause, "", "no transcript in time")
+
+    def _echo_turn(self, turn: int, t: float) -> bool:
+        """A turn that started just after a sound (a "Hmm." filler) and is that sound coming back:
+        reported as ``echo``, so the policy answers it no more than it would a pause's echo.
+        On the VAD's thread: the check is a few FFTs over a second of audio."""
+        likeness = None if self.mic is None else self.mic.echo_likeness(t - ECHO_SPEECH_S, t)
+        if likeness is None or likeness < ECHO_LIKENESS:
+            return False
+        log.info("barge-in: turn %d is the assistant's own echo (%.2f)", turn, likeness)
+        reason = f"echo: {likeness:.2f} of it was the played audio"
+        self.events.emit(ev.Interruption(turn, None, "echo", 0.0, "", reason))
+        return True
+
+    def _decide(self, turn: int, pause: _Pause, text: str) -> None:
+        if pause.timer is not None:
+            pause.timer.cancel()
+        played = " ".join(pause.spoken.split()[-ECHO_WORDS:])
+        outcome, reason = self.rules.decide(text, played)
+        if pause.echo and reason != "stop phrase":
+            return  # the assistant's own sound: its transcript is a scrap of the reply or noise
+        if outcome == "resume":
+            if not pause.resumed:  # (a late transcript after the timeout: it is playing again)
+                self._resume(turn, pause, text, reason)
+            return
+        now = time.monotonic()
+        self._cut(turn, pause.cut, now, pause.reaction_ms, pause)
+        result = "stopped" if outcome == "stop" else "answered"
+        log.info("barge-in: turn %s %s by turn %d (%s: %r)", pause.cut, result, turn, reason, text)
+        pause_ms = round((now - pause.t) * 1000, 1)
+        self.events.emit(ev.Interruption(turn, pause.cut, result, pause_ms, text, reason, t=now))
+        if outcome == "answer" and text.strip():
+            with self._lock:
+                self._replying.add(turn)
+
+    def _resume(self, turn: int, pause: _Pause, text: str, reason: str) -> None:
+        now = time.monotonic()
+        held = now - pause.t
+        with self._lock:
+            still = [p for t, p in self._pauses.items() if t != turn and not p.resumed]
+            if not pause.resumed:
+                self._pauses.pop(turn, None)
+            if not still:  # the reply's clauses start later by the pause (what was heard stays right)
+                for c in self._clauses.get(pause.cut, []) if pause.cut is not None else []:
+                    if c.start + c.duration > pause.t:
+                        c.start += held
+        if not still:
+            self.speaker.resume()
+            if self.playback is not None:
+                self.playback.delay(held)
+        log.info("barge-in: turn %s resumed after %.2f s (%s: %r)", pause.cut, held, reason, text)
+        self.events.emit(
+            ev.Interruption(turn, pause.cut, "resumed", round(held * 1000, 1), text, reason, t=now)
+        )
+
+    def _cut(
+        self, turn: int, cut: int | None, now: float, reaction_ms: float, pause: _Pause | None = None
+    ) -> None:
+        """Cancel every turn before ``turn`` and empty the speaker; report what was heard."""
+        self.scope.interrupt(turn)  # a new turn makes every older reply moot, spoken or not
         dropped = self.speaker.clear()
         if self.playback is not None:
             self.playback.interrupt()
-        now = time.monotonic()
         with self._lock:
+            if cut is None:
+                cut = max((t for t in self._replying if t < turn), default=None)
+            spoken = (
+                pause.spoken if pause is not None else (self._spoken(cut, now) if cut is not None else "")
+            )
             self._replying.clear()
             self._done.clear()
-            cut = max(older, default=None)
-            spoken = self._spoken(cut, now) if cut is not None else ""
-            for t in [t for t in self._clauses if t < e.turn]:
+            for t in [t for t in self._clauses if t < turn]:
                 del self._clauses[t]
-        if cut is None and not playing:
-            return
-        log.info("barge-in: turn %s interrupted by turn %d after %.2f s of reply", cut, e.turn, dropped)
-        reaction_ms = round((now - e.t) * 1000, 1)
-        self.events.emit(ev.BargeIn(e.turn, cut, round(dropped, 3), spoken, reaction_ms, t=now))
+            for t in [t for t in self._pauses if t < turn]:
+                old = self._pauses.pop(t)
+                if old.timer is not None:
+                    old.timer.cancel()
+        log.info("barge-in: turn %s interrupted by turn %d after %.2f s of reply", cut, turn, dropped)
+        self.events.emit(ev.BargeIn(turn, cut, round(dropped, 3), spoken, reaction_ms, t=now))
 
     def _spoken(self, turn: int, now: float) -> str:
         """The words of ``turn``'s reply heard before ``now`` (a clause cut midway: pro rata)."""

@@ -100,9 +100,10 @@ def run_listen(
             speaking_stages = speaking(engines, [speaker])
         listening_stages = build.listening_stages(cfg, engines) if listening is None else listening(engines)
         stages = [*listening_stages, *speaking_stages]
-        pipeline = Pipeline(EchoGuard(mic, cfg.barge_in, far, events), stages, events=events)
+        guard = EchoGuard(mic, cfg.barge_in, far, events)
+        pipeline = Pipeline(guard, stages, events=events)
         playback = next((s for s in stages if isinstance(s, PlaybackStage)), None)
-        BargeIn(cfg.barge_in, pipeline.scope, speaker, playback, events)
+        BargeIn(cfg.barge_in, pipeline.scope, speaker, playback, events, mic=guard)
         watchdog = Watchdog(speaker, events)
         try:
             pipeline.setup()

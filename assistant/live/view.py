@@ -84,6 +84,16 @@ class _Turns:
         elif isinstance(e, ev.BargeIn):
             self.state = "hearing"
             return [f"  [interrupted turn {e.interrupted}; it had said: {e.spoken!r}]"]
+        elif isinstance(e, ev.ReplyPaused):
+            self.state = "hearing"
+        elif isinstance(e, ev.Interruption):
+            said = f"{e.text!r}" if e.text.strip() else "no words"
+            if e.outcome == "echo":
+                return [f"  [turn {e.turn} was my own voice coming back ({e.reason}): ignored]"]
+            if e.outcome == "resumed":
+                self.state = "speaking"
+                return [f"  [reply resumed after a {e.pause_ms:.0f} ms pause: {said} ({e.reason})]"]
+            return [f"  [reply {e.outcome} after a {e.pause_ms:.0f} ms pause: {said} ({e.reason})]"]
         elif isinstance(e, ev.ReplySkipped):
             self.state = "listening"
         elif isinstance(e, ev.WakeIgnored):

@@ -30,6 +30,11 @@ class PlaybackStage(Stage):
         """Barge-in: the speaker was cleared, so it is free now (the next reply starts at once)."""
         self._busy_until = 0.0
 
+    def delay(self, seconds: float) -> None:
+        """A paused reply resumed: what was queued starts ``seconds`` later than planned."""
+        if self._busy_until > 0:
+            self._busy_until += seconds
+
     def process(self, msg: Message) -> Iterator[Message]:
         if isinstance(msg, End):
             for sink in self.sinks:

@@ -4,27 +4,161 @@ The responder stage answers; a policy decides whether to. The conversation answe
 (``AlwaysAddressed``); the agent answers only what is addressed to it (``assistant.agent.policy``).
 A policy gets the typed events it asks for (on the emitting thread), a verdict per transcript, and a
 look at the clock for what it has to say unasked (a due timer).
+
+Speech over a reply is judged by one set of rules for both (``InterruptionRules``): live, the barge-in
+(``assistant.live.bargein``) pauses the reply when the VAD hears speech and applies them to its
+transcript (``Interruption`` event); the policies turn that outcome into the verdict: ``stop`` (a stop
+phrase, or a word or two that is no command), ``resume`` (no words, a backchannel, the assistant's own
+words coming back) or the usual answer.
 """
 
 from __future__ import annotations
 
+import re
+import threading
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from assistant.core.events import Event
+from assistant.config import BargeInConfig
+from assistant.core.events import BargeIn, Event, Interruption, ReplyPaused
 from assistant.core.messages import SpeechEnded, Transcript
+from assistant.reply.intents import default_matcher, normalise
+
+Outcome = Literal["stop", "resume", "answer"]
+KEEP_TURNS = 10  # per-turn marks older than this many turns are forgotten
+# a hum however Whisper spells it ("Mmm.", "Mmhmm", "Hm."): a backchannel, never a word
+HUM = re.compile(r"h?m+(h?m+)*|m+h+m*")
+# what Whisper makes of a cough, a breath or a scrap of echo (it was trained on subtitled videos):
+# heard over a reply, these are no words (a self-interruption live gave "Thanks for watching.")
+NOISE_TRANSCRIPTS = frozenset(
+    {
+        "you",
+        "thank you",
+        "thanks",
+        "thank you for watching",
+        "thanks for watching",
+        "bye",
+        "thank you so much",
+    }
+)
 
 
 @dataclass(frozen=True)
 class Verdict:
     """``answer`` the question ``text``; ``ignore`` the turn (not addressed); ``stop`` talking;
-    ``say`` the fixed reply ``text`` (tagged ``source``) without asking the LLM."""
+    ``say`` the fixed reply ``text`` (tagged ``source``) without asking the LLM; ``resume``: the turn
+    was a false interruption (the paused reply goes on), nothing to answer. ``reply``: what to say
+    after a ``stop`` (a short confirmation, or nothing)."""
 
-    action: Literal["answer", "ignore", "stop", "say"]
+    action: Literal["answer", "ignore", "stop", "say", "resume"]
     text: str = ""
     source: str = "action"
+    reply: str = ""
+
+
+class InterruptionRules:
+    """What speech over a reply is, from its transcript: ``stop``, ``resume`` or ``answer``.
+
+    ``played``: the reply's words heard lately (a transcript made only of them is the assistant's own
+    voice coming back); ``can_resume``: False when the reply was already cut (no pause to undo), so
+    what would resume it stops it instead (the reply is gone; answering a cough would be worse)."""
+
+    def __init__(self, cfg: BargeInConfig | None = None) -> None:
+        self.cfg = cfg or BargeInConfig()
+        self.stop_phrases = {normalise(p) for p in self.cfg.stop_phrases} - {""}
+        self.backchannel_words = {w for p in self.cfg.backchannels for w in normalise(p).split()}
+
+    def decide(self, text: str, played: str = "", can_resume: bool = True) -> tuple[Outcome, str]:
+        """The outcome and why (for reports)."""
+        norm = normalise(text)
+        words = norm.split()
+        resume: Outcome = "resume" if can_resume else "stop"
+        if not words:
+            return resume, "no words"
+        if norm in NOISE_TRANSCRIPTS:
+            return resume, "noise"
+        intent = default_matcher().match(text)
+        if (intent is not None and intent.name == "stop") or self._has_stop_phrase(words, intent is None):
+            return "stop", "stop phrase"
+        heard = set(normalise(played).split())
+        if heard and all(w in heard for w in words):
+            return resume, "echo"  # its own words came back through the loudspeaker
+        if all(w in self.backchannel_words or HUM.fullmatch(w) for w in words):
+            return resume, "backchannel"
+        if len(words) <= self.cfg.stop_short_words and intent is None:
+            # a word or two over the reply that is no command: a lone "Stop." said over the
+            # assistant's voice is often misheard ("Up.", "Time."); the user wanted it to stop
+            return "stop", "short"
+        return "answer", "question"
+
+    def _has_stop_phrase(self, words: list[str], no_intent: bool) -> bool:
+        norm = " ".join(words)
+        if norm in self.stop_phrases:
+            return True
+        if not no_intent:  # another command that names a stop word ("stop the timer")
+            return False
+        padded = f" {norm} "
+        # "okay, stop now": a stop phrase with a word or two around it, not a sentence that has one
+        return any(f" {p} " in padded and len(words) <= len(p.split()) + 2 for p in self.stop_phrases)
+
+
+class Interruptions:
+    """Which turns interrupted a reply, and what each turned out to be: the part of a policy that
+    applies ``InterruptionRules``. Fed ``ReplyPaused``, ``Interruption`` and ``BargeIn`` events (any
+    thread); ``outcome`` for a turn that came over a reply, else None."""
+
+    listens_to: tuple[type[Event], ...] = (ReplyPaused, Interruption, BargeIn)
+
+    def __init__(self, rules: InterruptionRules | None = None) -> None:
+        self.rules = rules or InterruptionRules()
+        self._lock = threading.Lock()
+        self._paused: set[int] = set()  # a pause waits for this turn's transcript
+        self._decided: dict[int, Outcome] = {}
+        self._cut: set[int] = set()  # turns that cut a reply without a pause (barge_in.pause off)
+
+    def on_event(self, event: Any) -> None:
+        with self._lock:
+            if isinstance(event, ReplyPaused):
+                self._paused.add(event.turn)
+            elif isinstance(event, Interruption):
+                outcome = {"stopped": "stop", "resumed": "resume", "echo": "resume"}.get(
+                    event.outcome, "answer"
+                )
+                self._decided[event.turn] = outcome  # type: ignore[assignment]
+                if event.outcome == "echo":  # its own voice, no reply paused: open no reply for it
+                    self._paused.add(event.turn)
+            elif event.interrupted is not None or event.dropped_s > 0:
+                self._cut.add(event.turn)
+            for marks in (self._paused, self._cut):
+                marks.difference_update({t for t in marks if t < event.turn - KEEP_TURNS})
+            for t in [t for t in self._decided if t < event.turn - KEEP_TURNS]:
+                del self._decided[t]
+
+    def paused(self, turn: int) -> bool:
+        """Speech that paused a reply: its end opens no reply (a deadline's filler would sound after
+        the paused reply, or answer the assistant's own echo); its final transcript opens one if it
+        is answered."""
+        with self._lock:
+            return turn in self._paused
+
+    def outcome(self, msg: Transcript, text: str | None = None) -> Outcome | None:
+        with self._lock:
+            decided = self._decided.get(msg.turn)
+            cut = msg.turn in self._cut
+        if decided is not None:
+            return decided
+        if cut:  # no pause to decide it: the same rules, but the reply is gone
+            return self.rules.decide(msg.text if text is None else text, can_resume=False)[0]
+        return None
+
+    def verdict(self, outcome: Outcome, text: str) -> Verdict | None:
+        if outcome == "stop":
+            return Verdict("stop", text, reply=self.rules.cfg.stop_reply)
+        if outcome == "resume":
+            return Verdict("resume", text)
+        return None
 
 
 class TurnPolicy(Protocol):
@@ -54,18 +188,27 @@ class TurnPolicy(Protocol):
 
 
 class AlwaysAddressed:
-    """The conversation: every turn is for the assistant, and its end of speech opens the reply."""
+    """The conversation: every turn is for the assistant, and its end of speech opens the reply;
+    speech over a reply is judged by the interruption rules."""
 
-    listens_to: Sequence[type[Event]] = ()
+    listens_to: Sequence[type[Event]] = Interruptions.listens_to
+
+    def __init__(self, rules: InterruptionRules | None = None) -> None:
+        self.interruptions = Interruptions(rules)
 
     def on_event(self, event: Any) -> None:
-        pass
+        self.interruptions.on_event(event)
 
     def verdict(self, msg: Transcript) -> Verdict:
+        outcome = self.interruptions.outcome(msg) if msg.final else None
+        if outcome is not None:
+            return self.interruptions.verdict(outcome, msg.text) or Verdict("answer", msg.text)
+        if not msg.final and self.interruptions.paused(msg.turn):
+            return Verdict("ignore", msg.text)  # no speculative reply for speech over a reply
         return Verdict("answer", msg.text)
 
     def opens_early(self, ended: SpeechEnded, speculation_answered: bool) -> bool:
-        return True
+        return not self.interruptions.paused(ended.turn)
 
     def answering(self, turn: int) -> AbstractContextManager[Any]:
         return nullcontext()

@@ -176,6 +176,10 @@ class ResponderStage(Stage):
             self.ctx.events.emit(ReplySkipped(turn, "not addressed to the assistant"))
         elif verdict.action == "stop":
             self._stop(turn)
+            if verdict.reply and msg.ended is not None:  # a short confirmation, if configured
+                yield from self._say(turn, verdict.reply, msg.ended, "stop")
+        elif verdict.action == "resume":  # a false interruption: the paused reply went on
+            self.ctx.events.emit(ReplySkipped(turn, f"not an interruption: {msg.text!r}"))
         elif verdict.action == "say":
             assert msg.ended is not None
             yield from self._say(turn, verdict.text, msg.ended, verdict.source)

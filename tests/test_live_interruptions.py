@@ -1,0 +1,189 @@
+"""Interruptions that land (issue 14), live: `assistant listen` on virtual PulseAudio devices with
+the speaker looped back into the microphone (a loudspeaker next to the mic), the shipped models.
+
+Over a long reply: "Stop." ends it and nothing more is said; a cough-like noise and an "mm-hmm" let it
+go on where it paused; a real question is answered; left alone, it never interrupts itself.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests import pulse
+
+RATE = 16000
+LONG_QUESTION = "Explain how a car engine works."  # the shipped LLM answers it at length
+
+needs_pulse = pytest.mark.skipif(
+    not pulse.available(), reason="pulseaudio not installed (scripts/setup.sh --dev)"
+)
+
+
+def spoken(text: str, path: Path, post_s: float = 1.0) -> Path:
+    """``text`` in the piper voice the tests use, 16 kHz, with a little silence around it."""
+    from assistant.audio.convert import resample
+    from tests.speech.make_speech import SYNTH_RATE, synth_piper, trim_silence
+
+    audio = resample(trim_silence(synth_piper(text), SYNTH_RATE), SYNTH_RATE, RATE)
+    return write(path, np.concatenate([np.zeros(int(0.1 * RATE)), audio * 0.7, np.zeros(int(post_s * RATE))]))
+
+
+def cough(path: Path) -> Path:
+    """Two short bursts of low-passed noise with a sharp attack: a cough, no words."""
+    rng = np.random.default_rng(14)
+    bursts = []
+    for length_s in (0.18, 0.14):
+        n = int(length_s * RATE)
+        noise = np.convolve(rng.standard_normal(n), np.ones(6) / 6, mode="same")
+        envelope = np.exp(-np.arange(n) / (0.05 * RATE))
+        bursts += [0.5 * noise * envelope / np.abs(noise).max(), np.zeros(int(0.08 * RATE))]
+    return write(path, np.concatenate([np.zeros(int(0.1 * RATE)), *bursts, np.zeros(RATE)]))
+
+
+def write(path: Path, audio: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, audio.astype(np.float32), RATE, subtype="PCM_16")
+    return path
+
+
+@pytest.fixture(scope="module")
+def room():
+    yield from pulse.session()
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["headphones", "loudspeaker"])
+def rig(room, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
+    """One `assistant listen` shared by these tests, without and then with the echo path (the
+    speaker looped back into the microphone); the sounds they play."""
+    work = tmp_path_factory.mktemp("interrupt")
+    sounds = {
+        "question": spoken(LONG_QUESTION, work / "question.wav", post_s=1.5),
+        "stop": spoken("Stop.", work / "stop.wav"),
+        "mm-hmm": spoken("Mm-hmm.", work / "mmhmm.wav"),
+        "other": spoken("How many legs does a spider have?", work / "other.wav", post_s=1.5),
+        "cough": cough(work / "cough.wav"),
+    }
+    holder = SimpleNamespace(work=work, sounds=sounds, assistant=None, room=room)
+
+    def assistant() -> pulse.Assistant:
+        if holder.assistant is None or holder.assistant.proc.poll() is not None:
+            # generous deadlines: these tests are about interruptions, and the machine may be busy
+            slow = ("--set", "deadline.answer_ms=30000", "--set", "deadline.reply_ms=90000")
+            slow += ("--set", "barge_in.decide_timeout_s=20")  # the recogniser may take seconds
+            holder.assistant = pulse.Assistant(room, work, *slow)
+            assert holder.assistant.wait_for("ready", 180), holder.assistant.stderr()[-2000:]
+        return holder.assistant
+
+    holder.get = assistant
+    room.echo(request.param)
+    yield holder
+    room.echo(False)
+    if holder.assistant is not None:
+        holder.assistant.stop()
+
+
+def settle(assistant: pulse.Assistant, since: float, timeout_s: float = 120.0) -> list[dict]:
+    """Events after ``since`` once a reply is done, every pause decided, the speaker silent (its last
+    playback event a stop) and nothing happened for 2.5 s (the machine may be busy: no fixed waits)."""
+    end = time.monotonic() + timeout_s
+    events: list[dict] = []
+    while time.monotonic() < end:
+        events = [e for e in assistant.events() if e["wall"] >= since]
+        kinds = [e["kind"] for e in events]
+        playback = [k for k in kinds if k in ("playback_started", "playback_stopped")]
+        paused = {e["turn"] for e in events if e["kind"] == "reply_paused"}
+        undecided = paused - {e["turn"] for e in events if e["kind"] == "interruption"}
+        quiet = time.time() - (events[-1]["wall"] if events else since) > 2.5
+        if "reply_done" in kinds and playback[-1:] == ["playback_stopped"] and quiet and not undecided:
+            return events
+        time.sleep(0.2)
+    return events
+
+
+def over_the_reply(rig, sound: str, into_s: float = 1.0) -> tuple[pulse.Assistant, float, float, list[dict]]:
+    """Ask the long question; ``into_s`` after its answer starts playing, play ``sound``. Returns
+    the assistant, the question's and the sound's start (wall), and the events once all is quiet."""
+    assistant = rig.get()
+    t0 = time.time()
+    rig.room.say(rig.sounds["question"]).wait()
+    answering = lambda e: e.get("source") in ("llm", "fastpath")  # noqa: E731
+    assert assistant.wait_for("audio_out", 60, after=t0, where=answering), assistant.timeline(t0)
+    time.sleep(into_s)
+    t1 = time.time()
+    rig.room.say(rig.sounds[sound]).wait()
+    return assistant, t0, t1, settle(assistant, t0)
+
+
+def turns_of(events: list[dict], kind: str) -> list[int]:
+    return [e["turn"] for e in events if e["kind"] == kind]
+
+
+def outcome_of_speech_after(events: list[dict], t: float) -> dict | None:
+    """The (last) interruption outcome of the first turn whose speech started after ``t``."""
+    turns = [e["turn"] for e in events if e["kind"] == "speech_started" and e["wall"] >= t - 0.2]
+    outcomes = [e for e in events if e["kind"] == "interruption" and turns and e["turn"] == turns[0]]
+    return outcomes[-1] if outcomes else None
+
+
+@pytest.mark.real
+@needs_pulse
+def test_stop_over_a_long_reply_ends_it_and_nothing_more_is_said(rig) -> None:
+    assistant, t0, t1, events = over_the_reply(rig, "stop")
+    outcome = outcome_of_speech_after(events, t1)
+    assert outcome and outcome["outcome"] == "stopped", assistant.timeline(t0)
+    stop_turn = outcome["turn"]
+    paused = [e for e in events if e["kind"] == "reply_paused" and e["turn"] == stop_turn]
+    assert paused and paused[0]["reaction_ms"] <= 150, paused
+    decided = outcome["wall"]
+    late = [e for e in events if e["kind"] == "audio_out" and e["wall"] > decided]
+    assert late == [], assistant.timeline(t0)  # silence after the stop
+    assert stop_turn not in turns_of(events, "reply_done") or not any(
+        e["kind"] == "reply_clause" and e["turn"] == stop_turn for e in events
+    )
+
+
+@pytest.mark.real
+@needs_pulse
+@pytest.mark.parametrize("sound", ["cough", "mm-hmm"])
+def test_a_cough_or_an_mm_hmm_over_the_reply_lets_it_go_on(rig, sound: str) -> None:
+    assistant, t0, t1, events = over_the_reply(rig, sound)
+    assert not [e for e in events if e["kind"] == "barge_in"], assistant.timeline(t0)
+    outcomes = [e["outcome"] for e in events if e["kind"] == "interruption"]
+    assert set(outcomes) <= {"resumed"}, assistant.timeline(t0)
+    if sound == "mm-hmm":  # speech: it paused, then resumed (a cough may stay under vad.min_speech_ms)
+        assert outcomes, assistant.timeline(t0)
+    resumed = [e["wall"] for e in events if e["kind"] == "interruption"]
+    if resumed:  # paused, then the reply was heard again
+        played = [e for e in events if e["kind"] == "playback_started" and e["wall"] > max(resumed)]
+        assert played, assistant.timeline(t0)
+    else:  # never paused (under vad.min_speech_ms): the reply simply went on
+        assert "reply_paused" not in {e["kind"] for e in events}, assistant.timeline(t0)
+
+
+@pytest.mark.real
+@needs_pulse
+def test_a_question_over_the_reply_is_answered(rig) -> None:
+    assistant, t0, t1, events = over_the_reply(rig, "other")
+    outcome = outcome_of_speech_after(events, t1)
+    assert outcome and outcome["outcome"] == "answered", assistant.timeline(t0)
+    turn = outcome["turn"]
+    assert any(e["kind"] == "audio_out" and e["turn"] == turn for e in events), assistant.timeline(t0)
+
+
+@pytest.mark.real
+@needs_pulse
+def test_left_alone_through_a_long_reply_it_never_interrupts_itself(rig) -> None:
+    assistant = rig.get()
+    t0 = time.time()
+    rig.room.say(rig.sounds["question"]).wait()
+    events = settle(assistant, t0)
+    kinds = [e["kind"] for e in events]
+    assert kinds.count("speech_started") == 1, assistant.timeline(t0)
+    assert "reply_paused" not in kinds and "barge_in" not in kinds
+    assert sum(e["duration_s"] for e in events if e["kind"] == "audio_out") > 3.0  # a long reply
