@@ -75,6 +75,18 @@ def test_far_end_reanchors_when_the_writer_stalls() -> None:
     assert not far.read(320).any()
 
 
+def test_far_end_keeps_step_when_the_writer_is_late() -> None:
+    # issue 14: waiting for a late writer moved the reference a frame later each time; under load
+    # that walked it past the echo and the assistant interrupted itself
+    far = FarEnd(margin_s=0.0)
+    ramp = (np.arange(20000) + 0.5).astype(np.float32) / 32767  # sample k holds the value k
+    far.push(ramp[:640], RATE)
+    assert far.read(320)[0] == 0 and far.read(320)[0] == 320
+    assert not far.read(320).any()  # the speaker's callback is late: silence in its place
+    far.push(ramp[640:1280], RATE)  # it catches up
+    assert far.read(320)[0] == 960  # the reader kept step: samples 640..959 are skipped, not delayed
+
+
 def test_far_end_skips_resampling_silence_without_losing_step() -> None:
     from assistant.audio.convert import StreamResampler
 
@@ -157,6 +169,20 @@ def test_aec_mode_holds_the_gate_while_the_canceller_has_not_converged() -> None
     leaky = lambda: lambda near, far: (near * 0.5).astype(np.int16)  # noqa: E731 - removes 6 dB only
     canceller = lambda: SimpleNamespace(process=leaky())  # noqa: E731
     assert not guard_run(cfg, played, played, canceller).any()
+
+
+def test_without_an_echo_path_the_microphone_is_used_as_is() -> None:
+    # issue 14: headphones, yet AEC3 muted a "Stop." said over the first reply; once the raw
+    # microphone has shown no trace of the played audio, neither the canceller nor the gate applies
+    cfg = BargeInConfig(echo="aec", residual_margin_db=-24.0)
+    played = tone(2.0, level=0.3)
+    user = np.concatenate([np.zeros(RATE, np.float32), tone(1.0, level=0.1, hz=700)])
+    muting = lambda: SimpleNamespace(process=lambda near, far: np.zeros_like(near))  # noqa: E731
+    out = guard_run(cfg, user, played, muting)
+    expected = np.concatenate(frames_of(user))
+    assert np.array_equal(out[RATE:], expected[RATE:])
+    # with the echo there (a loudspeaker), the same canceller's output is what goes on
+    assert not guard_run(cfg, played + user, played, muting).any()
 
 
 def test_webrtc_canceller_removes_a_delayed_echo() -> None:

@@ -37,6 +37,10 @@ RAW_FRAMES = 100  # frames (2 s) of raw microphone and played audio kept for bar
 ECHO_LAGS = 20  # frames (0.4 s): the longest speaker-to-microphone delay the echo check looks for
 RESIDUAL_WINDOW = 250  # frames of playback (5 s) over which the canceller's residue is judged
 RESIDUAL_HEADROOM_DB = 6.0  # input level events for the live view
+PATH_PROBE_EVERY = 10  # frames of playback between checks of whether there is an echo at all
+PATH_PROBE_FRAMES = 15  # frames (0.3 s) of raw microphone each check correlates with the played audio
+PATH_PROBES = 10  # the last this many checks decide (2 s of playback)
+NO_PATH_LIKENESS = 0.2  # every recent check below this (or the microphone silent): no echo path
 
 
 class FarEnd:
@@ -47,16 +51,25 @@ class FarEnd:
     between writer and reader stays fixed (up to slow drift) and the echo canceller sees a steady
     delay. Mapping both through callback times instead was measured to jitter by several ms and
     halve the cancellation. The reader starts ``margin_s`` behind the writer so callback jitter does
-    not make it catch up; it skips ahead when more than ``max_lag_s`` behind (start-up, a stall), and
-    gets silence without moving when the writer is late.
+    not make it catch up; it skips ahead when more than ``max_lag_s`` behind (start-up, a stall).
+    When the writer is late (its callback delayed on a busy machine) the reader gets silence for what
+    is missing but keeps step: waiting instead moved the reference a frame later each time, and
+    live, under load, a dozen such frames in a minute walked it past the echo itself (the echo came
+    before its reference), so neither the canceller nor barge-in's echo check could match them and
+    the assistant interrupted itself. Only a writer gone for ``max_late_s`` (the device lost) is
+    waited for, and the reader re-anchors once it is back.
     """
 
-    def __init__(self, seconds: float = 4.0, margin_s: float = 0.06, max_lag_s: float = 2.0) -> None:
+    def __init__(
+        self, seconds: float = 4.0, margin_s: float = 0.06, max_lag_s: float = 2.0, max_late_s: float = 0.5
+    ) -> None:
         self._ring = np.zeros(int(seconds * PIPELINE_RATE), dtype=np.int16)
         self._written = 0  # samples appended so far
         self._read = 0  # next sample the reader gets
         self.margin = int(margin_s * PIPELINE_RATE)
         self.max_lag = int(max_lag_s * PIPELINE_RATE)
+        self.max_late = int(max_late_s * PIPELINE_RATE)
+        self._lost = False  # the writer stopped delivering: wait for it, then re-anchor
         self._resamplers: dict[int, StreamResampler] = {}
         self._silent_blocks = 0
         self.resyncs = 0  # times the reader had to skip ahead (reported: the canceller re-converges)
@@ -88,19 +101,29 @@ class FarEnd:
             self._written += len(pcm)
 
     def read(self, n: int) -> np.ndarray:
-        """The next ``n`` played samples (zeros while the speaker delivers nothing)."""
+        """The next ``n`` played samples (zeros for what the speaker has not delivered yet)."""
         with self._lock:
-            if self._written - self._read > self.max_lag:  # fell behind (start-up, a stall): skip on
-                self._read = self._written - n - self.margin
+            behind = self._written - self._read
+            if behind > self.max_lag or (self._lost and behind >= n + self.margin):
+                self._read = self._written - n - self.margin  # fell behind, or the writer is back
+                self._lost = False
                 self.resyncs += 1
-            if self._written - self._read < n:  # the speaker is late: wait for it, never re-read
+                behind = n + self.margin
+            if behind < n and (self._lost or behind < -self.max_late):
+                self._lost, self._read = True, min(self._read, self._written)  # gone: wait for it
                 return np.zeros(n, dtype=np.int16)
-            size = len(self._ring)
-            start = self._read % size
+            out = np.zeros(n, dtype=np.int16)
+            have = min(n, max(0, behind))  # late: silence for the rest, and keep step
+            out[:have] = self._take(self._read, have)
             self._read += n
-            if start + n <= size:
-                return self._ring[start : start + n].copy()
-            return np.concatenate([self._ring[start:], self._ring[: start + n - size]])
+            return out
+
+    def _take(self, start: int, n: int) -> np.ndarray:
+        size = len(self._ring)
+        start %= size
+        if start + n <= size:
+            return self._ring[start : start + n].copy()
+        return np.concatenate([self._ring[start:], self._ring[: start + n - size]])
 
 
 class Canceller(Protocol):
@@ -125,6 +148,16 @@ def _best_squared_correlation(near: np.ndarray, far: np.ndarray) -> float:
     near_energy = float(np.sum(near**2))
     rho2 = dots**2 / np.maximum(windows * near_energy, 1e-9)
     return float(np.clip(rho2.max(), 0.0, 1.0))
+
+
+def _likeness(frames: list[tuple[float, np.ndarray, np.ndarray]], i: int, j: int) -> float | None:
+    """``_best_squared_correlation`` of the raw microphone in ``frames[i:j]`` with the played audio
+    from up to ECHO_LAGS frames earlier; None when either is silent."""
+    near = np.concatenate([f[1] for f in frames[i:j]]).astype(np.float64)
+    far = np.concatenate([f[2] for f in frames[max(0, i - ECHO_LAGS) : j]]).astype(np.float64)
+    if not far.any() or not near.any():
+        return None
+    return _best_squared_correlation(near, far)
 
 
 def _rms(pcm: np.ndarray) -> float:
@@ -166,6 +199,8 @@ class EchoGuard:
         self._gated = False
         # (arrival, raw microphone frame, the played audio read beside it): for echo_likeness
         self._raw: deque[tuple[float, np.ndarray, np.ndarray]] = deque(maxlen=RAW_FRAMES)
+        self._probes: deque[float] = deque(maxlen=PATH_PROBES)  # echo likeness while playing
+        self._played_frames = 0
 
     def echo_likeness(self, t0: float, t1: float) -> float | None:
         """How much of the raw (uncancelled) microphone signal that arrived in ``t0..t1`` (monotonic)
@@ -174,14 +209,27 @@ class EchoGuard:
         let through; near 0 for a user alone; None without playback or frames. Barge-in asks it."""
         frames = list(self._raw)
         inside = [i for i, (t, _, _) in enumerate(frames) if t0 <= t <= t1]
-        if not inside:
-            return None
-        near = np.concatenate([frames[i][1] for i in inside]).astype(np.float64)
-        lead = max(0, inside[0] - ECHO_LAGS)  # the reference from up to ECHO_LAGS frames earlier
-        far = np.concatenate([f[2] for f in frames[lead : inside[-1] + 1]]).astype(np.float64)
-        if not far.any() or not near.any():
-            return None
-        return _best_squared_correlation(near, far)
+        return _likeness(frames, inside[0], inside[-1] + 1) if inside else None
+
+    @property
+    def echo_path(self) -> bool:
+        """Whether the played audio comes back into the microphone (a loudspeaker), judged on the raw
+        signal over the last 2 s of playback; until that is known (and after a change), assume so.
+
+        Without an echo path (headphones) the canceller's output is not used and nothing is gated:
+        AEC3 was measured to mute a user's onsets over a reply even then (live, a "Stop." said 1 s
+        into the first reply came out 30-60 dB down and was never heard), and there is nothing to
+        remove."""
+        return len(self._probes) < 3 or max(self._probes) >= NO_PATH_LIKENESS
+
+    def _probe_path(self) -> None:
+        self._played_frames += 1
+        if self._played_frames % PATH_PROBE_EVERY == 0 and len(self._raw) >= PATH_PROBE_FRAMES:
+            frames = list(self._raw)
+            was = self.echo_path
+            self._probes.append(_likeness(frames, len(frames) - PATH_PROBE_FRAMES, len(frames)) or 0.0)
+            if self.echo_path != was:
+                log.info("echo path %s", "found: cancelling it" if self.echo_path else "none: mic used as is")
 
     def chunks(self, stop: threading.Event) -> Iterator[AudioChunk]:
         if self.cfg.echo == "aec" and self._aec is None:
@@ -201,8 +249,11 @@ class EchoGuard:
         echo_rms = self._echo_level(t_end, _rms(far) if far.any() else 0.0, msg.duration)
         pcm = msg.pcm
         self._raw.append((msg.t_arrival, pcm, far))
+        if echo_rms > 0:
+            self._probe_path()
         if self._aec is not None and t_end - self._far_heard_at < AEC_IDLE_S:
-            pcm = self._aec.process(pcm, far)
+            cancelled = self._aec.process(pcm, far)  # run on regardless: it stays converged
+            pcm = cancelled if self.echo_path else pcm
         gated = self._gate(pcm, echo_rms, t_end)
         self._report(t_end, msg.pcm, echo_rms > 0, gated)
         return AudioChunk(
@@ -225,6 +276,8 @@ class EchoGuard:
             return False
         if not self.cfg.enabled:
             return True  # half duplex: nobody can talk over the assistant
+        if not self.echo_path:
+            return False  # headphones: the microphone never hears the reply
         level = _rms(pcm)
         margin = self.cfg.gate_margin_db if self._aec is None else self._residual_threshold(level, echo_rms)
         if level >= echo_rms * 10 ** (margin / 20):
