@@ -185,6 +185,24 @@ def test_without_an_echo_path_the_microphone_is_used_as_is() -> None:
     assert not guard_run(cfg, played + user, played, muting).any()
 
 
+def test_a_late_speaker_callback_does_not_let_the_echo_through() -> None:
+    # issue 14: on a busy machine the speaker's callback came late; its frames read as silence,
+    # the canceller had no reference, and the echo reached the VAD (the reply paused itself)
+    cfg = BargeInConfig(echo="aec", residual_margin_db=-24.0)
+    played = frames_of(tone(2.0, level=0.3))
+    far = FarEnd(margin_s=0.0)
+    guard = EchoGuard(ListSource([]), cfg, far, EventBus(), canceller=SubtractCanceller)
+    guard._aec = SubtractCanceller()
+    out = []
+    for i, frame in enumerate(played):
+        if i < 50 or i >= 55:  # frames 50..54: the callback is late, then delivers them at once
+            for f in played[50:55] if i == 55 else []:
+                far.push(f.astype(np.float32) / 32768, RATE)
+            far.push(frame.astype(np.float32) / 32768, RATE)
+        out.append(guard.process(AudioChunk(-1, frame, RATE, i * 0.02, time.monotonic())).pcm)
+    assert not np.concatenate(out).any()
+
+
 def test_webrtc_canceller_removes_a_delayed_echo() -> None:
     from assistant.audio.echo import webrtc_canceller
 

@@ -70,6 +70,7 @@ class FarEnd:
         self.max_lag = int(max_lag_s * PIPELINE_RATE)
         self.max_late = int(max_late_s * PIPELINE_RATE)
         self._lost = False  # the writer stopped delivering: wait for it, then re-anchor
+        self.late = 0  # samples of the last read the writer had not delivered yet (0 when lost)
         self._resamplers: dict[int, StreamResampler] = {}
         self._silent_blocks = 0
         self.resyncs = 0  # times the reader had to skip ahead (reported: the canceller re-converges)
@@ -111,9 +112,11 @@ class FarEnd:
                 behind = n + self.margin
             if behind < n and (self._lost or behind < -self.max_late):
                 self._lost, self._read = True, min(self._read, self._written)  # gone: wait for it
+                self.late = 0
                 return np.zeros(n, dtype=np.int16)
             out = np.zeros(n, dtype=np.int16)
             have = min(n, max(0, behind))  # late: silence for the rest, and keep step
+            self.late = n - have
             out[:have] = self._take(self._read, have)
             self._read += n
             return out
@@ -246,7 +249,10 @@ class EchoGuard:
         far = self.far.read(len(msg.pcm))  # always: the reader must keep in step
         if self.far.resyncs != resyncs:
             self.events.emit(EchoResync(-1, round(time.monotonic() - msg.t_arrival, 3)))
-        echo_rms = self._echo_level(t_end, _rms(far) if far.any() else 0.0, msg.duration)
+        far_rms = _rms(far) if far.any() else 0.0
+        if self.far.late and self._far_levels:  # not silence: the speaker's callback is late (a busy
+            far_rms = max(far_rms, self._far_levels[-1][1])  # machine); what it plays is unknown
+        echo_rms = self._echo_level(t_end, far_rms, msg.duration)
         pcm = msg.pcm
         self._raw.append((msg.t_arrival, pcm, far))
         if echo_rms > 0:
@@ -279,7 +285,10 @@ class EchoGuard:
         if not self.echo_path:
             return False  # headphones: the microphone never hears the reply
         level = _rms(pcm)
-        margin = self.cfg.gate_margin_db if self._aec is None else self._residual_threshold(level, echo_rms)
+        if self._aec is None or self.far.late:  # (late: the canceller had no reference for this
+            margin = self.cfg.gate_margin_db  # frame, so only a voice louder than the echo counts)
+        else:
+            margin = self._residual_threshold(level, echo_rms)
         if level >= echo_rms * 10 ** (margin / 20):
             self._open_until = t + GATE_HOLD_S
         return t > self._open_until
