@@ -75,16 +75,25 @@ def test_far_end_reanchors_when_the_writer_stalls() -> None:
     assert not far.read(320).any()
 
 
-def test_far_end_keeps_step_when_the_writer_is_late() -> None:
-    # issue 14: waiting for a late writer moved the reference a frame later each time; under load
-    # that walked it past the echo and the assistant interrupted itself
+def test_far_end_steps_back_to_its_margin_after_the_writer_was_late() -> None:
+    # issue 14: each wait for a late writer left the reader a frame further behind; under load that
+    # walked the reference past the echo and the assistant interrupted itself
+    from assistant.audio.echo import OVER_READS
+
     far = FarEnd(margin_s=0.0)
-    ramp = (np.arange(20000) + 0.5).astype(np.float32) / 32767  # sample k holds the value k
-    far.push(ramp[:640], RATE)
-    assert far.read(320)[0] == 0 and far.read(320)[0] == 320
-    assert not far.read(320).any()  # the speaker's callback is late: silence in its place
-    far.push(ramp[640:1280], RATE)  # it catches up
-    assert far.read(320)[0] == 960  # the reader kept step: samples 640..959 are skipped, not delayed
+    ramp = (np.arange(64000) + 0.5).astype(np.float32) / 32767  # sample k holds the value k
+    far.push(ramp[:320], RATE)
+    assert far.read(320)[0] == 0 and far.late == 0
+    for _ in range(4):  # the speaker's callback is late four times: the reader waits
+        assert not far.read(320).any() and far.late == 320
+    written = 320
+    for _ in range(OVER_READS + 4):  # then it delivers its frames, the four late ones at once
+        chunk = 5 * 320 if written == 320 else 320
+        far.push(ramp[written : written + chunk], RATE)
+        written += chunk
+        got = far.read(320)
+    assert got[0] == written - 320  # back in step, no longer four frames behind
+    assert far.resyncs == 1
 
 
 def test_far_end_skips_resampling_silence_without_losing_step() -> None:

@@ -33,6 +33,7 @@ GATE_HOLD_S = 0.25  # once a frame passes the gate, keep it open this long: word
 AEC_IDLE_S = 30.0  # keep the canceller running this long after playback: pausing it between
 # replies was followed by echo getting through; idle (no reply for 30 s) it costs nothing
 LEVEL_EVERY_S = 0.1
+OVER_READS = 25  # reads (0.5 s) the far end tolerates its reader lagging past the margin
 RAW_FRAMES = 100  # frames (2 s) of raw microphone and played audio kept for barge-in's echo check
 ECHO_LAGS = 20  # frames (0.4 s): the longest speaker-to-microphone delay the echo check looks for
 RESIDUAL_WINDOW = 250  # frames of playback (5 s) over which the canceller's residue is judged
@@ -51,26 +52,23 @@ class FarEnd:
     between writer and reader stays fixed (up to slow drift) and the echo canceller sees a steady
     delay. Mapping both through callback times instead was measured to jitter by several ms and
     halve the cancellation. The reader starts ``margin_s`` behind the writer so callback jitter does
-    not make it catch up; it skips ahead when more than ``max_lag_s`` behind (start-up, a stall).
-    When the writer is late (its callback delayed on a busy machine) the reader gets silence for what
-    is missing but keeps step: waiting instead moved the reference a frame later each time, and
-    live, under load, a dozen such frames in a minute walked it past the echo itself (the echo came
-    before its reference), so neither the canceller nor barge-in's echo check could match them and
-    the assistant interrupted itself. Only a writer gone for ``max_late_s`` (the device lost) is
-    waited for, and the reader re-anchors once it is back.
+    not make it catch up; it skips ahead when more than ``max_lag_s`` behind (start-up, a stall), and
+    gets silence without moving when the writer is late (``late``: the echo guard then gates).
+    Each such wait leaves the reader a frame further behind, so the echo's delay to its reference
+    shrinks: live, under load, it walked from 80 ms to 35 ms and below in a session until the echo
+    came before its reference, and neither the canceller nor barge-in's echo check could match it.
+    So a reader found more than 3 frames past its margin for OVER_READS reads in a row steps back
+    up to the margin (a resync: the canceller re-converges on the small change).
     """
 
-    def __init__(
-        self, seconds: float = 4.0, margin_s: float = 0.06, max_lag_s: float = 2.0, max_late_s: float = 0.5
-    ) -> None:
+    def __init__(self, seconds: float = 4.0, margin_s: float = 0.06, max_lag_s: float = 2.0) -> None:
         self._ring = np.zeros(int(seconds * PIPELINE_RATE), dtype=np.int16)
         self._written = 0  # samples appended so far
         self._read = 0  # next sample the reader gets
         self.margin = int(margin_s * PIPELINE_RATE)
         self.max_lag = int(max_lag_s * PIPELINE_RATE)
-        self.max_late = int(max_late_s * PIPELINE_RATE)
-        self._lost = False  # the writer stopped delivering: wait for it, then re-anchor
-        self.late = 0  # samples of the last read the writer had not delivered yet (0 when lost)
+        self._over = 0  # reads in a row that found the reader too far behind
+        self.late = 0  # samples of the last read the writer had not delivered yet
         self._resamplers: dict[int, StreamResampler] = {}
         self._silent_blocks = 0
         self.resyncs = 0  # times the reader had to skip ahead (reported: the canceller re-converges)
@@ -102,22 +100,21 @@ class FarEnd:
             self._written += len(pcm)
 
     def read(self, n: int) -> np.ndarray:
-        """The next ``n`` played samples (zeros for what the speaker has not delivered yet)."""
+        """The next ``n`` played samples (zeros while the speaker delivers nothing)."""
         with self._lock:
             behind = self._written - self._read
-            if behind > self.max_lag or (self._lost and behind >= n + self.margin):
-                self._read = self._written - n - self.margin  # fell behind, or the writer is back
-                self._lost = False
+            # behind by more than the margin and some jitter for a while: the writer was late
+            # and the reader waited; step back up to the margin (see the class comment)
+            self._over = self._over + 1 if behind > self.margin + 3 * n else 0
+            if behind > self.max_lag or self._over >= OVER_READS:
+                self._read = self._written - n - self.margin
+                self._over = 0
                 self.resyncs += 1
                 behind = n + self.margin
-            if behind < n and (self._lost or behind < -self.max_late):
-                self._lost, self._read = True, min(self._read, self._written)  # gone: wait for it
-                self.late = 0
+            self.late = n if behind < n else 0
+            if behind < n:  # the speaker is late: wait for it, never re-read
                 return np.zeros(n, dtype=np.int16)
-            out = np.zeros(n, dtype=np.int16)
-            have = min(n, max(0, behind))  # late: silence for the rest, and keep step
-            self.late = n - have
-            out[:have] = self._take(self._read, have)
+            out = self._take(self._read, n)
             self._read += n
             return out
 
