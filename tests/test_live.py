@@ -409,11 +409,44 @@ def test_speech_without_a_transcript_in_time_resumes_and_a_late_one_may_still_cu
 
 
 class FakeMic:
-    def __init__(self, likeness: float | None) -> None:
+    def __init__(self, likeness: float | None, after: float | None = None) -> None:
         self.likeness = likeness
+        self.after = after  # the loudest raw frame after a pause (before it: 5000); None: not known
+        self.echo_path = True
 
     def echo_likeness(self, t0: float, t1: float) -> float | None:
         return self.likeness
+
+    def peak_level(self, t0: float, t1: float) -> float | None:
+        return self.after if t0 > self.paused_at else 5000.0
+
+    paused_at = 0.0
+
+
+@pytest.mark.parametrize(
+    ("after", "echo_path", "outcome"),
+    [(0.0, True, "resumed"), (400.0, True, "stopped"), (0.0, False, "stopped")],
+)
+def test_speech_after_which_the_mic_fell_silent_with_the_speaker_was_its_echo(
+    after: float, echo_path: bool, outcome: str
+) -> None:
+    """Live, the echo that got past the canceller came out of Whisper as "Done." or "Works well." and
+    stopped the reply. Once paused, the echo stops; a user goes on speaking: so speech whose mic fell
+    silent with the speaker resumes, whatever its words (with an echo path only: headphones can't)."""
+    events, log, scope = EventBus(), EventLog(), TurnScope()
+    events.subscribe(log)
+    speaker, mic = FakeSpeaker(pending=2.0), FakeMic(0.1, after)
+    mic.echo_path = echo_path
+    BargeIn(BargeInConfig(), scope, speaker, FakePlayback(), events, mic=mic)
+    events.emit(ev.TranscriptFinal(1, "how does an engine work"))
+    events.emit(ev.AudioOut(1, "A car engine works by converting energy", 2.0, t=time.monotonic() - 0.5))
+    events.emit(ev.SpeechStarted(2, 5.0))
+    mic.paused_at = time.monotonic()
+    events.emit(ev.SpeechEnded(2, 5.6, t_decided=6.0))
+    events.emit(ev.TranscriptFinal(2, "Done."))
+    decided = log.first(ev.Interruption, 2)
+    assert decided is not None and decided.outcome == outcome, log.of(ev.Interruption)
+    assert scope.is_stale(1) == (outcome == "stopped")
 
 
 @pytest.mark.parametrize("user", [True, False])

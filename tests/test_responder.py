@@ -404,6 +404,8 @@ def test_interruption_rules_stop_resume_or_answer() -> None:
         ("Top.", "stop"), ("Time.", "stop"), ("Ah.", "stop"),  # a lone "stop" misheard over the reply
         ("", "resume"), ("Thanks for watching.", "resume"), ("Mm-hmm.", "resume"), ("MMM.", "resume"), ("Mmhmm", "resume"), ("Yeah.", "resume"), ("Okay.", "resume"),
         ("the capital of", "resume"),  # its own voice coming back
+        ("The capital, mmm.", "resume"), ("known for, mm-hmm", "resume"),  # a backchannel over its echo
+        ("Capital of Spain, yeah?", "answer"),
         ("What is the capital of Spain?", "answer"), ("stop the timer", "answer"), ("volume up", "answer"),
     ]:  # fmt: skip
         assert rules.decide(text, played)[0] == expected, text

@@ -211,6 +211,11 @@ class EchoGuard:
         inside = [i for i, (t, _, _) in enumerate(frames) if t0 <= t <= t1]
         return _likeness(frames, inside[0], inside[-1] + 1) if inside else None
 
+    def peak_level(self, t0: float, t1: float) -> float | None:
+        """The loudest raw microphone frame (RMS) that arrived in ``t0..t1`` (monotonic); None if none."""
+        levels = [_rms(raw) for t, raw, _ in list(self._raw) if t0 <= t <= t1]
+        return max(levels) if levels else None
+
     @property
     def echo_path(self) -> bool:
         """Whether the played audio comes back into the microphone (a loudspeaker), judged on the raw

@@ -1,20 +1,17 @@
 """Barge-in: pause first, decide after.
 
-``BargeIn`` listens to the VAD's ``SpeechStarted``. Speech over a reply pauses the speaker at once (its
-buffer is held, the reply's generation goes on) and reports ``ReplyPaused``. The speech's final
-transcript then decides, by the interruption rules (``assistant.stages.policy.InterruptionRules``):
-- a stop phrase, or a word or two that is no command: the reply is cut (``scope.interrupt``, the
-  speaker cleared) and the policy stops (nothing more is said, or ``barge_in.stop_reply``);
-- no words (a cough, a click), a backchannel ("mm-hmm") or the reply's own words coming back
-  through the loudspeaker: the speaker resumes where it paused;
-- anything else: the reply is cut and the new question answered.
-Before the words are known, the microphone itself may tell: speech whose raw (uncancelled) signal is
-the played audio, delayed and scaled (squared correlation >= ``ECHO_LIKENESS``), is the assistant's
-own voice that got past the canceller. It resumes the reply at once, and its transcript can then only
-stop it with an explicit stop phrase.
-Each decision is an ``Interruption`` event (outcome, pause length); a cut also reports ``BargeIn``
-with what of the reply was heard (the history keeps that). Speech whose transcript does not come
-within ``barge_in.decide_timeout_s`` of its end resumes the reply (a late transcript may still cut it).
+``BargeIn`` listens to the VAD's ``SpeechStarted``. Speech over a reply pauses the speaker at once
+(``ReplyPaused``; generation goes on), and the speech's final transcript decides by the interruption
+rules (``assistant.stages.policy.InterruptionRules``): a stop phrase, or a word or two that is no
+command, cuts the reply (``scope.interrupt``, speaker cleared) and nothing more is said; no words, a
+backchannel or the reply's own words resume it where it paused; anything else cuts it and is answered.
+The microphone itself may tell first: speech whose raw signal is the played audio, delayed and scaled
+(squared correlation >= ``ECHO_LIKENESS``), is the assistant's own voice that got past the canceller:
+the reply resumes at once and only an explicit stop phrase may still cut it. So does speech after
+which the microphone fell silent with the speaker (``SILENT_AFTER``): whatever its transcript, it
+resumes. Each decision is an ``Interruption`` event (outcome, pause length); a cut also reports
+``BargeIn`` with what of the reply was heard. Speech whose transcript does not come within
+``barge_in.decide_timeout_s`` of its end resumes the reply (a late transcript may still cut it).
 With ``barge_in.pause`` off, speech over a reply cuts it at once (the policy then applies the rules).
 """
 
@@ -38,19 +35,24 @@ ECHO_WORDS = 30  # the reply's last words heard before a pause: a transcript of 
 ECHO_SPEECH_S = 0.5  # the speech's last this many seconds before the pause are checked for echo
 ECHO_LIKENESS = 0.8  # squared correlation with the played audio above which it is echo: a user
 # alone gives ~0; a user as loud as the echo ~0.5; the echo alone ~1 (a linear path)
+AFTER_PAUSE_S = (0.2, 0.5)  # the mic this long after the pause: the echo has died out by then
+SILENT_AFTER = 0.01  # its loudest frame under this part of the loudest before: no one speaks. Live,
+# the echo left exactly 0 there in 8 self-pauses of 8; a user's "Stop." left 0.024 to 1 of it
 
 
 class MicLevels(Protocol):
     def echo_likeness(self, t0: float, t1: float) -> float | None: ...
 
+    def peak_level(self, t0: float, t1: float) -> float | None: ...
+
+    @property
+    def echo_path(self) -> bool: ...
+
 
 class Speaker(Protocol):
     def clear(self) -> float: ...
-
     def pending_s(self) -> float: ...
-
     def pause(self) -> float: ...
-
     def resume(self) -> None: ...
 
 
@@ -75,6 +77,7 @@ class _Pause:
     reaction_ms: float
     resumed: bool = False  # the timeout resumed it; a late transcript may still cut it
     echo: bool = False  # resumed as the assistant's own echo: only a stop phrase may still cut it
+    silent_after: bool = False  # the mic fell silent once the speaker paused: it was the echo
     timer: threading.Timer | None = field(default=None, repr=False)
 
 
@@ -124,6 +127,7 @@ class BargeIn:
         if isinstance(e, ev.SpeechStarted):
             self._on_speech(e)
         elif isinstance(e, ev.SpeechEnded):
+            self._check_after(e.turn)
             self._arm_timeout(e.turn)
         elif isinstance(e, ev.AudioOut) and e.source in ANSWER_SOURCES:
             # the answer only: what was heard of it enters the history, and a filler there ("Hmm.")
@@ -173,7 +177,7 @@ class BargeIn:
                 first = min(paused, key=lambda p: p.t)
                 pause = _Pause(first.cut, first.t, first.spoken, reaction_ms)
             else:
-                pause = _Pause(cut, now, self._spoken(cut, now) if cut is not None else "", reaction_ms)
+                pause = _Pause(cut, now, self._spoken(cut, now), reaction_ms)
             self._pauses[e.turn] = pause
         log.info("barge-in: turn %s paused by turn %d", pause.cut, e.turn)
         self.events.emit(ev.ReplyPaused(e.turn, pause.cut, reaction_ms, t=now))
@@ -194,6 +198,20 @@ class BargeIn:
                 return
             pause.resumed = pause.echo = True
         self._resume(turn, pause, "", f"echo: {likeness:.2f} of it was the played audio")
+
+    def _check_after(self, turn: int) -> None:
+        """At the end of speech that paused a reply: did the mic fall silent once the speaker did?
+        Then it was the assistant's own voice that got past the canceller (whatever Whisper makes
+        of it: live, "Done.", "Works well." or "That's it." stopped replies); a user goes on."""
+        with self._lock:
+            pause = self._pauses.get(turn)
+        if pause is None or pause.echo or self.mic is None or not self.mic.echo_path:
+            return
+        before = self.mic.peak_level(pause.t - ECHO_SPEECH_S, pause.t)
+        after = self.mic.peak_level(pause.t + AFTER_PAUSE_S[0], pause.t + AFTER_PAUSE_S[1])
+        if before and after is not None and after < SILENT_AFTER * before:
+            pause.silent_after = True
+            log.info("barge-in: turn %d: silent once paused (%.0f -> %.0f)", turn, before, after)
 
     def _arm_timeout(self, turn: int) -> None:
         with self._lock:
@@ -231,6 +249,8 @@ class BargeIn:
         outcome, reason = self.rules.decide(text, played)
         if pause.echo and reason != "stop phrase":
             return  # the assistant's own sound: its transcript is a scrap of the reply or noise
+        if pause.silent_after and outcome != "resume":
+            outcome, reason = "resume", "echo: the mic fell silent with the speaker"
         if outcome == "resume":
             if not pause.resumed:  # (a late transcript after the timeout: it is playing again)
                 self._resume(turn, pause, text, reason)
@@ -261,9 +281,8 @@ class BargeIn:
             if self.playback is not None:
                 self.playback.delay(held)
         log.info("barge-in: turn %s resumed after %.2f s (%s: %r)", pause.cut, held, reason, text)
-        self.events.emit(
-            ev.Interruption(turn, pause.cut, "resumed", round(held * 1000, 1), text, reason, t=now)
-        )
+        held_ms = round(held * 1000, 1)
+        self.events.emit(ev.Interruption(turn, pause.cut, "resumed", held_ms, text, reason, t=now))
 
     def _cut(
         self, turn: int, cut: int | None, now: float, reaction_ms: float, pause: _Pause | None = None
@@ -276,9 +295,7 @@ class BargeIn:
         with self._lock:
             if cut is None:
                 cut = max((t for t in self._replying if t < turn), default=None)
-            spoken = (
-                pause.spoken if pause is not None else (self._spoken(cut, now) if cut is not None else "")
-            )
+            spoken = pause.spoken if pause is not None else self._spoken(cut, now)
             self._replying.clear()
             self._done.clear()
             for t in [t for t in self._clauses if t < turn]:
@@ -290,10 +307,10 @@ class BargeIn:
         log.info("barge-in: turn %s interrupted by turn %d after %.2f s of reply", cut, turn, dropped)
         self.events.emit(ev.BargeIn(turn, cut, round(dropped, 3), spoken, reaction_ms, t=now))
 
-    def _spoken(self, turn: int, now: float) -> str:
+    def _spoken(self, turn: int | None, now: float) -> str:
         """The words of ``turn``'s reply heard before ``now`` (a clause cut midway: pro rata)."""
         words: list[str] = []
-        for c in self._clauses.get(turn, []):
+        for c in self._clauses.get(turn, []) if turn is not None else []:
             if now <= c.start:
                 break
             part = c.text.split()

@@ -85,7 +85,11 @@ class InterruptionRules:
         heard = set(normalise(played).split())
         if heard and all(w in heard for w in words):
             return resume, "echo"  # its own words came back through the loudspeaker
-        if all(w in self.backchannel_words or HUM.fullmatch(w) for w in words):
+        backchannel = [w in self.backchannel_words or bool(HUM.fullmatch(w)) for w in words]
+        if all(backchannel):
+            return resume, "backchannel"
+        if any(backchannel) and all(b or w in heard for b, w in zip(backchannel, words, strict=True)):
+            # an "mm-hmm" with a scrap of the reply's own echo before the pause ("the capital mmm")
             return resume, "backchannel"
         if len(words) <= self.cfg.stop_short_words and intent is None:
             # a word or two over the reply that is no command: a lone "Stop." said over the
