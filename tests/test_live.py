@@ -791,9 +791,9 @@ def test_with_its_voice_coming_back_it_answers_once(room, rig) -> None:
     finally:
         room.echo(False)
     kinds = [e["kind"] for e in events]
-    assert kinds.count("speech_started") == 1, events
-    assert "barge_in" not in kinds
-    assert any(e["kind"] == "audio_out" for e in events)
+    assert kinds.count("speech_started") == 1, assistant.timeline(t0)
+    assert "barge_in" not in kinds and "reply_paused" not in kinds, assistant.timeline(t0)
+    assert any(e["kind"] == "audio_out" for e in events), assistant.timeline(t0)
 
 
 @pytest.mark.real
@@ -805,25 +805,28 @@ def test_a_second_question_over_the_reply_interrupts_it(room, rig) -> None:
         rec = room.record(rig.work / "barge.wav")
         t0 = time.time()
         room.say(rig.questions["first_president"]).wait()
-        assert assistant.wait_for("first_audio", 30, after=t0)
+        assert assistant.wait_for("first_audio", 60, after=t0), assistant.timeline(t0)
         t1 = time.time()
         room.say(rig.questions["spider_legs"]).wait()
-        barge = assistant.wait_for("barge_in", 10, after=t1)
-        assert barge is not None, assistant.events()
+        # paused at once, cut once its words are known: the recogniser may take seconds when busy
+        barge = assistant.wait_for("barge_in", 60, after=t1)
+        assert barge is not None, assistant.timeline(t0)
         # the machine may be busy: wait for the second answer itself, not a fixed time
         is_answer = lambda e: e["turn"] == barge["turn"] and e.get("source") in ("llm", "fastpath")  # noqa: E731
-        assistant.wait_for("audio_out", 60, after=t1, where=is_answer)
-        events = wait_quiet(assistant, t1)
+        assistant.wait_for("audio_out", 120, after=t1, where=is_answer)
+        events = wait_quiet(assistant, t1, timeout_s=120)
         audio = rec.stop()
     finally:
         room.echo(False)
     # playback stopped: the cut reply's last sound is close after the detection
     detected = barge["t"] - rec.t_start
     before = [s for s in pulse.sound_spans(audio, gap_s=0.1) if s[0] < detected]
-    assert before and before[-1][1] - detected < 0.4, (before, detected)
+    assert before and before[-1][1] - detected < 0.4, (before, detected, assistant.timeline(t0))
     second = [e for e in events if e["kind"] == "transcript_final" and e["turn"] == barge["turn"]]
-    assert second and words(second[0]["text"]) & {"spider", "legs", "many"}, second
-    assert any(e["kind"] == "audio_out" and e["turn"] == barge["turn"] for e in events)
+    assert second and words(second[0]["text"]) & {"spider", "legs", "many"}, assistant.timeline(t0)
+    assert any(e["kind"] == "audio_out" and e["turn"] == barge["turn"] for e in events), assistant.timeline(
+        t0
+    )
 
 
 @pytest.mark.real
