@@ -401,7 +401,8 @@ def test_interruption_rules_stop_resume_or_answer() -> None:
     played = "Paris is the capital of France and it is known for"
     for text, expected in [
         ("Stop.", "stop"), ("Okay, thanks.", "stop"), ("Please stop talking.", "stop"), ("That's enough.", "stop"),
-        ("Top.", "stop"), ("Time.", "stop"), ("Ah.", "stop"),  # a lone "stop" misheard over the reply
+        ("Top.", "stop"), ("Time.", "stop"), ("Ah.", "stop"), ("No.", "stop"),  # a lone "stop" misheard
+        ("No, I meant the capital of Spain.", "answer"),
         ("", "resume"), ("Thanks for watching.", "resume"), ("Mm-hmm.", "resume"), ("MMM.", "resume"), ("Mmhmm", "resume"), ("Yeah.", "resume"), ("Okay.", "resume"),
         ("the capital of", "resume"),  # its own voice coming back
         ("The capital, mmm.", "resume"), ("known for, mm-hmm", "resume"),  # a backchannel over its echo

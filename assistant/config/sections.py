@@ -160,6 +160,8 @@ STOP_PHRASES = (
     "okay thanks",
     "ok thanks",
     "no thanks",
+    "no",  # live, a "Stop." over the loudspeaker came out as "No." (the confirmation intent)
+    "nope",
     "never mind",
     "shut up",
     "silence",
