@@ -38,12 +38,10 @@ RAW_FRAMES = 100  # frames (2 s) of raw microphone and played audio kept for bar
 ECHO_LAGS = 20  # frames (0.4 s): the longest speaker-to-microphone delay the echo check looks for
 RESIDUAL_WINDOW = 250  # frames of playback (5 s) over which the canceller's residue is judged
 RESIDUAL_HEADROOM_DB = 6.0  # input level events for the live view
-PATH_PROBE_EVERY, PATH_PROBES = 10, 10  # frames of playback between checks for an echo; checks kept
-PATH_PROBE_FRAMES = 15  # frames (0.3 s) of mic each check (and the gate) correlates with what played
+PATH_PROBE_EVERY = 10  # frames of playback between checks of whether there is an echo at all
+PATH_PROBE_FRAMES = 15  # frames (0.3 s) of raw microphone each check correlates with the played audio
+PATH_PROBES = 10  # the last this many checks decide (2 s of playback)
 NO_PATH_LIKENESS = 0.2  # every recent check below this (or the microphone silent): no echo path
-# what the canceller left correlates this much (squared) with the played audio: still the echo (live,
-# what got past AEC3 and paused the reply: 0.85-0.99 raw); a user gives ~0, however loud the echo
-ECHO_GATE_LIKENESS = 0.8
 
 
 class FarEnd:
@@ -55,9 +53,12 @@ class FarEnd:
     delay. Mapping both through callback times instead was measured to jitter by several ms and
     halve the cancellation. The reader starts ``margin_s`` behind the writer so callback jitter does
     not make it catch up; it skips ahead when more than ``max_lag_s`` behind (start-up, a stall), and
-    gets silence without moving when the writer is late (``late``: gated). Each wait left it a frame
-    further behind: live, under load, the echo's delay to its reference walked from 80 ms to below 0
-    (the echo got through), so a reader 3 frames past its margin for OVER_READS reads steps back.
+    gets silence without moving when the writer is late (``late``: the echo guard then gates).
+    Each such wait leaves the reader a frame further behind, so the echo's delay to its reference
+    shrinks: live, under load, it walked from 80 ms to 35 ms and below in a session until the echo
+    came before its reference, and neither the canceller nor barge-in's echo check could match it.
+    So a reader found more than 3 frames past its margin for OVER_READS reads in a row steps back
+    up to the margin (a resync: the canceller re-converges on the small change).
     """
 
     def __init__(self, seconds: float = 4.0, margin_s: float = 0.06, max_lag_s: float = 2.0) -> None:
@@ -150,7 +151,7 @@ def _best_squared_correlation(near: np.ndarray, far: np.ndarray) -> float:
 
 
 def _likeness(frames: list[tuple[float, np.ndarray, np.ndarray]], i: int, j: int) -> float | None:
-    """``_best_squared_correlation`` of the microphone in ``frames[i:j]`` with the played audio
+    """``_best_squared_correlation`` of the raw microphone in ``frames[i:j]`` with the played audio
     from up to ECHO_LAGS frames earlier; None when either is silent."""
     near = np.concatenate([f[1] for f in frames[i:j]]).astype(np.float64)
     far = np.concatenate([f[2] for f in frames[max(0, i - ECHO_LAGS) : j]]).astype(np.float64)
@@ -198,8 +199,6 @@ class EchoGuard:
         self._gated = False
         # (arrival, raw microphone frame, the played audio read beside it): for echo_likeness
         self._raw: deque[tuple[float, np.ndarray, np.ndarray]] = deque(maxlen=RAW_FRAMES)
-        self._out: deque[np.ndarray] = deque(maxlen=RAW_FRAMES)  # and what the canceller left of it
-        self._loud = 0  # frames in a row loud enough to pass the gate
         self._probes: deque[float] = deque(maxlen=PATH_PROBES)  # echo likeness while playing
         self._played_frames = 0
 
@@ -219,15 +218,18 @@ class EchoGuard:
 
     @property
     def echo_path(self) -> bool:
-        """Whether the played audio comes back into the mic (a loudspeaker), from the raw signal over
-        the last 2 s of playback (until known, assume so). Without (headphones) the canceller's output
-        is not used and nothing is gated: AEC3 muted a user's onsets even then (live, a "Stop." 1 s
-        into the first reply came out 30-60 dB down and was never heard)."""
+        """Whether the played audio comes back into the microphone (a loudspeaker), judged on the raw
+        signal over the last 2 s of playback; until that is known (and after a change), assume so.
+
+        Without an echo path (headphones) the canceller's output is not used and nothing is gated:
+        AEC3 was measured to mute a user's onsets over a reply even then (live, a "Stop." said 1 s
+        into the first reply came out 30-60 dB down and was never heard), and there is nothing to
+        remove."""
         return len(self._probes) < 3 or max(self._probes) >= NO_PATH_LIKENESS
 
-    def _probe_path(self, playing: bool) -> None:
-        self._played_frames += playing
-        if playing and self._played_frames % PATH_PROBE_EVERY == 0 and len(self._raw) >= PATH_PROBE_FRAMES:
+    def _probe_path(self) -> None:
+        self._played_frames += 1
+        if self._played_frames % PATH_PROBE_EVERY == 0 and len(self._raw) >= PATH_PROBE_FRAMES:
             frames = list(self._raw)
             was = self.echo_path
             self._probes.append(_likeness(frames, len(frames) - PATH_PROBE_FRAMES, len(frames)) or 0.0)
@@ -253,16 +255,18 @@ class EchoGuard:
         if self.far.late and self._far_levels:  # not silence: the speaker's callback is late (a busy
             far_rms = max(far_rms, self._far_levels[-1][1])  # machine); what it plays is unknown
         echo_rms = self._echo_level(t_end, far_rms, msg.duration)
-        self._raw.append((msg.t_arrival, pcm := msg.pcm, far))
-        self._probe_path(echo_rms > 0)
+        pcm = msg.pcm
+        self._raw.append((msg.t_arrival, pcm, far))
+        if echo_rms > 0:
+            self._probe_path()
         if self._aec is not None and t_end - self._far_heard_at < AEC_IDLE_S:
             cancelled = self._aec.process(pcm, far)  # run on regardless: it stays converged
             pcm = cancelled if self.echo_path else pcm
-        self._out.append(pcm)
         gated = self._gate(pcm, echo_rms, t_end)
         self._report(t_end, msg.pcm, echo_rms > 0, gated)
-        out = np.zeros_like(pcm) if gated else pcm
-        return AudioChunk(msg.turn, out, msg.sample_rate, msg.t_input, msg.t_arrival)
+        return AudioChunk(
+            msg.turn, np.zeros_like(pcm) if gated else pcm, msg.sample_rate, msg.t_input, msg.t_arrival
+        )
 
     def _echo_level(self, t: float, far_rms: float, frame_s: float) -> float:
         """The loudest far-end level within the echo tail: what may still be ringing in the room."""
@@ -287,25 +291,20 @@ class EchoGuard:
             margin = self.cfg.gate_margin_db  # frame, so only a voice louder than the echo counts)
         else:
             margin = self._residual_threshold(level, echo_rms)
-        loud = level >= echo_rms * 10 ** (margin / 20)
-        self._loud = min(self._loud + 1, PATH_PROBE_FRAMES) if loud else 0
-        if loud:  # ... unless what passes (this run of loud frames) is still the played audio
-            frames = [(ta, out, far) for (ta, _, far), out in zip(self._raw, self._out, strict=True)]
-            likeness = _likeness(frames, len(frames) - self._loud, len(frames))
-            if likeness is not None and likeness >= ECHO_GATE_LIKENESS:
-                return True  # the canceller let the echo by (live: an echo path shifting under load)
+        if level >= echo_rms * 10 ** (margin / 20):
             self._open_until = t + GATE_HOLD_S
         return t > self._open_until
 
     def _residual_threshold(self, level: float, echo_rms: float) -> float:
         """The aec gate's margin: ``residual_margin_db``, raised while the canceller leaves more.
 
-        When the echo path changes AEC3 needs a second or two of speech to re-converge, its residue
-        near the echo's own level meanwhile. So the gate keeps the residue's 80th percentile over the
-        last frames of playback (a barge-in cannot move it) and requires RESIDUAL_HEADROOM_DB above
-        it. Before any playback it assumes the worst (0 dB).
+        When the echo path changes (a window opened, the mic moved, the loopback switched on) AEC3
+        needs a second or two of speech to re-converge; meanwhile its residue is near the echo's own
+        level and would pass a fixed gate. So the gate also keeps the residue's 80th percentile over
+        the last frames of playback (a user's few hundred ms of barge-in cannot move it) and
+        requires RESIDUAL_HEADROOM_DB above that. Before any playback it assumes the worst (0 dB).
         """
-        self._residuals.append(20 * np.log10(max(level, 1.0) / echo_rms))  # dB under the echo
+        self._residuals.append(20 * np.log10(max(level, 1.0) / echo_rms))
         typical = float(np.percentile(self._residuals, 80)) if len(self._residuals) >= 25 else 0.0
         return max(self.cfg.residual_margin_db, typical + RESIDUAL_HEADROOM_DB)
 
