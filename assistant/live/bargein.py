@@ -7,9 +7,8 @@ command, cuts the reply (``scope.interrupt``, speaker cleared) and nothing more 
 backchannel or the reply's own words resume it where it paused; anything else cuts it and is answered.
 The microphone itself may tell first: speech whose raw signal is the played audio, delayed and scaled
 (squared correlation >= ``ECHO_LIKENESS``), is the assistant's own voice that got past the canceller:
-the reply resumes at once and only an explicit stop phrase may still cut it. So does speech after
-which the microphone fell silent with the speaker (``SILENT_AFTER``): whatever its transcript, it
-resumes. Each decision is an ``Interruption`` event (outcome, pause length); a cut also reports
+the reply is not paused and its transcript ignored. Speech after which the microphone fell silent
+with the speaker (``SILENT_AFTER``) was too: whatever its transcript, the reply resumes. Each decision is an ``Interruption`` event (outcome, pause length); a cut also reports
 ``BargeIn`` with what of the reply was heard. Speech whose transcript does not come within
 ``barge_in.decide_timeout_s`` of its end resumes the reply (a late transcript may still cut it).
 With ``barge_in.pause`` off, speech over a reply cuts it at once (the policy then applies the rules).
@@ -76,7 +75,6 @@ class _Pause:
     spoken: str  # what of the reply was heard by then
     reaction_ms: float
     resumed: bool = False  # the timeout resumed it; a late transcript may still cut it
-    echo: bool = False  # resumed as the assistant's own echo: only a stop phrase may still cut it
     silent_after: bool = False  # the mic fell silent once the speaker paused: it was the echo
     timer: threading.Timer | None = field(default=None, repr=False)
 
@@ -121,6 +119,7 @@ class BargeIn:
         self._replying: set[int] = set()  # turns with a transcript whose reply is not done playing
         self._done: set[int] = set()  # turns whose reply audio is all queued for the speaker
         self._pauses: dict[int, _Pause] = {}  # speech turn -> the pause it made, until decided
+        self._echoes: set[int] = set()  # turns that were the assistant's own voice
         events.subscribe(self, *self.LISTENS_TO)
 
     def __call__(self, e: ev.Event) -> None:
@@ -139,7 +138,7 @@ class BargeIn:
                 pause = self._pauses.pop(e.turn, None)
             if pause is not None:
                 self._decide(e.turn, pause, e.text)
-            elif e.text.strip():
+            elif e.text.strip() and e.turn not in self._echoes:
                 with self._lock:
                     self._replying.add(e.turn)
         elif isinstance(e, ev.ReplyAudioDone | ev.ReplySkipped):
@@ -169,6 +168,8 @@ class BargeIn:
         if not self.cfg.pause:
             self._cut(e.turn, cut, time.monotonic(), round((time.monotonic() - e.t) * 1000, 1))
             return
+        if not paused and self._echo_turn(e.turn, time.monotonic(), cut):
+            return  # its own voice got past the canceller: the reply goes on, never paused
         self.speaker.pause()
         now = time.monotonic()
         reaction_ms = round((now - e.t) * 1000, 1)
@@ -181,23 +182,6 @@ class BargeIn:
             self._pauses[e.turn] = pause
         log.info("barge-in: turn %s paused by turn %d", pause.cut, e.turn)
         self.events.emit(ev.ReplyPaused(e.turn, pause.cut, reaction_ms, t=now))
-        if self.mic is not None and not paused:
-            threading.Thread(target=self._echo_check, args=(e.turn,), daemon=True).start()
-
-    def _echo_check(self, turn: int) -> None:
-        """Resume at once when the speech was the played audio coming back (off the VAD's thread)."""
-        with self._lock:
-            pause = self._pauses.get(turn)
-        if pause is None or pause.resumed or self.mic is None:
-            return
-        likeness = self.mic.echo_likeness(pause.t - ECHO_SPEECH_S, pause.t)
-        if likeness is None or likeness < ECHO_LIKENESS:
-            return
-        with self._lock:
-            if pause.resumed or self._pauses.get(turn) is not pause:
-                return
-            pause.resumed = pause.echo = True
-        self._resume(turn, pause, "", f"echo: {likeness:.2f} of it was the played audio")
 
     def _check_after(self, turn: int) -> None:
         """At the end of speech that paused a reply: did the mic fall silent once the speaker did?
@@ -205,7 +189,7 @@ class BargeIn:
         of it: live, "Done.", "Works well." or "That's it." stopped replies); a user goes on."""
         with self._lock:
             pause = self._pauses.get(turn)
-        if pause is None or pause.echo or self.mic is None or not self.mic.echo_path:
+        if pause is None or self.mic is None or not self.mic.echo_path:
             return
         before = self.mic.peak_level(pause.t - ECHO_SPEECH_S, pause.t)
         after = self.mic.peak_level(pause.t + AFTER_PAUSE_S[0], pause.t + AFTER_PAUSE_S[1])
@@ -230,16 +214,20 @@ class BargeIn:
             pause.resumed = True
         self._resume(turn, pause, "", "no transcript in time")
 
-    def _echo_turn(self, turn: int, t: float) -> bool:
-        """A turn that started just after a sound (a "Hmm." filler) and is that sound coming back:
-        reported as ``echo``, so the policy answers it no more than it would a pause's echo.
-        On the VAD's thread: the check is a few FFTs over a second of audio."""
+    def _echo_turn(self, turn: int, t: float, cut: int | None = None) -> bool:
+        """Speech over a reply (or just after a "Hmm." filler) that is the played audio coming back:
+        reported as ``echo`` (the policy neither opens nor answers it) and its transcript ignored.
+        Checked before pausing: live, such echo paused the reply for 3-7 ms, an audible hiccup, and
+        a stop phrase Whisper made of it ("That's it.") ended the reply. On the VAD's thread: a few
+        FFTs over a second of audio (ms)."""
         likeness = None if self.mic is None else self.mic.echo_likeness(t - ECHO_SPEECH_S, t)
         if likeness is None or likeness < ECHO_LIKENESS:
             return False
         log.info("barge-in: turn %d is the assistant's own echo (%.2f)", turn, likeness)
+        with self._lock:
+            self._echoes = {t for t in self._echoes if t > turn - 10} | {turn}
         reason = f"echo: {likeness:.2f} of it was the played audio"
-        self.events.emit(ev.Interruption(turn, None, "echo", 0.0, "", reason))
+        self.events.emit(ev.Interruption(turn, cut, "echo", 0.0, "", reason))
         return True
 
     def _decide(self, turn: int, pause: _Pause, text: str) -> None:
@@ -247,8 +235,6 @@ class BargeIn:
             pause.timer.cancel()
         played = " ".join(pause.spoken.split()[-ECHO_WORDS:])
         outcome, reason = self.rules.decide(text, played)
-        if pause.echo and reason != "stop phrase":
-            return  # the assistant's own sound: its transcript is a scrap of the reply or noise
         if pause.silent_after and outcome != "resume":
             outcome, reason = "resume", "echo: the mic fell silent with the speaker"
         if outcome == "resume":
