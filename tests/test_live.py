@@ -212,6 +212,45 @@ def test_a_late_speaker_callback_does_not_let_the_echo_through() -> None:
     assert not np.concatenate(out).any()
 
 
+def test_echo_that_gets_past_the_gate_reaches_the_vad_but_recognition_hears_silence() -> None:
+    # issue 14: live, what AEC3 let by when the echo path shifted paused a reply, and Whisper made
+    # words of it ("That's it.") that stopped it; frames the played audio dominates are marked echo
+    # and the recogniser hears silence there, while the user's own voice over the reply is heard
+    from assistant.config import AsrConfig, VadConfig
+    from assistant.core.messages import SpeechStarted
+    from assistant.core.stage import StageContext
+    from assistant.stages.asr import AsrStage
+    from assistant.stages.vad import VadStage
+
+    rng = np.random.default_rng(5)
+    played = rng.standard_normal(RATE * 2).astype(np.float32) * 0.05
+    user = np.convolve(rng.standard_normal(RATE * 2), np.ones(3) / 3, "same").astype(np.float32) * 0.3
+    user[:RATE] = 0  # the first second: only the echo, louder than what was played (gate passes it)
+    far = FarEnd(margin_s=0.0)
+    guard = EchoGuard(ListSource([]), BargeInConfig(echo="gate"), far, EventBus())
+    chunks = []
+    for i, (m, f) in enumerate(zip(frames_of(played * 4 + user), frames_of(played), strict=True)):
+        far.push(f.astype(np.float32) / 32768, RATE)
+        chunks.append(guard.process(AudioChunk(-1, m, RATE, i * 0.02, time.monotonic())))
+    echo = np.array([c.echo for c in chunks])
+    assert all(c.pcm.any() for c in chunks[5:])  # the gate let it all by (and so the VAD hears it)
+    assert echo[5:50].all() and not echo[53:].any()  # the echo alone, not the user over it
+
+    heard: list[np.ndarray] = []
+    recognizer = SimpleNamespace(transcribe=lambda pcm: heard.append(pcm) or "stop", warm_up=lambda: None)
+    vad = VadStage(VadConfig(end_of_turn="none"))
+    asr = AsrStage(AsrConfig(speculative=False, partial_interval_ms=0), recognizer)  # type: ignore[arg-type]
+    for stage in (vad, asr):
+        stage.setup(StageContext(TurnScope(), EventBus(), threading.Event()))
+    for c in [*chunks, AudioChunk(-1, np.zeros(RATE, np.int16), RATE, 2.0, time.monotonic())]:
+        for m in vad.process(c):
+            list(asr.process(m))
+            if isinstance(m, SpeechStarted):
+                assert m.t_input < 0.5  # the echo started the turn
+    (pcm,) = heard
+    assert not pcm[: int(0.9 * RATE)].any() and pcm[int(1.1 * RATE) : 2 * RATE].any()
+
+
 def test_webrtc_canceller_removes_a_delayed_echo() -> None:
     from assistant.audio.echo import webrtc_canceller
 

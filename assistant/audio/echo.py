@@ -42,6 +42,8 @@ PATH_PROBE_EVERY = 10  # frames of playback between checks of whether there is a
 PATH_PROBE_FRAMES = 15  # frames (0.3 s) of raw microphone each check correlates with the played audio
 PATH_PROBES = 10  # the last this many checks decide (2 s of playback)
 NO_PATH_LIKENESS = 0.2  # every recent check below this (or the microphone silent): no echo path
+# frames that pass the gate marked ``echo`` (see AudioChunk.echo): the played audio dominates them
+ECHO_FRAME_LIKENESS, ECHO_FRAME_FRAMES = 0.7, 3
 
 
 class FarEnd:
@@ -218,13 +220,10 @@ class EchoGuard:
 
     @property
     def echo_path(self) -> bool:
-        """Whether the played audio comes back into the microphone (a loudspeaker), judged on the raw
-        signal over the last 2 s of playback; until that is known (and after a change), assume so.
-
-        Without an echo path (headphones) the canceller's output is not used and nothing is gated:
-        AEC3 was measured to mute a user's onsets over a reply even then (live, a "Stop." said 1 s
-        into the first reply came out 30-60 dB down and was never heard), and there is nothing to
-        remove."""
+        """Whether the played audio comes back into the mic (a loudspeaker), from the raw signal over
+        the last 2 s of playback (until known, assume so). Without (headphones) the canceller's output
+        is not used and nothing is gated: AEC3 muted a user's onsets even then (live, a "Stop." 1 s
+        into the first reply came out 30-60 dB down and was never heard)."""
         return len(self._probes) < 3 or max(self._probes) >= NO_PATH_LIKENESS
 
     def _probe_path(self) -> None:
@@ -264,9 +263,11 @@ class EchoGuard:
             pcm = cancelled if self.echo_path else pcm
         gated = self._gate(pcm, echo_rms, t_end)
         self._report(t_end, msg.pcm, echo_rms > 0, gated)
-        return AudioChunk(
-            msg.turn, np.zeros_like(pcm) if gated else pcm, msg.sample_rate, msg.t_input, msg.t_arrival
-        )
+        frames = list(self._raw) if not gated and echo_rms > 0 and self.echo_path else []  # (~1 ms:)
+        likeness = _likeness(frames, max(0, len(frames) - ECHO_FRAME_FRAMES), len(frames)) if frames else None
+        echo = likeness is not None and likeness >= ECHO_FRAME_LIKENESS  # (a user 10 dB under: ~0.9)
+        out = np.zeros_like(pcm) if gated else pcm
+        return AudioChunk(msg.turn, out, msg.sample_rate, msg.t_input, msg.t_arrival, echo=echo)
 
     def _echo_level(self, t: float, far_rms: float, frame_s: float) -> float:
         """The loudest far-end level within the echo tail: what may still be ringing in the room."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -112,6 +112,8 @@ class AsrStage(Stage):
             if isinstance(self.engine, StreamingRecognizer):
                 self._turn.stream = self.engine.open_stream()
         elif isinstance(msg, AudioChunk) and self._turn is not None and msg.turn == self._turn.number:
+            if msg.echo:  # the played audio, not the user (see AudioChunk.echo): heard as silence
+                msg = replace(msg, pcm=np.zeros_like(msg.pcm))
             self._turn.chunks.append(msg.pcm)
             self._turn.samples += len(msg.pcm)
             if self._turn.stream is not None:

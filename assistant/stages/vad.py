@@ -25,6 +25,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
+from dataclasses import replace
 
 import numpy as np
 import webrtcvad
@@ -119,7 +120,8 @@ class VadStage(Stage):
         offset = 0
         while len(self._pending) - offset >= self.frame_len:
             pcm = self._pending[offset : offset + self.frame_len]
-            yield AudioChunk(-1, pcm, PIPELINE_RATE, start + offset / PIPELINE_RATE, chunk.t_arrival)
+            t = start + offset / PIPELINE_RATE
+            yield AudioChunk(-1, pcm, PIPELINE_RATE, t, chunk.t_arrival, echo=chunk.echo)
             offset += self.frame_len
         self._pending = self._pending[offset:]
 
@@ -152,7 +154,7 @@ class VadStage(Stage):
         if resumed:
             yield SpeechResumed(self._turn, frame.t_input, frame.t_arrival)
         self._heard.append(frame.pcm)
-        yield AudioChunk(self._turn, frame.pcm, PIPELINE_RATE, frame.t_input, frame.t_arrival, voiced)
+        yield replace(frame, turn=self._turn, voiced=voiced)  # (keeps the echo guard's mark)
         if not voiced and not self._paused and self._silence_ms >= PAUSE_MS:
             self._paused = True
             self._pause_t = frame.t_input + self.frame_ms / 1000
@@ -202,7 +204,7 @@ class VadStage(Stage):
         yield started
         for frame in self._candidate:
             self._heard.append(frame.pcm)
-            yield AudioChunk(self._turn, frame.pcm, PIPELINE_RATE, frame.t_input, frame.t_arrival, True)
+            yield replace(frame, turn=self._turn, voiced=True)
         self._candidate = []
 
     def _end(self) -> Iterator[Message]:
