@@ -488,6 +488,24 @@ def test_speech_after_which_the_mic_fell_silent_with_the_speaker_was_its_echo(
     assert scope.is_stale(1) == (outcome == "stopped")
 
 
+def test_a_stop_phrase_stops_even_when_the_mic_fell_silent_with_the_speaker() -> None:
+    # live (issue 14): a "Stop!" said over the loudspeaker, heard by the VAD near its end, was
+    # resumed because the mic then fell silent with the speaker; a stop phrase is the user's
+    events, log, scope = EventBus(), EventLog(), TurnScope()
+    events.subscribe(log)
+    speaker, mic = FakeSpeaker(pending=2.0), FakeMic(0.1, 0.0)
+    BargeIn(BargeInConfig(), scope, speaker, FakePlayback(), events, mic=mic)
+    events.emit(ev.TranscriptFinal(1, "how does an engine work"))
+    events.emit(ev.AudioOut(1, "A car engine works by converting energy", 2.0, t=time.monotonic() - 0.5))
+    events.emit(ev.SpeechStarted(2, 5.0))
+    mic.paused_at = time.monotonic()
+    events.emit(ev.SpeechEnded(2, 5.6, t_decided=6.0))
+    events.emit(ev.TranscriptFinal(2, "Stop!"))
+    decided = log.first(ev.Interruption, 2)
+    assert decided is not None and decided.outcome == "stopped", log.of(ev.Interruption)
+    assert scope.is_stale(1)
+
+
 @pytest.mark.parametrize("user", [True, False])
 def test_speech_that_is_the_played_audio_coming_back_is_its_own_echo(user: bool) -> None:
     """The echo never pauses the reply, and its transcript (a scrap of noise, even "That's it.")

@@ -235,7 +235,10 @@ class BargeIn:
             pause.timer.cancel()
         played = " ".join(pause.spoken.split()[-ECHO_WORDS:])
         outcome, reason = self.rules.decide(text, played)
-        if pause.silent_after and outcome != "resume":
+        # (not a stop phrase: a "Stop." is said once, and the VAD hears it so late that the mic falls
+        # silent with the speaker; live, a clear "Stop!" was resumed so. The echo's own words that
+        # made this rule, "That's it.", come out empty now that recognition skips echo frames)
+        if pause.silent_after and outcome != "resume" and reason != "stop phrase":
             outcome, reason = "resume", "echo: the mic fell silent with the speaker"
         if outcome == "resume":
             if not pause.resumed:  # (a late transcript after the timeout: it is playing again)
