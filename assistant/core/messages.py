@@ -45,9 +45,10 @@ class AudioChunk:
     voiced: bool = False  # set by the VAD on the frames it forwards
     # set by the echo guard (assistant.audio.echo) on a frame that passed its gate while the reply
     # played, whose last 60 ms of raw mic correlate >= 0.7 (squared) with the played audio: the
-    # recogniser hears it as silence, the VAD as is (a user 10 dB under the echo reads ~0.9). Live
-    # dumps replayed: what AEC3 let by read 0.8-1.0, and tiny.en made words of it ("That's it.",
-    # "Enter.") that stopped or answered a paused reply; zeroed, all such turns came out empty
+    # VAD takes it for silence and the recogniser hears silence (a user 10 dB under the echo reads
+    # ~0.9: barge-in's own echo check already takes such speech for the echo). Live dumps replayed:
+    # what AEC3 let by read 0.8-1.0, and tiny.en made words of it ("That's it.", "Enter.") that
+    # stopped or answered a paused reply; zeroed, all such turns came out empty
     echo: bool = False
 
     @property

@@ -108,7 +108,10 @@ class VadStage(Stage):
         if not isinstance(msg, AudioChunk):
             return
         for frame in self._frames(msg):
-            yield from self._step(frame, self._vad.is_speech(frame.pcm.tobytes(), PIPELINE_RATE))
+            # a frame the echo guard marked as the played audio is no speech (live over a loudspeaker,
+            # such frames made turns of their own that swallowed a user's cough or "Stop.")
+            voiced = not frame.echo and self._vad.is_speech(frame.pcm.tobytes(), PIPELINE_RATE)
+            yield from self._step(frame, voiced)
 
     def _frames(self, chunk: AudioChunk) -> Iterator[AudioChunk]:
         """Re-block the input into webrtcvad-sized frames (sources may deliver any size)."""
