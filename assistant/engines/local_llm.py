@@ -58,6 +58,7 @@ class LlmEngine:
         self._judge_lock = threading.Lock()
         self._judge = PrefixCache(cfg.prefix_cache)
         self.last_reused = 0  # prompt tokens taken from the cache by the latest generation
+        self.judge_reused = 0  # and by the latest end-of-turn judgement
         log.info("LLM %s on %s (%s)", model_dir.name, self.device, self.quantization)
 
     def prompt_ids(self, messages: list[ChatMessage]) -> list[int]:
@@ -122,6 +123,7 @@ class LlmEngine:
         ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
         with self._judge_lock, torch.inference_mode():
             feed = self._judge.reuse(ids)
+            self.judge_reused = len(ids) - len(feed)
             step = torch.tensor([feed], device=self.device)
             logits = self.model(input_ids=step, cache=self._judge.cache, use_cache=True).logits[0, -1]
             self._judge.ids += feed
