@@ -13,8 +13,8 @@ from assistant.config import TtsConfig
 # onnxruntime's CPU arena grows to the largest sentence synthesised so far (doubling as it extends)
 # and never gives memory back: measured with this voice, sentences of 3..42 words took the process
 # from +310 MB to +485 MB over 80 sentences. Shrinking the arena at the end of every run returns
-# what the run added (+103 MB over the same sentences, flat after the first long one), at no
-# measurable cost in synthesis time (bench/soak.py, README "Long runs and endless input").
+# what the run added (+103 MB over the same sentences, flat after the first long one), for about
+# 1.1 times the synthesis time (README "Long runs and endless input").
 ARENA_SHRINKAGE = ("memory.enable_memory_arena_shrinkage", "cpu:0")
 
 
