@@ -12,14 +12,17 @@ from assistant.config import TtsConfig
 
 # onnxruntime's CPU arena grows to the largest sentence synthesised so far (doubling as it extends)
 # and never gives memory back: measured with this voice, sentences of 3..42 words took the process
-# from +310 MB to +485 MB over 80 sentences. Shrinking the arena at the end of every run returns
-# what the run added (+103 MB over the same sentences, flat after the first long one), for about
-# 1.1 times the synthesis time (README "Long runs and endless input").
+# from +310 MB to +485 MB over 80 sentences. Shrinking the arena at the end of a run returns what
+# the run added (+103 MB over the same sentences, flat after the first long one), but the next run
+# must grow it again: 1.13x the time to a short clause's audio when done after every run (paired
+# medians, 48 clauses). So only a long sentence's run shrinks it: the short clauses a reply starts
+# with keep their arena, and what a long one took is given back.
 ARENA_SHRINKAGE = ("memory.enable_memory_arena_shrinkage", "cpu:0")
+SHRINK_AFTER_IDS = 200  # phoneme ids (piper interleaves pads: ~12-15 words); longer runs shrink
 
 
 class _ShrinkingSession:
-    """The voice's onnxruntime session, every run shrinking the CPU arena afterwards (piper calls
+    """The voice's onnxruntime session, a long run shrinking the CPU arena afterwards (piper calls
     only ``run(None, inputs)``; anything else goes to the session itself)."""
 
     def __init__(self, session: Any) -> None:
@@ -30,7 +33,10 @@ class _ShrinkingSession:
         self.run_options.add_run_config_entry(*ARENA_SHRINKAGE)
 
     def run(self, output_names: Any, inputs: Any) -> Any:
-        return self.session.run(output_names, inputs, self.run_options)
+        ids = inputs.get("input") if isinstance(inputs, dict) else None
+        if ids is not None and ids.shape[-1] > SHRINK_AFTER_IDS:
+            return self.session.run(output_names, inputs, self.run_options)
+        return self.session.run(output_names, inputs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.session, name)
