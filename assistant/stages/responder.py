@@ -153,8 +153,11 @@ class ResponderStage(Stage):
         """System prompt, the history (as it was heard), and the new question."""
         messages: list[ChatMessage] = [{"role": "system", "content": self.system_prompt}]
         for exchange in self.history:
+            reply = self._as_heard(exchange)
+            if reply is None:
+                continue
             messages.append({"role": "user", "content": exchange.user})
-            messages.append({"role": "assistant", "content": self._as_heard(exchange)})
+            messages.append({"role": "assistant", "content": reply})
         messages.append({"role": "user", "content": user_text})
         return messages
 
@@ -283,12 +286,14 @@ class ResponderStage(Stage):
             self.ctx.events.emit(LlmFirstToken(turn, t=state.reply.t_first_token))
             state.first_token_reported = True
 
-    def _as_heard(self, exchange: Exchange) -> str:
-        """A reply cut off by barge-in enters the history as far as it was played."""
+    def _as_heard(self, exchange: Exchange) -> str | None:
+        """A reply cut off by barge-in enters the history as far as it was played; None when none
+        of it was: the user went on before hearing it, so the exchange is left out (a bare "..."
+        there was copied by the model as its whole next reply, live)."""
         if exchange.private or not self.ctx.scope.is_stale(exchange.turn):
             return exchange.reply
         heard = exchange.heard if exchange.heard is not None else " ".join(exchange.played)
-        return f"{heard} ..." if heard else "..."
+        return f"{heard} ..." if heard else None
 
     def _on_hearing(self, event: SpeechStarted | SpeechEnded) -> None:
         self._hearing = isinstance(event, SpeechStarted)
