@@ -98,13 +98,14 @@ class VadStage(Stage):
 
     def _on_speculative(self, event: TranscriptSpeculative) -> None:
         """Judge the pause's transcript now, on the recogniser's thread (see the module's note)."""
-        if event.turn != self._turn or event.until != self._pause_t or self.engine is None:
+        until = event.until
+        if event.turn != self._turn or until is None or until != self._pause_t or self.engine is None:
             return  # a pause the speaker has already talked past: no verdict needed
         t0 = time.monotonic()
         score = self.engine.blend(None, event.text)
         judge_ms = round((time.monotonic() - t0) * 1000, 1)
         with self._spec_ready:
-            self._spec = (event.until if event.until is not None else -2.0, event.text, score, judge_ms)
+            self._spec = (until, event.text, score, judge_ms)
             self._spec_ready.notify_all()
 
     def process(self, msg: Message) -> Iterator[Message]:
