@@ -268,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clients", type=int, default=4, help="Wyoming conversations at a time")
     ap.add_argument("--fake", action="store_true", help="scripted engines instead of the shipped models")
     args = ap.parse_args(argv)
+    from assistant.core import allocator
+
+    allocator.limit_arenas()  # as the CLI does at start-up, before any thread
     cfg = load_config(REPO / "config.yaml")
     engines = fake_engines() if args.fake else build.load_engines(cfg)
     kind = "scripted engines (tests/fakes.py)" if args.fake else "the shipped models"

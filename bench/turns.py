@@ -13,7 +13,9 @@ the settings alternating recording by recording so a busy machine hurts them ali
 Printed per setting: the share of hesitation recordings answered as one turn with the whole
 sentence, end of speech -> end-of-turn decision for the complete questions (median, p95), how many
 complete questions were held open to vad.max_silence_ms (judged unfinished), end of speech -> first
-audio of the answer itself (median, p95), and the share of turns acknowledged.
+audio of the answer itself (median, p95), and the share of turns acknowledged. Then where the
+complete questions' decision time went (medians): end of speech -> the last pause's speculative
+transcript, and the judgement itself (the transcript's verdict, or Smart Turn's pass without one).
 --held-out runs the other sentences (HELD_OUT) and the next questions, which no threshold was
 chosen on: report both lists. On an overloaded machine the speculative transcript misses the
 judgement's wait (up to vad.max_silence_ms) and Smart Turn decides in both modes; to compare the
@@ -33,7 +35,7 @@ from assistant import build
 from assistant.audio.sinks import ListSink
 from assistant.config import load_config
 from assistant.core.bus import EventBus, EventLog
-from assistant.core.events import EndOfTurn
+from assistant.core.events import EndOfTurn, SpeechEnded, TranscriptSpeculative
 from assistant.eval.stats import percentile
 from assistant.eval.textnorm import normalise_text
 from assistant.eval.turns import TurnRecord, build_turns
@@ -46,15 +48,25 @@ SETTINGS = {
 }
 
 
-def run_one(cfg, engines: build.Engines, path: Path, fast: bool) -> tuple[list[TurnRecord], bool]:  # type: ignore[no-untyped-def]
-    """The turns heard, and whether the last pause was judged unfinished (held to max_silence_ms)."""
+@dataclasses.dataclass
+class Run:
+    turns: list[TurnRecord]
+    held: bool  # the last pause was judged unfinished (held to max_silence_ms)
+    transcript_ms: float | None  # end of speech -> the last pause's speculative transcript
+    judge_ms: float | None  # the last judgement's own time
+
+
+def run_one(cfg, engines: build.Engines, path: Path, fast: bool) -> Run:  # type: ignore[no-untyped-def]
     events, log = EventBus(), EventLog()
     events.subscribe(log)
     source = build.file_source(cfg, path, realtime=not fast)
     build.conversation_pipeline(cfg, engines, source, [ListSink()], events).run()
-    judged = log.of(EndOfTurn)
+    judged, ended, spec = log.of(EndOfTurn), log.of(SpeechEnded), log.of(TranscriptSpeculative)
     held = bool(judged) and not judged[-1].complete
-    return [t for t in build_turns(log.events) if t.transcript.strip()], held
+    transcript_ms = (spec[-1].t - ended[-1].t) * 1000 if spec and ended else None
+    judge_ms = judged[-1].infer_ms if judged else None
+    turns = [t for t in build_turns(log.events) if t.transcript.strip()]
+    return Run(turns, held, transcript_ms, judge_ms)
 
 
 def kept_whole(item: Item, turns: list[TurnRecord]) -> bool:
@@ -108,17 +120,21 @@ def main() -> None:
     answer: dict[str, list[float]] = {n: [] for n in SETTINGS}
     held = {n: 0 for n in SETTINGS}
     acks = {n: 0 for n in SETTINGS}
+    parts: dict[str, tuple[list[float], list[float]]] = {n: ([], []) for n in SETTINGS}
     turns = {n: 0 for n in SETTINGS}
     for k, item in enumerate(items):
         for name in list(SETTINGS) if k % 2 == 0 else list(SETTINGS)[::-1]:
-            found, was_held = run_one(configs[name], engines[name], item.path, args.fast)
+            run = run_one(configs[name], engines[name], item.path, args.fast)
+            found = run.turns
             turns[name] += len(found)
             acks[name] += sum(t.acknowledged for t in found)
             if item.kind == "hesitation":
                 whole[name] += kept_whole(item, found)
                 continue
-            held[name] += was_held
+            held[name] += run.held
             if len(found) == 1:
+                for values, value in zip(parts[name], (run.transcript_ms, run.judge_ms), strict=True):
+                    values += [] if value is None else [value]
                 lat = found[0].latency_ms
                 decided[name] += [lat["vad_decided"]] if "vad_decided" in lat else []
                 answer[name] += [lat["answer_audio"]] if "answer_audio" in lat else []
@@ -133,6 +149,10 @@ def main() -> None:
             f"{name:12}{share:12.0%}{cell(decided[name]):>16}{held[name]:>6}"
             f"{cell(answer[name]):>16}{ack_rate:10.0%}"
         )
+    print("\ncomplete questions, where the decision's time went (ms, median): transcript / judgement")
+    for name in SETTINGS:
+        spec, judge = (f"{statistics.median(v):.0f}" if v else "-" for v in parts[name])
+        print(f"{name:12}{spec:>12}{judge:>10}")
 
 
 if __name__ == "__main__":

@@ -221,6 +221,9 @@ def test_an_interrupted_reply_enters_the_history_as_far_as_it_was_played(cfg: Co
     # the live barge-in controller measures the cut within a clause: that wins
     stage.ctx.events.emit(BargeIn(2, interrupted=1, spoken="Paris is"))
     assert stage.messages("Second?")[2] == {"role": "assistant", "content": "Paris is ..."}
+    # cut before a word of it was heard: the exchange is left out, not a bare "..." for the model to copy
+    stage.ctx.events.emit(BargeIn(2, interrupted=1, spoken=""))
+    assert [m["role"] for m in stage.messages("Second?")] == ["system", "user"]
 
 
 def test_speculative_prefetch_is_adopted_when_the_user_has_finished(cfg: Config) -> None:
@@ -285,6 +288,29 @@ def test_a_clause_echoing_the_system_prompt_is_not_said(cfg: Config) -> None:
         "Serves as a helpful voice assistant.",
         "The capital of France is Paris.",
     ]
+
+
+def test_a_clause_with_no_words_is_not_said(cfg: Config) -> None:
+    # SmolLM2 sometimes ends a reply with "..", or answers nothing else (seen live in CI)
+    assert _llm_clauses(cfg, "The capital of France is Paris. ..") == ["The capital of France is Paris."]
+    assert _llm_clauses(cfg, "..") == []
+
+
+def test_a_reply_that_ends_with_nothing_said_is_an_apology(cfg: Config) -> None:
+    """Silence after a question leaves the user wondering whether they were heard."""
+    clauses, log, _ = run_turns(cfg, FakeLlm(".."), ["Who was the first president?"])
+    assert [(c.text, c.source) for c in clauses] == [(cfg.deadline.apology_error, "error")]
+    # an answer, however short, is no failure
+    clauses, _, _ = run_turns(cfg, FakeLlm("Washington."), ["Who was the first president?"])
+    assert [c.source for c in clauses] == ["llm"]
+
+
+def test_a_cancelled_reply_ends_silently(cfg: Config) -> None:
+    chain = DeadlineResponder(LlmResponder(cfg.llm, engine=FakeLlm("..")), cfg.deadline)
+    reply = chain.open(time.monotonic())
+    reply.ask([{"role": "user", "content": "Hello?"}])
+    reply.cancel()  # a barge-in: the user went on, nothing is owed
+    assert reply.next(1.0) is None
 
 
 @pytest.mark.real

@@ -7,6 +7,7 @@ recogniser over the hesitation corpus (tests/speech/hesitations.py). bench/turns
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -36,12 +37,15 @@ class FakeTurn:
     def __init__(self, p: float) -> None:
         self.p = p
         self.calls = 0
+        self.judged_on: list[str] = []  # the threads transcripts were judged on
 
     def complete(self, pcm: np.ndarray) -> float:
         self.calls += 1
         return self.p
 
     def blend(self, p_audio: float | None, text: str | None) -> float:
+        if text is not None:
+            self.judged_on.append(threading.current_thread().name)
         return blend(p_audio, text)
 
     def warm_up(self) -> None:
@@ -143,10 +147,14 @@ def test_a_transcript_that_dangles_holds_the_turn_through_the_pause(cfg: Config,
 
 
 def test_a_finished_transcript_ends_the_turn_at_min_silence(cfg: Config, paused: Path) -> None:
-    turns, log = transcribe(cfg, paused, FakeTurn(0.0), "what is the capital of france")
+    engine = FakeTurn(0.0)
+    turns, log = transcribe(cfg, paused, engine, "what is the capital of france")
     assert len(turns) == 2  # the pause ended the (apparently finished) turn...
     decisions = log.of(EndOfTurn)
     assert decisions[0].complete and decisions[0].silence_ms == cfg.vad.min_silence_ms  # ...soon
+    # judged as the recogniser made it, before it went on to the reply: not on the VAD's thread
+    assert engine.judged_on and set(engine.judged_on) == {"asr"}
+    assert decisions[0].infer_ms is not None  # the verdict's own time, for bench/turns.py
 
 
 def test_without_a_transcript_the_audio_decides(cfg: Config, paused: Path) -> None:
@@ -190,6 +198,14 @@ def test_the_loaded_llm_hears_a_finished_question_and_an_unfinished_one(cfg: Con
         ("Why is the sky", "Why is the sky blue?"),
     ]:
         assert engine.blend(None, head) < threshold < engine.blend(None, whole), (head, whole)
+    # each judgement after the first fed only the transcript: the system prompt and the template's
+    # opening came from the judge's prefix cache (the previous message's first words too, here)
+    prefix = llm.tokenizer.apply_chat_template(
+        [{"role": "system", "content": cfg.llm.system_prompt}, {"role": "user", "content": "x"}],
+        tokenize=False,
+    )
+    fixed = len(llm.tokenizer(prefix[: prefix.rfind("x")], add_special_tokens=False)["input_ids"])
+    assert llm.judge_reused >= fixed > 10
 
 
 @pytest.mark.real

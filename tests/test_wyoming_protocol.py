@@ -535,3 +535,27 @@ def test_a_client_flooding_noise_leaves_memory_bounded_and_others_answered(cfg: 
     assert seconds >= 30  # seconds of noise sent: far more than the pipeline keeps
     assert answers == ["It is on."] * 6
     assert max(peak) - before < 100, (before, max(peak))
+
+
+def test_a_reply_the_deadline_gives_up_on_is_handled_with_its_apology(cfg: Config) -> None:
+    """`handled` carries what was said: a client whose spoken question timed out is told why, not ''."""
+    from dataclasses import replace
+
+    from tests.test_responder import HangingLlm
+
+    quick = replace(cfg, deadline=replace(cfg.deadline, first_audio_ms=100, answer_ms=300))
+    thread, port = start_server(fake_service(quick, HangingLlm("never")))
+
+    async def ask() -> list[str]:
+        async with client(port) as c:
+            await c.write_event(
+                RunPipeline(start_stage=PipelineStage.ASR, end_stage=PipelineStage.HANDLE).event()
+            )
+            question, *_ = wav_pcm(QUESTION_WAV)  # a recorded question, 16 kHz
+            await send_audio(c, question + bytes(32000), 16000, 2, 1)  # then a second of silence
+            return texts(await read_until(c, {"handled-stop"}, 20), "handled")
+
+    try:
+        assert asyncio.run(ask()) == [cfg.deadline.apology_timeout]
+    finally:
+        thread.stop()

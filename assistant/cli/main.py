@@ -112,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().print_help()
         return EXIT_USAGE
     _setup_logging(args)
+    # before any model or pipeline starts a thread: each would get a malloc arena of its own
+    from assistant.core import allocator
+
+    allocator.limit_arenas()
     # imported here, not at the top: `assistant --help` need not load numpy and the config schema
     from assistant.audio.devices import DeviceError
     from assistant.audio.file_source import AudioFileError

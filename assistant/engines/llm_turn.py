@@ -3,7 +3,9 @@
 LiveKit's turn detector does this with a small LM tuned for it; here the LLM already loaded for the
 replies does it (no second copy). At a pause, the speculative transcript is written as the user's
 message in the model's chat template, cut just after the text (no end-of-message token), and one
-forward pass gives the probability that the next token closes the sentence: the end-of-message
+forward pass gives the probability that the next token closes the sentence (the prompt's fixed
+start, system prompt and template, stays in the engine's judge prefix cache, so the pass reads the
+transcript's tokens only; see LlmEngine.next_token_probabilities): the end-of-message
 token (``<|im_end|>`` in SmolLM2's ChatML) or a sentence's closing mark ("?", ".", "!"). An
 instruction model that was not tuned for this puts most of a finished question's mass on "?", not
 on ``<|im_end|>`` (SmolLM2-135M after "how many legs does a spider have": "?" 0.42, end 0.27; after

@@ -53,9 +53,12 @@ class LlmEngine:
             self._eos.add(im_end)
         # one generation at a time; the prefix cache belongs to whoever holds the lock
         self._lock = threading.Lock()
-        self._cache = None
-        self._cached_ids: list[int] = []
+        self._prefix = PrefixCache(cfg.prefix_cache)
+        # the end-of-turn judge's own cache and lock: it runs at a pause, beside a generation
+        self._judge_lock = threading.Lock()
+        self._judge = PrefixCache(cfg.prefix_cache)
         self.last_reused = 0  # prompt tokens taken from the cache by the latest generation
+        self.judge_reused = 0  # and by the latest end-of-turn judgement
         log.info("LLM %s on %s (%s)", model_dir.name, self.device, self.quantization)
 
     def prompt_ids(self, messages: list[ChatMessage]) -> list[int]:
@@ -79,15 +82,16 @@ class LlmEngine:
 
         with self._lock, torch.inference_mode():
             ids = self.prompt_ids(messages)
-            feed = self._reuse_prefix(ids)
+            feed = self._prefix.reuse(ids)
+            self.last_reused = len(ids) - len(feed)
             generated: list[int] = []
             text_so_far = ""
             for _ in range(self.cfg.max_new_tokens):
                 if should_stop():
                     return
                 step = torch.tensor([feed], device=self.device)
-                logits = self.model(input_ids=step, cache=self._cache, use_cache=True).logits[0, -1]
-                self._cached_ids += feed
+                logits = self.model(input_ids=step, cache=self._prefix.cache, use_cache=True).logits[0, -1]
+                self._prefix.ids += feed
                 token = self._choose(self._penalise_repeats(logits, generated))
                 if token in self._eos:
                     return
@@ -107,17 +111,22 @@ class LlmEngine:
     def next_token_probabilities(self, prompt: str):  # type: ignore[no-untyped-def]
         """P(next token) after ``prompt`` (already chat-templated text), as a CPU float tensor.
 
-        One forward pass without the prefix cache, so it does not take the generation lock: the
-        end-of-turn judgement (engines/llm_turn.py) runs at the pause while speculative generation
-        may hold the lock for its whole reply. The weights are only read (eval, inference mode; the
-        dynamic int8 layers scale each call's own activations), so two threads may run it at once.
+        The end-of-turn judgement (engines/llm_turn.py) asks this at every pause, with prompts that
+        all start with the same system prompt and template: they go through a prefix cache of their
+        own (``PrefixCache``, as generation's), so a judgement feeds only the transcript's tokens, and
+        under a lock of their own, so a judgement never waits for a speculative generation that may
+        hold the generation lock for its whole reply. The weights are only read (eval, inference
+        mode; the dynamic int8 layers scale each call's own activations), so both may run at once.
         """
         import torch
 
         ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        with torch.inference_mode():
-            step = torch.tensor([ids], device=self.device)
-            logits = self.model(input_ids=step, use_cache=False).logits[0, -1]
+        with self._judge_lock, torch.inference_mode():
+            feed = self._judge.reuse(ids)
+            self.judge_reused = len(ids) - len(feed)
+            step = torch.tensor([feed], device=self.device)
+            logits = self.model(input_ids=step, cache=self._judge.cache, use_cache=True).logits[0, -1]
+            self._judge.ids += feed
             return torch.softmax(logits.float(), dim=-1).cpu()
 
     def warm_up(self) -> None:
@@ -127,23 +136,6 @@ class LlmEngine:
         for _ in self.stream(messages):
             pass
         log.debug("LLM warm-up took %.2f s", time.monotonic() - start)
-
-    def _reuse_prefix(self, ids: list[int]) -> list[int]:
-        """Crop the cache to the longest prefix it shares with ``ids``; return the tokens left to feed."""
-        from transformers import DynamicCache
-
-        keep = 0
-        if self.cfg.prefix_cache and self._cache is not None:
-            limit = min(len(ids) - 1, len(self._cached_ids))  # feed at least one token: we need logits
-            while keep < limit and ids[keep] == self._cached_ids[keep]:
-                keep += 1
-        if keep == 0:
-            self._cache, self._cached_ids = DynamicCache(), []
-        elif keep < len(self._cached_ids):
-            self._cache.crop(keep - len(self._cached_ids))  # type: ignore[union-attr]
-            self._cached_ids = self._cached_ids[:keep]
-        self.last_reused = keep
-        return ids[keep:]
 
     def _template(self, messages: list[ChatMessage]) -> list[int]:
         ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
@@ -171,6 +163,33 @@ class LlmEngine:
             return int(torch.argmax(logits))
         probs = torch.softmax(logits.float() / self.cfg.temperature, dim=-1)
         return int(torch.multinomial(probs, 1))
+
+
+class PrefixCache:
+    """A KV cache and the token ids it holds. ``reuse(ids)`` crops it to the longest prefix it shares
+    with ``ids`` and returns the tokens left to feed; the caller feeds them through ``cache`` and
+    appends them to ``ids``. One per kind of prompt (replies, end-of-turn judgements), so one kind
+    does not evict the other's prefix; the caller serialises its use."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.cache = None
+        self.ids: list[int] = []
+
+    def reuse(self, ids: list[int]) -> list[int]:
+        from transformers import DynamicCache
+
+        keep = 0
+        if self.enabled and self.cache is not None:
+            limit = min(len(ids) - 1, len(self.ids))  # feed at least one token: we need logits
+            while keep < limit and ids[keep] == self.ids[keep]:
+                keep += 1
+        if keep == 0:
+            self.cache, self.ids = DynamicCache(), []
+        elif keep < len(self.ids):
+            self.cache.crop(keep - len(self.ids))  # type: ignore[attr-defined]
+            self.ids = self.ids[:keep]
+        return ids[keep:]
 
 
 def pick_device(device: str) -> str:

@@ -7,7 +7,8 @@ Deadlines count from the end of the user's speech:
   The phrases take turns, so the filler does not sound like a tic.
 - ``answer_ms``: still no answer (a hung or crawling LLM)? Apologise and give up cleanly.
 - ``reply_ms``: the answer is running long? Stop generating; the reply ends at a clause boundary.
-An engine error becomes a spoken apology; the pipeline keeps listening.
+An engine error, or a reply that ends with nothing said, becomes a spoken apology; the pipeline
+keeps listening.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ class DeadlineReply:
         self._said_any = False
         self._answered = False
         self._done = False
+        self._cancelled = False
 
     @property
     def t_first_token(self) -> float | None:
@@ -76,6 +78,7 @@ class DeadlineReply:
         self.inner.ask(messages)
 
     def cancel(self) -> None:
+        self._cancelled = True
         self.inner.cancel()
 
     def next(self, timeout: float) -> Clause | None:
@@ -95,6 +98,11 @@ class DeadlineReply:
             return self._said(Clause(self.cfg.apology_error, "error"))
         if clause is None:
             self._done = True
+            if self._asked and not self._answered and not self._cancelled:
+                # the model ended with nothing speakable (a small model's ".." or an empty reply):
+                # silence would leave the user wondering whether they were heard
+                log.warning("the responder ended without an answer")
+                return self._said(Clause(self.cfg.apology_error, "error"))
             return None
         self._answered = True
         return self._said(clause)

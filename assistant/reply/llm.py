@@ -79,6 +79,8 @@ class LlmResponder:
             def say(clause: str) -> bool:
                 """Put one clause; False when the reply must end here (it loops)."""
                 nonlocal sentence_done
+                if not _WORD.search(clause):  # ".." alone: SmolLM2 sometimes ends a reply so
+                    return True
                 if clause.lower() in said:  # a loop ("I'm sorry. I'm sorry."): end the reply here
                     return False
                 if leaks & _ngrams(_words(clause), 4):  # "Serves as a helpful voice assistant."

@@ -83,10 +83,8 @@ class ResponderStage(Stage):
         policy: TurnPolicy | None = None,
         apology: str = "",
     ) -> None:
-        self.responder = responder
+        self.responder, self.system_prompt, self.speculative = responder, system_prompt, speculative
         self.apology = apology  # said when recognition failed (a speech server down)
-        self.system_prompt = system_prompt
-        self.speculative = speculative
         self.policy: TurnPolicy = policy or AlwaysAddressed()
         self.history: list[Exchange] = []
         self._open: dict[int, _OpenReply] = {}
@@ -153,8 +151,11 @@ class ResponderStage(Stage):
         """System prompt, the history (as it was heard), and the new question."""
         messages: list[ChatMessage] = [{"role": "system", "content": self.system_prompt}]
         for exchange in self.history:
+            reply = self._as_heard(exchange)
+            if reply is None:
+                continue
             messages.append({"role": "user", "content": exchange.user})
-            messages.append({"role": "assistant", "content": self._as_heard(exchange)})
+            messages.append({"role": "assistant", "content": reply})
         messages.append({"role": "user", "content": user_text})
         return messages
 
@@ -263,7 +264,7 @@ class ResponderStage(Stage):
         yield ReplyText(turn, "", True, state.ended, time.monotonic())
 
     def _open_reply(self, ended: SpeechEnded) -> _OpenReply:
-        """The turn's reply, opened now unless it already is (the event usually comes first)."""
+        """The turn's reply, opened now unless it already is (the event usually came first)."""
         with self._open_lock:
             state = self._open.get(ended.turn)
             if state is None:
@@ -287,12 +288,13 @@ class ResponderStage(Stage):
             self.ctx.events.emit(LlmFirstToken(turn, t=state.reply.t_first_token))
             state.first_token_reported = True
 
-    def _as_heard(self, exchange: Exchange) -> str:
-        """A reply cut off by barge-in enters the history as far as it was played."""
+    def _as_heard(self, exchange: Exchange) -> str | None:
+        """A reply cut by barge-in enters the history as far as it was played; None when none of it
+        was (a bare "..." there was copied by the model as its whole next reply, live)."""
         if exchange.private or not self.ctx.scope.is_stale(exchange.turn):
             return exchange.reply
         heard = exchange.heard if exchange.heard is not None else " ".join(exchange.played)
-        return f"{heard} ..." if heard else "..."
+        return f"{heard} ..." if heard else None
 
     def _on_hearing(self, event: SpeechStarted | SpeechEnded) -> None:
         self._hearing = isinstance(event, SpeechStarted)
@@ -312,7 +314,6 @@ class ResponderStage(Stage):
             return
         if not self.history or self.history[-1].turn != event.turn:
             return
-        played = self.history[-1].played
-        text = event.text
+        played, text = self.history[-1].played, event.text
         if text and event.source in ANSWER_SOURCES and (not played or played[-1] != text):
             played.append(text)

@@ -11,11 +11,13 @@ With an end-of-turn engine (``vad.end_of_turn``), the hangover follows what was 
 ``min_silence_ms`` of a pause the turn is judged from the recogniser's speculative transcript of
 the pause (an event) and, when that is not there, from the engine's hearing of the audio. A finished
 turn ends at once, an unfinished one ("What is the capital of ...") is held open up to
-``max_silence_ms``. The judgement waits for the transcript on this thread (a transcript comes
-~100-300 ms into the pause on 2 quiet cores; the frames that queue meanwhile are caught up at once,
-so a user who goes on is still heard) but no longer than the longest pause could last: an
-overloaded machine ends turns late rather than cutting sentences. Waiting, rather than polling
-frame by frame, also judges a file fed faster than real time the same way every run.
+``max_silence_ms``. The transcript is judged the moment it comes, on the recogniser's thread
+before the recogniser passes it on (so a language-model judge runs before the speculative reply's
+prefill competes with it for the cores, and the verdict is there when ``min_silence_ms`` is
+reached). The judgement waits for that verdict on this thread (the frames that queue meanwhile are
+caught up at once, so a user who goes on is still heard) but no longer than the longest pause could
+last: an overloaded machine ends turns late rather than cutting sentences. Waiting, rather than
+polling frame by frame, also judges a file fed faster than real time the same way every run.
 """
 
 from __future__ import annotations
@@ -85,7 +87,8 @@ class VadStage(Stage):
         self._limit_ms = self._unjudged_ms()  # silence that ends this pause's turn
         self._judged = False
         self._pause_t = -1.0  # input time of this pause's SpeechPaused
-        self._spec: tuple[float, str] | None = None  # (pause, its speculative transcript)
+        # (pause, its speculative transcript, the engine's verdict on it, ms the verdict took)
+        self._spec: tuple[float, str, float, float] | None = None
         self._spec_lock = threading.Lock()  # set from the recogniser's thread
         self._spec_ready = threading.Condition(self._spec_lock)
 
@@ -95,10 +98,16 @@ class VadStage(Stage):
             ctx.events.subscribe(self._on_speculative, TranscriptSpeculative)
 
     def _on_speculative(self, event: TranscriptSpeculative) -> None:
-        if event.turn == self._turn:
-            with self._spec_ready:
-                self._spec = (event.until if event.until is not None else -2.0, event.text)
-                self._spec_ready.notify_all()
+        """Judge the pause's transcript now, on the recogniser's thread (see the module's note)."""
+        until = event.until
+        if event.turn != self._turn or until is None or until != self._pause_t or self.engine is None:
+            return  # a pause the speaker has already talked past: no verdict needed
+        t0 = time.monotonic()
+        score = self.engine.blend(None, event.text)
+        judge_ms = round((time.monotonic() - t0) * 1000, 1)
+        with self._spec_ready:
+            self._spec = (until, event.text, score, judge_ms)
+            self._spec_ready.notify_all()
 
     def process(self, msg: Message) -> Iterator[Message]:
         if isinstance(msg, End):
@@ -175,27 +184,30 @@ class VadStage(Stage):
     def _judge(self, engine: TurnDetector) -> None:
         """Once per pause: has the speaker finished? Sets the silence that ends this turn."""
         self._judged = True
-        text = self._transcript() if self.await_transcript else None
-        p_audio, infer_ms = None, None
-        if text is None:
+        spec = self._transcript() if self.await_transcript else None
+        text, p_audio = None, None
+        if spec is not None:
+            text, score, infer_ms = spec
+        else:
             t0 = time.monotonic()
             p_audio = round(engine.complete(np.concatenate(self._heard)), 3)
             infer_ms = round((time.monotonic() - t0) * 1000, 1)
-        score = engine.blend(p_audio, text)
+            score = engine.blend(p_audio, None)
         done = score >= self.cfg.end_of_turn_threshold
         self._limit_ms = self._silence_ms if done else self.cfg.max_silence_ms
         self.ctx.events.emit(
             EndOfTurn(self._turn, p_audio, text, round(score, 3), done, infer_ms, self._silence_ms)
         )
 
-    def _transcript(self) -> str | None:
-        """This pause's speculative transcript, waited for as long as the pause could still last."""
+    def _transcript(self) -> tuple[str, float, float] | None:
+        """This pause's speculative transcript, the verdict on it and the ms it took, waited for as
+        long as the pause could still last."""
         wait_s = max(0, self.cfg.max_silence_ms - self._silence_ms) / 1000
         with self._spec_ready:
             self._spec_ready.wait_for(
                 lambda: self._spec is not None and self._spec[0] == self._pause_t, wait_s
             )
-            return self._spec[1] if self._spec is not None and self._spec[0] == self._pause_t else None
+            return self._spec[1:] if self._spec is not None and self._spec[0] == self._pause_t else None
 
     def _start(self) -> Iterator[Message]:
         self._turn += 1

@@ -227,7 +227,9 @@ class ConversationEvents:
         self.end_stage = end_stage
         self.on_turn_done = on_turn_done
         self.heard = 0  # turns with words in them: none at all (silence, noise), and the client is told so
-        self._handled: set[int] = set()
+        # what each turn said (fillers aside): `handled` carries it all, a deadline's apology included,
+        # which ReplyDone's text (the answer the history keeps) leaves out
+        self._said: dict[int, list[str]] = {}
 
     LISTENS_TO = (
         ev.SpeechStarted,
@@ -250,15 +252,16 @@ class ConversationEvents:
             if self.end_stage == "asr":
                 self.on_turn_done(turn)
         elif isinstance(event, ev.ReplyClause) and event.source not in FILLER_SOURCES:
-            if turn not in self._handled:
-                self._handled.add(turn)
+            if turn not in self._said:
+                self._said[turn] = []
                 self.outbox.put(HandledStart())
+            self._said[turn].append(event.text)
             self.outbox.put(HandledChunk(event.text))
         elif isinstance(event, ev.ReplyDone):
-            if turn not in self._handled:
+            said = self._said.pop(turn, None)
+            if said is None:
                 self.outbox.put(HandledStart())
-            self._handled.discard(turn)
-            self.outbox.put(Handled(event.text))
+            self.outbox.put(Handled(" ".join(said) if said else event.text))
             self.outbox.put(HandledStop())
             if self.end_stage == "handle":
                 self.on_turn_done(turn)
