@@ -249,9 +249,15 @@ def test_echo_that_gets_past_the_gate_is_neither_speech_nor_words() -> None:
             list(asr.process(m))
             started += [m.t_input] if isinstance(m, SpeechStarted) else []
     assert len(started) == 1 and 0.6 < started[0] < 1.0  # the user's turn (with its pre-roll), only
-    (pcm,) = heard
+    pcm, near = heard  # the canceller's side, then the second pass over the echo-fitted mic
     user_from = round((1.0 - started[0]) * RATE)
     assert not pcm[: user_from - 320].any() and pcm[user_from + 1600 : user_from + RATE // 2].any()
+    # the echo-fitted mic (AudioChunk.near): the echo 20 dB down at least, the user's sound kept whole
+    rms = lambda a: float(np.sqrt(np.mean(a.astype(np.float64) ** 2)))  # noqa: E731
+    echo_rms, user_rms = rms(played * 4 * 32768), rms(user[RATE:] * 32768)
+    assert rms(near[: user_from - 320]) < 0.1 * echo_rms, (rms(near[: user_from - 320]), echo_rms)
+    kept = rms(near[user_from + 320 : user_from + RATE // 2])
+    assert 0.8 * user_rms < kept < 1.25 * user_rms, (kept, user_rms)
 
 
 def test_webrtc_canceller_removes_a_delayed_echo() -> None:
@@ -398,6 +404,53 @@ def test_speech_over_the_reply_pauses_it_and_a_stop_word_ends_it() -> None:
     barge = log.first(ev.BargeIn, 2)  # what was heard: up to the pause, not to the decision
     assert barge is not None and barge.spoken.startswith("Once upon a time there was")
     assert not barge.spoken.endswith("dragon")
+
+
+@pytest.mark.parametrize(
+    ("said", "near", "outcome"),
+    [
+        ("Yeah.", "Stop.", ("stopped", "stop phrase (echo-fitted mic)")),  # the canceller lost "Stop."
+        ("Yeah.", "Stop the engine works", ("resumed", "backchannel")),  # no stop phrase alone: as said
+        ("", "combustion", ("resumed", "no words")),  # echo residue in it decides nothing
+        ("How many legs does a spider have?", "", ("answered", "question")),
+    ],
+)
+def test_a_stop_phrase_heard_only_in_the_echo_fitted_mic_stops_the_reply(
+    said: str, near: str, outcome: tuple[str, str]
+) -> None:
+    events, log, scope, speaker, playback = paused_reply()
+    events.emit(ev.SpeechEnded(2, 5.4, t_decided=time.monotonic()))
+    events.emit(ev.TranscriptFinal(2, said, near_text=near))
+    decided = log.first(ev.Interruption, 2)
+    assert decided is not None and (decided.outcome, decided.reason) == outcome
+    assert scope.is_stale(1) == (outcome[0] != "resumed")
+
+
+def test_the_echo_fitted_mic_keeps_a_user_over_a_filtered_echo_whose_delay_jumps() -> None:
+    """A room's echo is filtered, not a copy, and its delay to the reference moved by tens of ms
+    within a reply live: the fit follows both, and the user's sound over it comes through whole."""
+    from assistant.audio.echo_fit import WINDOW_FRAMES, subtract_echo
+
+    rng = np.random.default_rng(3)
+    far = rng.standard_normal(RATE * 4) * 3000
+    room = np.array([0.0, 0.5, 0.3, -0.2, 0.1])  # a short room response, 0.4 of a copy at most
+    echo = np.convolve(far, room)[: len(far)]
+    delayed = np.concatenate([np.zeros(800), echo[:-800]])  # 50 ms, then from 2 s on 80 ms
+    delayed[2 * RATE :] = np.concatenate([np.zeros(1280), echo[:-1280]])[2 * RATE :]
+    user = np.zeros_like(far)
+    user[int(2.6 * RATE) : int(3.2 * RATE)] = (
+        np.convolve(rng.standard_normal(int(0.6 * RATE)), np.ones(4) / 4, "same") * 2000
+    )
+    mic = delayed + user
+    out = np.zeros_like(far)
+    window, lags = WINDOW_FRAMES * 320, 20 * 320
+    for end in range(window + lags, len(far) + 1, 320):
+        out[end - 320 : end] = subtract_echo(mic[end - window : end], far[end - window - lags : end], 320)
+    rms = lambda a: float(np.sqrt(np.mean(a**2)))  # noqa: E731
+    assert rms(out[RATE : 2 * RATE]) < 0.03 * rms(delayed[RATE : 2 * RATE])  # the echo alone: -30 dB
+    assert rms(out[int(2.4 * RATE) : int(2.6 * RATE)]) < 0.1 * rms(delayed[2 * RATE :])  # after the jump
+    speech = slice(int(2.65 * RATE), int(3.15 * RATE))
+    assert 0.8 < rms(out[speech]) / rms(user[speech]) < 1.25  # the user over the echo, kept
 
 
 @pytest.mark.parametrize(

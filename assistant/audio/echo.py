@@ -20,6 +20,7 @@ from typing import Protocol
 import numpy as np
 
 from assistant.audio.convert import PIPELINE_RATE, StreamResampler, float_to_int16
+from assistant.audio.echo_fit import WINDOW_FRAMES, best_squared_correlation, subtract_echo
 from assistant.config import BargeInConfig
 from assistant.core.bus import EventBus
 from assistant.core.events import EchoResync, InputLevel, PlaybackStarted, PlaybackStopped
@@ -139,27 +140,14 @@ def webrtc_canceller(delay_ms: int = 0) -> Canceller:
     return EchoCanceller(sample_rate=PIPELINE_RATE, num_channels=1, stream_delay_ms=delay_ms)
 
 
-def _best_squared_correlation(near: np.ndarray, far: np.ndarray) -> float:
-    """max over lags of corr(near, the stretch of ``far`` that ends ``lag`` samples before its end)²;
-    ``far`` is ``near``'s reference plus what was played before it (the echo comes later)."""
-    n, m = len(near), len(far)
-    size = 1 << (n + m).bit_length()
-    dots = np.fft.irfft(np.fft.rfft(far, size) * np.conj(np.fft.rfft(near, size)), size)[: m - n + 1]
-    energy = np.concatenate([[0.0], np.cumsum(far**2)])
-    windows = energy[n:] - energy[: m - n + 1]  # the energy of each stretch of far, len m - n + 1
-    near_energy = float(np.sum(near**2))
-    rho2 = dots**2 / np.maximum(windows * near_energy, 1e-9)
-    return float(np.clip(rho2.max(), 0.0, 1.0))
-
-
 def _likeness(frames: list[tuple[float, np.ndarray, np.ndarray]], i: int, j: int) -> float | None:
-    """``_best_squared_correlation`` of the raw microphone in ``frames[i:j]`` with the played audio
+    """``best_squared_correlation`` of the raw microphone in ``frames[i:j]`` with the played audio
     from up to ECHO_LAGS frames earlier; None when either is silent."""
     near = np.concatenate([f[1] for f in frames[i:j]]).astype(np.float64)
     far = np.concatenate([f[2] for f in frames[max(0, i - ECHO_LAGS) : j]]).astype(np.float64)
     if not far.any() or not near.any():
         return None
-    return _best_squared_correlation(near, far)
+    return best_squared_correlation(near, far)
 
 
 def _rms(pcm: np.ndarray) -> float:
@@ -263,11 +251,21 @@ class EchoGuard:
             pcm = cancelled if self.echo_path else pcm
         gated = self._gate(pcm, echo_rms, t_end)
         self._report(t_end, msg.pcm, echo_rms > 0, gated)
-        frames = list(self._raw) if not gated and echo_rms > 0 and self.echo_path else []  # (~1 ms:)
-        likeness = _likeness(frames, max(0, len(frames) - ECHO_FRAME_FRAMES), len(frames)) if frames else None
+        frames = list(self._raw) if echo_rms > 0 and self.echo_path else []  # (~1 ms:)
+        likeness = None
+        if frames and not gated:
+            likeness = _likeness(frames, max(0, len(frames) - ECHO_FRAME_FRAMES), len(frames))
         echo = likeness is not None and likeness >= ECHO_FRAME_LIKENESS  # (a user 10 dB under: ~0.9)
         out = np.zeros_like(pcm) if gated else pcm
-        return AudioChunk(msg.turn, out, msg.sample_rate, msg.t_input, msg.t_arrival, echo=echo)
+        near = self._near(frames) if len(frames) > WINDOW_FRAMES + ECHO_LAGS else None
+        return AudioChunk(msg.turn, out, msg.sample_rate, msg.t_input, msg.t_arrival, echo=echo, near=near)
+
+    @staticmethod
+    def _near(frames: list[tuple[float, np.ndarray, np.ndarray]]) -> np.ndarray:
+        """The last frame's raw mic minus the played audio's fitted echo (see audio/echo_fit.py)."""
+        near = np.concatenate([f[1] for f in frames[-WINDOW_FRAMES:]])
+        far = np.concatenate([f[2] for f in frames[-WINDOW_FRAMES - ECHO_LAGS :]])
+        return subtract_echo(near, far, len(frames[-1][1]))
 
     def _echo_level(self, t: float, far_rms: float, frame_s: float) -> float:
         """The loudest far-end level within the echo tail: what may still be ringing in the room."""

@@ -122,6 +122,9 @@ class TranscriptSpeculative(Event):
 class TranscriptFinal(Event):
     text: str
     speculative: bool = False  # the speculation made at the last pause was reused
+    # speech over a reply on a loudspeaker: a second pass over the mic minus the fitted echo (see
+    # AudioChunk.near), which keeps what the canceller suppressed; barge-in takes a stop phrase from it
+    near_text: str = ""
 
 
 # -- replying (the responder stage) --------------------------------------------------------------------

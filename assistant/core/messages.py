@@ -50,6 +50,10 @@ class AudioChunk:
     # what AEC3 let by read 0.8-1.0, and tiny.en made words of it ("That's it.", "Enter.") that
     # stopped or answered a paused reply; zeroed, all such turns came out empty
     echo: bool = False
+    # set by the echo guard while the reply plays over a loudspeaker: the raw mic minus a least-squares
+    # fit of the played audio (assistant.audio.echo_fit), which keeps a user's words the canceller
+    # suppresses at double talk; the recogniser makes a second transcript of it (``near_text``)
+    near: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def duration(self) -> float:

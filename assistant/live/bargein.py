@@ -137,7 +137,7 @@ class BargeIn:
             with self._lock:
                 pause = self._pauses.pop(e.turn, None)
             if pause is not None:
-                self._decide(e.turn, pause, e.text)
+                self._decide(e.turn, pause, e.text, e.near_text)
             elif e.text.strip() and e.turn not in self._echoes:
                 with self._lock:
                     self._replying.add(e.turn)
@@ -230,15 +230,19 @@ class BargeIn:
         self.events.emit(ev.Interruption(turn, cut, "echo", 0.0, "", reason))
         return True
 
-    def _decide(self, turn: int, pause: _Pause, text: str) -> None:
+    def _decide(self, turn: int, pause: _Pause, text: str, near_text: str = "") -> None:
         if pause.timer is not None:
             pause.timer.cancel()
         played = " ".join(pause.spoken.split()[-ECHO_WORDS:])
         outcome, reason = self.rules.decide(text, played)
+        if reason != "stop phrase" and near_text and self.rules.decide(near_text, played)[1] == "stop phrase":
+            # the mic minus the fitted echo (TranscriptFinal.near_text) named a stop phrase the
+            # canceller's output lost: only an explicit one, as its residue may make other words
+            outcome, reason, text = "stop", "stop phrase (echo-fitted mic)", near_text
         # (not a stop phrase: a "Stop." is said once, and the VAD hears it so late that the mic falls
         # silent with the speaker; live, a clear "Stop!" was resumed so. The echo's own words that
         # made this rule, "That's it.", come out empty now that recognition skips echo frames)
-        if pause.silent_after and outcome != "resume" and reason != "stop phrase":
+        if pause.silent_after and outcome != "resume" and not reason.startswith("stop phrase"):
             outcome, reason = "resume", "echo: the mic fell silent with the speaker"
         if outcome == "resume":
             if not pause.resumed:  # (a late transcript after the timeout: it is playing again)

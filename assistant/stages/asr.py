@@ -91,6 +91,7 @@ class _Turn:
     spec_until: float = -1.0  # input time up to which the speculation heard speech
     stream: RecognitionStream | None = None  # a remote recogniser's: the audio travels as it comes
     voiced_until: int = 0  # samples up to the end of the last voiced chunk
+    near: list[np.ndarray] | None = None  # AudioChunk.near beside ``chunks`` (pcm where it had none)
 
 
 class AsrStage(Stage):
@@ -112,6 +113,10 @@ class AsrStage(Stage):
             if isinstance(self.engine, StreamingRecognizer):
                 self._turn.stream = self.engine.open_stream()
         elif isinstance(msg, AudioChunk) and self._turn is not None and msg.turn == self._turn.number:
+            if msg.near is not None and self._turn.near is None and self._turn.kept_from == 0:
+                self._turn.near = list(self._turn.chunks)  # over a reply: keep the echo-fitted mic too
+            if self._turn.near is not None:
+                self._turn.near.append(msg.pcm if msg.near is None else msg.near)
             if msg.echo:  # the played audio, not the user (see AudioChunk.echo): heard as silence
                 msg = replace(msg, pcm=np.zeros_like(msg.pcm))
             self._turn.chunks.append(msg.pcm)
@@ -196,9 +201,23 @@ class AsrStage(Stage):
             turn.stream.close()
             if not failed:  # a server lost while the audio was streamed, whose pass never came
                 self._report_failovers(turn.number)
+        near_text = "" if failed else self._near_pass(turn, ended)
         now = time.monotonic()
-        self.ctx.events.emit(TranscriptFinal(turn.number, text, reused, t=now))
+        self.ctx.events.emit(TranscriptFinal(turn.number, text, reused, near_text, t=now))
         return Transcript(turn.number, text, final=True, ended=ended, t=now, failed=failed)
+
+    def _near_pass(self, turn: _Turn, ended: SpeechEnded) -> str:
+        """A second transcript of speech over a loudspeaker's reply, from the mic minus the fitted
+        echo (AudioChunk.near), for barge-in's stop rule; "" for other turns. The whole turn is
+        kept (a turn committed in parts is no short interruption), and a remote recogniser is not
+        asked twice."""
+        if turn.near is None or turn.kept_from > 0 or turn.stream is not None:
+            return ""
+        audio = np.concatenate(turn.near)[: self._samples_until(turn, ended.t_input + END_PAD_S)]
+        try:
+            return self._pass(audio, turn)
+        except EngineUnavailable:
+            return ""
 
     def _commit(self, turn: _Turn) -> None:
         """Transcribe the oldest part of a full window, keep its text, drop its audio."""
@@ -216,7 +235,7 @@ class AsrStage(Stage):
             self.ctx.events.emit(SpeechError(turn.number, "asr", str(exc)))
             text = ""
         turn.committed = f"{turn.committed} {text}".strip()
-        turn.chunks = [audio[cut:]]
+        turn.chunks, turn.near = [audio[cut:]], None
         turn.kept_from += cut
         if turn.stream is not None:
             turn.stream.drop(cut)

@@ -123,7 +123,8 @@ class VadStage(Stage):
             yield from self._step(frame, voiced)
 
     def _frames(self, chunk: AudioChunk) -> Iterator[AudioChunk]:
-        """Re-block the input into webrtcvad-sized frames (sources may deliver any size)."""
+        """Re-block the input into webrtcvad-sized frames (sources may deliver any size; a re-blocked
+        frame loses the echo guard's ``near``: the microphone's frames are the VAD's size)."""
         if len(chunk.pcm) == self.frame_len and len(self._pending) == 0:
             yield chunk
             return
