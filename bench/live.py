@@ -17,8 +17,10 @@
 5. Interruptions (--interruptions N, issue 14): N runs each, without and with the echo path, of a
    sound played one second into a long reply: "Stop." (stop rate: the reply stopped and nothing more
    was said), a cough and an "mm-hmm" (resume rate: never cut), a question (answered), and nothing
-   (self-interruptions: pauses and cuts nobody caused). Pause = the VAD hearing speech -> the
-   speaker paused (median, p95); decision = pause -> outcome (the recogniser's time, mostly).
+   (self-interruptions: pauses and cuts whose speech started outside the sound's own window, in
+   every case). Each run waits until every reply has ended or was stopped and every pause is decided
+   before the next starts. Pause = the VAD hearing speech -> the speaker paused (median, p95);
+   decision = pause -> outcome (the recogniser's time, mostly).
 
 Recordings are made at 16 kHz; "sound" is a 10 ms frame above an RMS of 300 (about -41 dBFS).
 The two recorders' start offsets are unknown to a few tens of ms, which bounds the accuracy.
@@ -109,7 +111,11 @@ def barge_in(
 
 
 def interruption(server: PulseServer, assistant: Assistant, question: Path, sound: Path | None) -> dict:
-    """One long reply with ``sound`` played a second into its answer (None: left alone)."""
+    """One long reply with ``sound`` played a second into its answer (None: left alone). Waits until
+    every reply has ended (or was stopped) and every pause is decided, so no case overlaps the next;
+    a pause or a cut whose speech started outside the sound's own window is a self-interruption."""
+    from tests.test_live_interruptions import settle
+
     t0 = time.time()
     server.say(question).wait()
     answering = lambda e: e.get("source") in ("llm", "fastpath")  # noqa: E731
@@ -119,22 +125,34 @@ def interruption(server: PulseServer, assistant: Assistant, question: Path, soun
     t1 = time.time()
     if sound is not None:
         server.say(sound).wait()
-    quiet(assistant, t0, timeout_s=60.0)
-    time.sleep(1.0)
-    events = [e for e in assistant.events() if e["wall"] >= t0]
-    mine = [e["turn"] for e in events if e["kind"] == "speech_started" and e["wall"] >= t1 - 0.2]
-    outcomes = [e for e in events if e["kind"] == "interruption" and mine and e["turn"] == mine[0]]
-    final = outcomes[-1] if outcomes else None
-    stray = [e for e in events if e["kind"] == "interruption" and e["turn"] not in mine[:1]]
+    user_until = time.time() + 0.6 if sound is not None else t1  # (the sound, and the devices' latency)
+    try:
+        events = settle(assistant, t0, timeout_s=180.0)
+    except AssertionError:
+        return {"error": "never settled"}
+    started = {
+        e["turn"]: e["wall"] for e in events if e["kind"] == "speech_started" and e["wall"] >= t1 - 0.2
+    }
+    mine = {turn for turn, wall in started.items() if wall <= user_until}
+    outcomes = [e for e in events if e["kind"] == "interruption" and e["turn"] in mine]
+    final = next((e for e in outcomes if e["outcome"] in ("stopped", "answered")), None)
+    final = final or (outcomes[-1] if outcomes else None)
+    stray = [e for e in events if e["kind"] in ("interruption", "reply_paused", "barge_in")]
+    stray = [e for e in stray if e["wall"] >= t1 - 0.2 and e["turn"] not in mine]
     paused = {e["turn"]: e for e in events if e["kind"] == "reply_paused"}
     after = [e for e in events if e["kind"] == "audio_out" and final and e["wall"] > final["wall"]]
+    cuts = {e["turn"] for e in stray if e["kind"] == "barge_in"}
+    cuts |= {
+        e["turn"] for e in stray if e["kind"] == "interruption" and e["outcome"] in ("stopped", "answered")
+    }
     return {
         "outcome": final["outcome"] if final else "none",
         "said_after": bool(after and final and final["outcome"] == "stopped"),
-        "self": sum(1 for e in stray if e["outcome"] in ("stopped", "answered")),
-        "self_paused": len(stray),
+        "self": len(cuts),
+        "self_paused": len({e["turn"] for e in stray if e["kind"] == "reply_paused"}),
         "pause_ms": paused[final["turn"]]["reaction_ms"] if final and final["turn"] in paused else None,
         "decide_ms": final["pause_ms"] if final else None,
+        "heard": final.get("text", "") if final else "",
     }
 
 
@@ -178,13 +196,17 @@ def interruptions(server: PulseServer, work: Path, runs: int, echo: bool) -> lis
             selfs = sum(r["self"] for r in ok)
             self_paused = sum(r["self_paused"] for r in ok)
             verdict = {"stopped": "stopped", "answered": "answered"}.get(want or "", "went on")
+            errors = len(results) - len(ok)
             rows.append(
                 (
                     f"{name} over a reply, {where}",
-                    f"{verdict} {good}/{len(results)}; "
-                    f"self-interruptions {selfs} (self-pauses {self_paused})",
+                    f"{verdict} {good}/{len(results)}; self-interruptions {selfs} (self-pauses "
+                    f"{self_paused})" + (f"; {errors} runs failed" if errors else ""),
                 )
             )
+            misses = [repr(r["heard"]) for r in ok if want == "stopped" and r["outcome"] != "stopped"]
+            if misses:
+                rows.append((f"  {name}: heard when missed", ", ".join(misses)[:200]))
             if pauses:
                 rows.append((f"  {name}: speech heard -> paused", stats(pauses)))
             if decided:

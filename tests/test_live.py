@@ -410,13 +410,15 @@ def test_speech_over_the_reply_pauses_it_and_a_stop_word_ends_it() -> None:
     ("said", "near", "outcome"),
     [
         ("Yeah.", "Stop.", ("stopped", "stop phrase (echo-fitted mic)")),  # the canceller lost "Stop."
-        ("Yeah.", "Stop the engine works", ("resumed", "backchannel")),  # no stop phrase alone: as said
-        ("", "combustion", ("resumed", "no words")),  # echo residue in it decides nothing
-        ("How many legs does a spider have?", "", ("answered", "question")),
+        ("", "Stock.", ("stopped", "short (echo-fitted mic)")),  # a word or two, no command
+        ("every book.", "MMM.", ("resumed", "backchannel (echo-fitted mic)")),  # the canceller's leak
+        ("", "a time there was", ("resumed", "echo (echo-fitted mic)")),  # the reply's own words
+        ("Stop.", "", ("stopped", "stop phrase")),  # a stop phrase in either stops
+        ("How many legs does a spider have?", None, ("answered", "question")),  # no loudspeaker
     ],
 )
-def test_a_stop_phrase_heard_only_in_the_echo_fitted_mic_stops_the_reply(
-    said: str, near: str, outcome: tuple[str, str]
+def test_over_a_loudspeaker_the_echo_fitted_mic_decides_unless_the_other_names_a_stop(
+    said: str, near: str | None, outcome: tuple[str, str]
 ) -> None:
     events, log, scope, speaker, playback = paused_reply()
     events.emit(ev.SpeechEnded(2, 5.4, t_decided=time.monotonic()))

@@ -123,8 +123,8 @@ class TranscriptFinal(Event):
     text: str
     speculative: bool = False  # the speculation made at the last pause was reused
     # speech over a reply on a loudspeaker: a second pass over the mic minus the fitted echo (see
-    # AudioChunk.near), which keeps what the canceller suppressed; barge-in takes a stop phrase from it
-    near_text: str = ""
+    # AudioChunk.near), which keeps what the canceller suppressed; None for other turns
+    near_text: str | None = None
 
 
 # -- replying (the responder stage) --------------------------------------------------------------------

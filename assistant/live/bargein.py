@@ -230,15 +230,17 @@ class BargeIn:
         self.events.emit(ev.Interruption(turn, cut, "echo", 0.0, "", reason))
         return True
 
-    def _decide(self, turn: int, pause: _Pause, text: str, near_text: str = "") -> None:
+    def _decide(self, turn: int, pause: _Pause, text: str, near_text: str | None = None) -> None:
         if pause.timer is not None:
             pause.timer.cancel()
         played = " ".join(pause.spoken.split()[-ECHO_WORDS:])
         outcome, reason = self.rules.decide(text, played)
-        if reason != "stop phrase" and near_text and self.rules.decide(near_text, played)[1] == "stop phrase":
-            # the mic minus the fitted echo (TranscriptFinal.near_text) named a stop phrase the
-            # canceller's output lost: only an explicit one, as its residue may make other words
-            outcome, reason, text = "stop", "stop phrase (echo-fitted mic)", near_text
+        if near_text is not None and reason != "stop phrase":
+            # over a loudspeaker, the mic minus the fitted echo (TranscriptFinal.near_text) decides:
+            # live, the canceller's output lost most of a "Stop." ('', "Yeah.") and made words of its
+            # own leaks ("every book." for an "mm-hmm"), where this heard "Stop.", "Stock.", "MMM."
+            outcome, reason = self.rules.decide(near_text, played)
+            reason, text = f"{reason} (echo-fitted mic)", near_text
         # (not a stop phrase: a "Stop." is said once, and the VAD hears it so late that the mic falls
         # silent with the speaker; live, a clear "Stop!" was resumed so. The echo's own words that
         # made this rule, "That's it.", come out empty now that recognition skips echo frames)

@@ -201,23 +201,23 @@ class AsrStage(Stage):
             turn.stream.close()
             if not failed:  # a server lost while the audio was streamed, whose pass never came
                 self._report_failovers(turn.number)
-        near_text = "" if failed else self._near_pass(turn, ended)
+        near_text = None if failed else self._near_pass(turn, ended)
         now = time.monotonic()
         self.ctx.events.emit(TranscriptFinal(turn.number, text, reused, near_text, t=now))
         return Transcript(turn.number, text, final=True, ended=ended, t=now, failed=failed)
 
-    def _near_pass(self, turn: _Turn, ended: SpeechEnded) -> str:
+    def _near_pass(self, turn: _Turn, ended: SpeechEnded) -> str | None:
         """A second transcript of speech over a loudspeaker's reply, from the mic minus the fitted
-        echo (AudioChunk.near), for barge-in's stop rule; "" for other turns. The whole turn is
+        echo (AudioChunk.near), for barge-in's rules; None for other turns. The whole turn is
         kept (a turn committed in parts is no short interruption), and a remote recogniser is not
         asked twice."""
         if turn.near is None or turn.kept_from > 0 or turn.stream is not None:
-            return ""
+            return None
         audio = np.concatenate(turn.near)[: self._samples_until(turn, ended.t_input + END_PAD_S)]
         try:
             return self._pass(audio, turn)
         except EngineUnavailable:
-            return ""
+            return None
 
     def _commit(self, turn: _Turn) -> None:
         """Transcribe the oldest part of a full window, keep its text, drop its audio."""
