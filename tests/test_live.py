@@ -617,6 +617,22 @@ def test_a_new_turn_that_is_the_echo_of_a_filler_is_reported_as_echo() -> None:
     assert scope.floor == 2  # a user's new turn makes older replies in the making moot
 
 
+def test_a_cough_at_the_end_of_an_echo_like_window_pauses_the_reply() -> None:
+    """Live, a cough over a loud echo read 0.89 over the 0.5 s before speech was heard (mostly echo)
+    and was taken for the assistant's own voice; its own last 0.25 s are not the played audio."""
+
+    class CoughMic(FakeMic):
+        def echo_likeness(self, t0: float, t1: float) -> float | None:
+            return 0.89 if t1 - t0 > 0.3 else 0.4
+
+    events, log = EventBus(), EventLog()
+    events.subscribe(log)
+    BargeIn(BargeInConfig(), TurnScope(), FakeSpeaker(2.0), None, events, mic=CoughMic(None))
+    events.emit(ev.TranscriptFinal(1, "tell me a story"))
+    events.emit(ev.SpeechStarted(2, 1.0))
+    assert log.first(ev.Interruption, 2) is None and log.first(ev.ReplyPaused, 2) is not None
+
+
 def test_echo_likeness_tells_the_played_audio_from_a_user() -> None:
     rng = np.random.default_rng(3)
     played = (rng.standard_normal(RATE * 2) * 2000).astype(np.int16)

@@ -32,6 +32,8 @@ from assistant.stages.policy import InterruptionRules
 log = logging.getLogger(__name__)
 ECHO_WORDS = 30  # the reply's last words heard before a pause: a transcript of only these is echo
 ECHO_SPEECH_S = 0.5  # the speech's last this many seconds before the pause are checked for echo
+ECHO_ONSET_S = 0.25  # ... and so are its last vad.min_speech_ms alone: live, a cough over a loud echo
+# read 0.89 over 0.5 s (mostly the echo before it) and was taken for the assistant's own voice
 ECHO_LIKENESS = 0.8  # squared correlation with the played audio above which it is echo: a user
 # alone gives ~0; a user as loud as the echo ~0.5; the echo alone ~1 (a linear path)
 AFTER_PAUSE_S = (0.2, 0.5)  # the mic this long after the pause: the echo has died out by then
@@ -223,6 +225,9 @@ class BargeIn:
         likeness = None if self.mic is None else self.mic.echo_likeness(t - ECHO_SPEECH_S, t)
         if likeness is None or likeness < ECHO_LIKENESS:
             return False
+        onset = self.mic.echo_likeness(t - ECHO_ONSET_S, t) if self.mic is not None else None
+        if onset is not None and onset < ECHO_LIKENESS:
+            return False  # the speech itself is not the played audio
         log.info("barge-in: turn %d is the assistant's own echo (%.2f)", turn, likeness)
         with self._lock:
             self._echoes = {t for t in self._echoes if t > turn - 10} | {turn}
