@@ -22,6 +22,10 @@ import numpy as np
 WINDOW_FRAMES = 15  # 0.3 s of microphone per fit: long enough to be sure, short enough to follow
 TAPS = 9  # filter taps around the best lag (0.5 ms at 16 kHz)
 RIDGE = 1e-3  # regularisation, relative to the mean tap energy: a near-silent far end fits nothing
+# a frame the fit explains to within this part of its energy (-10 dB) is the played audio alone: it
+# comes out silent, as the canceller's echo frames do. Live (bench/live.py), tiny.en made words of the
+# residue around a "Stop." ("It's a dog, it's a chemical."); replayed with this floor: "Stop."
+RESIDUE_FLOOR = 0.1
 
 
 def best_squared_correlation(near: np.ndarray, far: np.ndarray) -> float:
@@ -57,4 +61,6 @@ def subtract_echo(near: np.ndarray, far: np.ndarray, frame: int) -> np.ndarray:
     reg = RIDGE * np.trace(gram) / TAPS + 1e-6
     w = np.linalg.solve(gram + reg * np.eye(TAPS), a.T @ d)
     out = d[-frame:] - a[-frame:] @ w
+    if out @ out < RESIDUE_FLOOR * (d[-frame:] @ d[-frame:]):
+        return np.zeros(frame, dtype=np.int16)
     return np.clip(np.round(out), -32768, 32767).astype(np.int16)
