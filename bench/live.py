@@ -145,7 +145,11 @@ def interruption(server: PulseServer, assistant: Assistant, question: Path, soun
     cuts |= {
         e["turn"] for e in stray if e["kind"] == "interruption" and e["outcome"] in ("stopped", "answered")
     }
+    playback = [
+        e["kind"] for e in events if e["kind"] in ("playback_started", "playback_stopped") and e["wall"] < t1
+    ]
     return {
+        "over": playback[-1:] == ["playback_started"],  # the reply still played when the sound began
         "outcome": final["outcome"] if final else "none",
         "said_after": bool(after and final and final["outcome"] == "stopped"),
         "self": len(cuts),
@@ -197,11 +201,14 @@ def interruptions(server: PulseServer, work: Path, runs: int, echo: bool) -> lis
             self_paused = sum(r["self_paused"] for r in ok)
             verdict = {"stopped": "stopped", "answered": "answered"}.get(want or "", "went on")
             errors = len(results) - len(ok)
+            ended = sum(1 for r in ok if not r["over"] and sound is not None)
             rows.append(
                 (
                     f"{name} over a reply, {where}",
                     f"{verdict} {good}/{len(results)}; self-interruptions {selfs} (self-pauses "
-                    f"{self_paused})" + (f"; {errors} runs failed" if errors else ""),
+                    f"{self_paused})"
+                    + (f"; {errors} runs failed" if errors else "")
+                    + (f"; in {ended} the reply had ended before the sound" if ended else ""),
                 )
             )
             misses = [repr(r["heard"]) for r in ok if want == "stopped" and r["outcome"] != "stopped"]
