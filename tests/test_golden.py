@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from assistant.audio.convert import PIPELINE_RATE, float_to_int16, resample, to_mono
+from assistant.audio.convert import PIPELINE_RATE, float_to_int16, int16_to_float, resample, to_mono
 from assistant.audio.file_source import FileSource
 from assistant.cli.main import main
 from assistant.config import Config
@@ -60,9 +60,10 @@ def pipeline_transcript(cfg: Config, whisper: WhisperEngine, path: Path) -> str:
 def test_pipeline_recognition_matches_raw_whisper(
     cfg: Config, whisper: WhisperEngine, speech_dir: Path
 ) -> None:
-    """Over every variant: the pipeline (VAD cut + streaming ASR on the short encoder window)
-    against raw faster-whisper (its own 30 s window) on the whole file. A VAD cut changes Whisper's input, so single words flip both ways (measured: 23 vs
-    21 errors in 672 words); the bound is one word error in a hundred over the corpus."""
+    """Over every variant: the pipeline (VAD cut + streaming ASR, the configured asr.window_s)
+    against raw faster-whisper (its own 30 s window) on the whole file. A VAD cut changes Whisper's
+    input, so single words flip both ways (measured: 23 vs 21 errors in 672 words); the bound is
+    one word error in a hundred over the corpus."""
     ours = raw = words = 0
     per_variant = {}
     for variant in VARIANTS:
@@ -71,8 +72,7 @@ def test_pipeline_recognition_matches_raw_whisper(
             path = render(case_id, variant, speech_dir)
             reference = path.with_suffix(".txt").read_text()
             errors = word_errors(reference, pipeline_transcript(cfg, whisper, path))[0]
-            audio = load_16k(path).astype(np.float32) / 32768
-            raw_errors, n = word_errors(reference, whisper.transcribe_full(audio))
+            raw_errors, n = word_errors(reference, whisper.transcribe_full(int16_to_float(load_16k(path))))
             v_ours += errors
             ours += errors
             raw += raw_errors
@@ -95,7 +95,7 @@ def test_the_short_window_hears_what_the_full_window_hears(cfg: Config, speech_d
             path = render(case_id, variant, speech_dir)
             reference, pcm = path.with_suffix(".txt").read_text(), load_16k(path)
             short += word_errors(reference, whisper.transcribe(pcm))[0]
-            full += word_errors(reference, whisper.transcribe_full(pcm.astype(np.float32) / 32768))[0]
+            full += word_errors(reference, whisper.transcribe_full(int16_to_float(pcm)))[0]
     assert short <= full, f"short window {short} word errors, full window {full}"
 
 

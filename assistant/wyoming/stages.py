@@ -88,20 +88,18 @@ class TranscriptEvents(Stage):
 
     def process(self, msg: Message) -> Iterator[Message]:
         if isinstance(msg, Transcript) and not self._done:
+            words = msg.text.split()
             # a partial pass hears audio cut mid-speech: its last word is a guess ("in a..." for
             # "in our"), so it waits for the next pass or the final
-            self._chunk(
-                msg.text if msg.final else msg.text.rsplit(maxsplit=1)[0] if " " in msg.text.strip() else ""
-            )
+            self._chunk(words if msg.final else words[:-1])
             if msg.final:
                 self._finish(msg.text)
         elif isinstance(msg, End) and not self._done:
             self._finish("")  # no audio at all: an empty transcript, as the reference servers answer
         yield from ()
 
-    def _chunk(self, text: str) -> None:
-        words = text.split()
-        if not words or words[: len(self._sent)] != self._sent or len(words) == len(self._sent):
+    def _chunk(self, words: list[str]) -> None:
+        if words[: len(self._sent)] != self._sent or len(words) == len(self._sent):
             return
         if not self._started:
             self.outbox.put(TranscriptStart())
