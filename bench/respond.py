@@ -8,7 +8,7 @@ them alike. The models are loaded once and shared. Settings:
   plain        streaming only: no speculative recognition or generation, no deadline
   speculative  + speculative recognition and generation at the first pause (no deadline)
   default      + the deadline fallback (the shipped config)
-  short_window the shipped config with a 20 s encoder window instead of Whisper's 30 s (asr.window_s=20)
+  short_window the shipped config with a 10 s encoder window instead of Whisper's 30 s (asr.window_s=10)
 first_audio counts any sound (the deadline's acknowledgement too); answer_audio the answer itself.
 """
 
@@ -34,7 +34,7 @@ SETTINGS = {
     "plain": ["asr.speculative=false", "llm.speculative=false", *NO_DEADLINE],
     "speculative": NO_DEADLINE,
     "default": [],
-    "short_window": ["asr.window_s=20"],
+    "short_window": ["asr.window_s=10"],
 }
 METRICS = ["asr_final", "llm_first_token", "answer_audio", "first_audio"]
 
