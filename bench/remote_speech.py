@@ -181,6 +181,7 @@ def main() -> None:
                 f"tcp://127.0.0.1:{port}",
                 "--set",
                 "wyoming.partial_interval_ms=0",
+                *[arg for kv in args.set for arg in ("--set", kv)],  # the local column's settings
             ],  # fmt: skip
             port,
             Path(tmp) / "ours.log",

@@ -8,12 +8,14 @@ them alike. The models are loaded once and shared. Settings:
   plain        streaming only: no speculative recognition or generation, no deadline
   speculative  + speculative recognition and generation at the first pause (no deadline)
   default      + the deadline fallback (the shipped config)
+  short_window the shipped config with a 10 s encoder window instead of Whisper's 30 s (asr.window_s=10)
 first_audio counts any sound (the deadline's acknowledgement too); answer_audio the answer itself.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import tempfile
@@ -32,6 +34,7 @@ SETTINGS = {
     "plain": ["asr.speculative=false", "llm.speculative=false", *NO_DEADLINE],
     "speculative": NO_DEADLINE,
     "default": [],
+    "short_window": ["asr.window_s=10"],
 }
 METRICS = ["asr_final", "llm_first_token", "answer_audio", "first_audio"]
 
@@ -64,6 +67,13 @@ def main() -> None:
     settings = args.settings.split(",")
     configs = {name: load_config(overrides=[*args.set, *SETTINGS[name]]) for name in settings}
     engines = build.load_engines(configs[settings[0]])
+    # a setting with other recognition options gets its own recogniser; the rest is shared
+    per_setting = {
+        name: engines
+        if cfg.asr == configs[settings[0]].asr
+        else dataclasses.replace(engines, recognizer=build.whisper_engine(cfg, build.model_store(cfg)))
+        for name, cfg in configs.items()
+    }
     print(
         f"{len(recordings)} recordings ({args.variants}), {'fast' if args.fast else 'real-time'}",
         file=sys.stderr,
@@ -75,7 +85,7 @@ def main() -> None:
     for i, path in enumerate(recordings):
         order = settings if i % 2 == 0 else settings[::-1]
         for name in order:
-            for turn in run_one(configs[name], engines, path, args.fast):
+            for turn in run_one(configs[name], per_setting[name], path, args.fast):
                 for metric in METRICS:
                     if metric in turn.latency_ms:
                         results[name][metric].append(turn.latency_ms[metric])

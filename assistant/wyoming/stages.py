@@ -88,15 +88,17 @@ class TranscriptEvents(Stage):
 
     def process(self, msg: Message) -> Iterator[Message]:
         if isinstance(msg, Transcript) and not self._done:
-            self._chunk(msg.text)
+            words = msg.text.split()
+            # a partial pass hears audio cut mid-speech: its last word is a guess ("in a..." for
+            # "in our"), so it waits for the next pass or the final
+            self._chunk(words if msg.final else words[:-1])
             if msg.final:
                 self._finish(msg.text)
         elif isinstance(msg, End) and not self._done:
             self._finish("")  # no audio at all: an empty transcript, as the reference servers answer
         yield from ()
 
-    def _chunk(self, text: str) -> None:
-        words = text.split()
+    def _chunk(self, words: list[str]) -> None:
         if words[: len(self._sent)] != self._sent or len(words) == len(self._sent):
             return
         if not self._started:
