@@ -221,6 +221,8 @@ def test_an_interrupted_reply_enters_the_history_as_far_as_it_was_played(cfg: Co
     # the live barge-in controller measures the cut within a clause: that wins
     stage.ctx.events.emit(BargeIn(2, interrupted=1, spoken="Paris is"))
     assert stage.messages("Second?")[2] == {"role": "assistant", "content": "Paris is ..."}
+    # the same question asked again: the cut reply is left out (live, the model copied it whole)
+    assert [m["role"] for m in stage.messages("first")] == ["system", "user"]
     # cut before a word of it was heard: the exchange is left out, not a bare "..." for the model to copy
     stage.ctx.events.emit(BargeIn(2, interrupted=1, spoken=""))
     assert [m["role"] for m in stage.messages("Second?")] == ["system", "user"]

@@ -46,6 +46,7 @@ from assistant.core.messages import (
 )
 from assistant.core.stage import IDLE_POLL_S, Stage, StageContext
 from assistant.reply.base import Clause, Reply, Responder
+from assistant.reply.intents import normalise
 from assistant.stages.policy import AlwaysAddressed, TurnPolicy, Verdict
 
 log = logging.getLogger(__name__)
@@ -151,7 +152,7 @@ class ResponderStage(Stage):
         """System prompt, the history (as it was heard), and the new question."""
         messages: list[ChatMessage] = [{"role": "system", "content": self.system_prompt}]
         for exchange in self.history:
-            reply = self._as_heard(exchange)
+            reply = self._as_heard(exchange, normalise(user_text))
             if reply is None:
                 continue
             messages.append({"role": "user", "content": exchange.user})
@@ -288,13 +289,14 @@ class ResponderStage(Stage):
             self.ctx.events.emit(LlmFirstToken(turn, t=state.reply.t_first_token))
             state.first_token_reported = True
 
-    def _as_heard(self, exchange: Exchange) -> str | None:
+    def _as_heard(self, exchange: Exchange, asked: str) -> str | None:
         """A reply cut by barge-in enters the history as far as it was played; None when none of it
-        was (a bare "..." there was copied by the model as its whole next reply, live)."""
+        was or when it is ``asked`` again (live, the model copied a bare "..." or "A car engine uses
+        a ..." as its whole next reply)."""
         if exchange.private or not self.ctx.scope.is_stale(exchange.turn):
             return exchange.reply
         heard = exchange.heard if exchange.heard is not None else " ".join(exchange.played)
-        return f"{heard} ..." if heard else None
+        return f"{heard} ..." if heard and normalise(exchange.user) != asked else None
 
     def _on_hearing(self, event: SpeechStarted | SpeechEnded) -> None:
         self._hearing = isinstance(event, SpeechStarted)
@@ -308,9 +310,8 @@ class ResponderStage(Stage):
             self._open_early(event)  # the same object the VAD queues: nothing is rebuilt
             return
         if isinstance(event, BargeIn):
-            for exchange in self.history:
-                if exchange.turn == event.interrupted:
-                    exchange.heard = event.spoken
+            for exchange in [x for x in self.history if x.turn == event.interrupted]:
+                exchange.heard = event.spoken
             return
         if not self.history or self.history[-1].turn != event.turn:
             return
