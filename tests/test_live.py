@@ -415,6 +415,19 @@ def test_speech_over_the_reply_pauses_it_and_a_stop_word_ends_it() -> None:
         ("", "a time there was", ("resumed", "echo (echo-fitted mic)")),  # the reply's own words
         ("Stop.", "", ("stopped", "stop phrase")),  # a stop phrase in either stops
         ("How many legs does a spider have?", None, ("answered", "question")),  # no loudspeaker
+        # a question both heard alike is answered; words only one of them made up (an "mm-hmm" under
+        # each signal's own echo residue, live) are no words
+        (
+            "The main legs does the spider have.",
+            "But how many legs does a spider have?",
+            ("answered", "question (echo-fitted mic)"),
+        ),
+        (
+            "I love that.",
+            "in a moment.",
+            ("resumed", "no words: the two transcripts disagree (echo-fitted mic)"),
+        ),
+        ("", "in a month.", ("resumed", "no words: the two transcripts disagree (echo-fitted mic)")),
     ],
 )
 def test_over_a_loudspeaker_the_echo_fitted_mic_decides_unless_the_other_names_a_stop(

@@ -8,11 +8,12 @@ backchannel or the reply's own words resume it where it paused; anything else cu
 The microphone itself may tell first: speech whose raw signal is the played audio, delayed and scaled
 (squared correlation >= ``ECHO_LIKENESS``), is the assistant's own voice that got past the canceller:
 the reply is not paused and its transcript ignored. Speech after which the microphone fell silent
-with the speaker (``SILENT_AFTER``) was too: whatever its transcript, the reply resumes. Each decision is an ``Interruption`` event (outcome, pause length); a cut also reports
-``BargeIn`` with what of the reply was heard. Speech whose transcript does not come within
-``barge_in.decide_timeout_s`` of its end resumes the reply (a late transcript may still cut it).
-With ``barge_in.pause`` off, speech over a reply cuts it at once (the policy then applies the rules).
-"""
+with the speaker (``SILENT_AFTER``) was too: unless a stop phrase, the reply resumes. Over a
+loudspeaker a question is answered only if both transcripts heard it alike. Each decision is an
+``Interruption`` event (outcome, pause length); a cut also reports ``BargeIn`` with what of the reply
+was heard. Speech whose transcript does not come within ``barge_in.decide_timeout_s`` of its end
+resumes the reply (a late transcript may still cut it). With ``barge_in.pause`` off, speech over a
+reply cuts it at once (the policy then applies the rules)."""
 
 from __future__ import annotations
 
@@ -43,9 +44,7 @@ SILENT_AFTER = 0.01  # its loudest frame under this part of the loudest before: 
 
 class MicLevels(Protocol):
     def echo_likeness(self, t0: float, t1: float) -> float | None: ...
-
     def peak_level(self, t0: float, t1: float) -> float | None: ...
-
     @property
     def echo_path(self) -> bool: ...
 
@@ -59,7 +58,6 @@ class Speaker(Protocol):
 
 class Interruptible(Protocol):
     def interrupt(self) -> None: ...
-
     def delay(self, seconds: float) -> None: ...
 
 
@@ -245,6 +243,8 @@ class BargeIn:
             # live, the canceller's output lost most of a "Stop." ('', "Yeah.") and made words of its
             # own leaks ("every book." for an "mm-hmm"), where this heard "Stop.", "Stock.", "MMM."
             outcome, reason = self.rules.decide(near_text, played)
+            if outcome == "answer" and not self.rules.heard_alike(text, near_text):
+                outcome, reason = "resume", "no words: the two transcripts disagree"  # (a hum, a cough)
             reason, text = f"{reason} (echo-fitted mic)", near_text
         # (not a stop phrase: a "Stop." is said once, and the VAD hears it so late that the mic falls
         # silent with the speaker; live, a clear "Stop!" was resumed so. The echo's own words that

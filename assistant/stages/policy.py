@@ -19,6 +19,7 @@ import threading
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from difflib import SequenceMatcher
 from typing import Any, Literal, Protocol
 
 from assistant.config import BargeInConfig
@@ -28,6 +29,7 @@ from assistant.reply.intents import default_matcher, normalise
 
 Outcome = Literal["stop", "resume", "answer"]
 KEEP_TURNS = 10  # per-turn marks older than this many turns are forgotten
+ALIKE = 0.6  # two transcripts of the same speech whose letters match less than this disagree
 # a hum however Whisper spells it ("Mmm.", "Mmhmm", "Hm."): a backchannel, never a word
 HUM = re.compile(r"h?m+(h?m+)*|m+h+m*")
 # what Whisper makes of a cough, a breath or a scrap of echo (it was trained on subtitled videos):
@@ -96,6 +98,16 @@ class InterruptionRules:
             # assistant's voice is often misheard ("Up.", "Time."); the user wanted it to stop
             return "stop", "short"
         return "answer", "question"
+
+    @staticmethod
+    def heard_alike(text: str, other: str) -> bool:
+        """Whether two recognitions of the same speech agree (over a loudspeaker: the canceller's
+        output and the mic minus the fitted echo). A user's words come out alike in both; what the
+        recogniser makes of a hum or a cough under each signal's own echo residue does not: live, an
+        "mm-hmm" came out "in a moment." and "I love that.", "in a month." and "and then mom." (letters
+        alike: 0.33), where questions came out alike to 0.79-0.96 (misheard words and all)."""
+        a, b = (normalise(t).replace(" ", "") for t in (text, other))
+        return bool(a and b) and SequenceMatcher(None, a, b).ratio() >= ALIKE
 
     def _has_stop_phrase(self, words: list[str], no_intent: bool) -> bool:
         norm = " ".join(words)
