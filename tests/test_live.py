@@ -559,6 +559,30 @@ def test_speech_after_which_the_mic_fell_silent_with_the_speaker_was_its_echo(
     assert scope.is_stale(1) == (outcome == "stopped")
 
 
+@pytest.mark.parametrize(
+    ("said", "near", "outcome"),
+    [("up.", "in stock.", "stopped"), ("", "in stock.", "resumed"), ("Done.", "", "resumed")],
+)
+def test_words_both_transcripts_heard_are_a_user_even_if_the_mic_fell_silent(
+    said: str, near: str, outcome: str
+) -> None:
+    """Live, a "Stop." the VAD heard late had ended by the pause (the mic fell silent with the
+    speaker) and came out "up." and "in stock.": the canceller and the fit both let words through,
+    which the echo's frames never do (both hear them as silence). Words in one alone: still echo."""
+    events, log, scope = EventBus(), EventLog(), TurnScope()
+    events.subscribe(log)
+    mic = FakeMic(0.1, 0.0)
+    BargeIn(BargeInConfig(), scope, FakeSpeaker(pending=2.0), FakePlayback(), events, mic=mic)
+    events.emit(ev.TranscriptFinal(1, "how does an engine work"))
+    events.emit(ev.AudioOut(1, "A car engine works by converting energy", 2.0, t=time.monotonic() - 0.5))
+    events.emit(ev.SpeechStarted(2, 5.0))
+    mic.paused_at = time.monotonic()
+    events.emit(ev.SpeechEnded(2, 5.6, t_decided=6.0))
+    events.emit(ev.TranscriptFinal(2, said, near_text=near))
+    decided = log.first(ev.Interruption, 2)
+    assert decided is not None and decided.outcome == outcome, log.of(ev.Interruption)
+
+
 def test_a_stop_phrase_stops_even_when_the_mic_fell_silent_with_the_speaker() -> None:
     # live (issue 14): a "Stop!" said over the loudspeaker, heard by the VAD near its end, was
     # resumed because the mic then fell silent with the speaker; a stop phrase is the user's
@@ -641,6 +665,22 @@ def test_a_cough_at_the_end_of_an_echo_like_window_pauses_the_reply() -> None:
     events, log = EventBus(), EventLog()
     events.subscribe(log)
     BargeIn(BargeInConfig(), TurnScope(), FakeSpeaker(2.0), None, events, mic=CoughMic(None))
+    events.emit(ev.TranscriptFinal(1, "tell me a story"))
+    events.emit(ev.SpeechStarted(2, 1.0))
+    assert log.first(ev.Interruption, 2) is None and log.first(ev.ReplyPaused, 2) is not None
+
+
+def test_a_cough_at_the_start_of_what_the_vad_heard_pauses_the_reply() -> None:
+    """Live, a cough read 0.89 over its last 0.25 s too (its bursts are short, the echo loud): each
+    0.1 s of the speech is checked, and the cough's own is not the played audio."""
+
+    class OnsetCoughMic(FakeMic):
+        def echo_likeness(self, t0: float, t1: float) -> float | None:
+            return 0.4 if t1 < time.monotonic() - 0.15 else 0.89
+
+    events, log = EventBus(), EventLog()
+    events.subscribe(log)
+    BargeIn(BargeInConfig(), TurnScope(), FakeSpeaker(2.0), None, events, mic=OnsetCoughMic(None))
     events.emit(ev.TranscriptFinal(1, "tell me a story"))
     events.emit(ev.SpeechStarted(2, 1.0))
     assert log.first(ev.Interruption, 2) is None and log.first(ev.ReplyPaused, 2) is not None

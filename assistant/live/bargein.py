@@ -33,8 +33,9 @@ from assistant.stages.policy import InterruptionRules
 log = logging.getLogger(__name__)
 ECHO_WORDS = 30  # the reply's last words heard before a pause: a transcript of only these is echo
 ECHO_SPEECH_S = 0.5  # the speech's last this many seconds before the pause are checked for echo
-ECHO_ONSET_S = 0.25  # ... and so are its last vad.min_speech_ms alone: live, a cough over a loud echo
-# read 0.89 over 0.5 s (mostly the echo before it) and was taken for the assistant's own voice
+ECHO_PART_S, ECHO_PARTS = 0.1, 3  # ... and so is each 0.1 s of its last 0.3 s (what the VAD heard as
+# speech): a short sound over a loud echo is a small part of any longer window (live, a cough read
+# 0.89 over 0.5 s, then over its last 0.25 s too, and was taken for the assistant's own voice)
 ECHO_LIKENESS = 0.8  # squared correlation with the played audio above which it is echo: a user
 # alone gives ~0; a user as loud as the echo ~0.5; the echo alone ~1 (a linear path)
 AFTER_PAUSE_S = (0.2, 0.5)  # the mic this long after the pause: the echo has died out by then
@@ -107,11 +108,7 @@ class BargeIn:
         rules: InterruptionRules | None = None,
         mic: MicLevels | None = None,
     ) -> None:
-        self.mic = mic
-        self.cfg = cfg
-        self.scope = scope
-        self.speaker = speaker
-        self.playback = playback
+        self.mic, self.cfg, self.scope, self.speaker, self.playback = mic, cfg, scope, speaker, playback
         self.events = events
         self.rules = rules or InterruptionRules(cfg)
         self._lock = threading.Lock()
@@ -218,14 +215,14 @@ class BargeIn:
         """Speech over a reply (or just after a "Hmm." filler) that is the played audio coming back:
         reported as ``echo`` (the policy neither opens nor answers it) and its transcript ignored.
         Checked before pausing: live, such echo paused the reply for 3-7 ms, an audible hiccup, and
-        a stop phrase Whisper made of it ("That's it.") ended the reply. On the VAD's thread: a few
-        FFTs over a second of audio (ms)."""
-        likeness = None if self.mic is None else self.mic.echo_likeness(t - ECHO_SPEECH_S, t)
-        if likeness is None or likeness < ECHO_LIKENESS:
+        a stop phrase Whisper made of it ("That's it.") ended the reply. (A few FFTs: ms.)"""
+        mic = self.mic
+        likeness = None if mic is None else mic.echo_likeness(t - ECHO_SPEECH_S, t)
+        if mic is None or likeness is None or likeness < ECHO_LIKENESS:
             return False
-        onset = self.mic.echo_likeness(t - ECHO_ONSET_S, t) if self.mic is not None else None
-        if onset is not None and onset < ECHO_LIKENESS:
-            return False  # the speech itself is not the played audio
+        parts = (mic.echo_likeness(t - (k + 1) * ECHO_PART_S, t - k * ECHO_PART_S) for k in range(ECHO_PARTS))
+        if any(part is not None and part < ECHO_LIKENESS for part in parts):
+            return False  # some of the speech itself is not the played audio
         log.info("barge-in: turn %d is the assistant's own echo (%.2f)", turn, likeness)
         with self._lock:
             self._echoes = {t for t in self._echoes if t > turn - 10} | {turn}
@@ -238,6 +235,9 @@ class BargeIn:
             pause.timer.cancel()
         played = " ".join(pause.spoken.split()[-ECHO_WORDS:])
         outcome, reason = self.rules.decide(text, played)
+        # words in both: the canceller and the fit let them through (both hear echo frames as silence):
+        # a user (live, a "Stop." heard late came out "up." / "in stock.", then the mic fell silent)
+        both = near_text is not None and bool(text.strip() and near_text.strip())
         if near_text is not None and reason != "stop phrase":
             # over a loudspeaker, the mic minus the fitted echo (TranscriptFinal.near_text) decides:
             # live, the canceller's output lost most of a "Stop." ('', "Yeah.") and made words of its
@@ -247,9 +247,8 @@ class BargeIn:
                 outcome, reason = "resume", "no words: the two transcripts disagree"  # (a hum, a cough)
             reason, text = f"{reason} (echo-fitted mic)", near_text
         # (not a stop phrase: a "Stop." is said once, and the VAD hears it so late that the mic falls
-        # silent with the speaker; live, a clear "Stop!" was resumed so. The echo's own words that
-        # made this rule, "That's it.", come out empty now that recognition skips echo frames)
-        if pause.silent_after and outcome != "resume" and not reason.startswith("stop phrase"):
+        # silent with the speaker; live, a clear "Stop!" was resumed so)
+        if pause.silent_after and not both and outcome != "resume" and not reason.startswith("stop phrase"):
             outcome, reason = "resume", "echo: the mic fell silent with the speaker"
         if outcome == "resume":
             if not pause.resumed:  # (a late transcript after the timeout: it is playing again)
