@@ -559,30 +559,6 @@ def test_speech_after_which_the_mic_fell_silent_with_the_speaker_was_its_echo(
     assert scope.is_stale(1) == (outcome == "stopped")
 
 
-@pytest.mark.parametrize(
-    ("said", "near", "outcome"),
-    [("up.", "in stock.", "stopped"), ("", "in stock.", "resumed"), ("Done.", "", "resumed")],
-)
-def test_words_both_transcripts_heard_are_a_user_even_if_the_mic_fell_silent(
-    said: str, near: str, outcome: str
-) -> None:
-    """Live, a "Stop." the VAD heard late had ended by the pause (the mic fell silent with the
-    speaker) and came out "up." and "in stock.": the canceller and the fit both let words through,
-    which the echo's frames never do (both hear them as silence). Words in one alone: still echo."""
-    events, log, scope = EventBus(), EventLog(), TurnScope()
-    events.subscribe(log)
-    mic = FakeMic(0.1, 0.0)
-    BargeIn(BargeInConfig(), scope, FakeSpeaker(pending=2.0), FakePlayback(), events, mic=mic)
-    events.emit(ev.TranscriptFinal(1, "how does an engine work"))
-    events.emit(ev.AudioOut(1, "A car engine works by converting energy", 2.0, t=time.monotonic() - 0.5))
-    events.emit(ev.SpeechStarted(2, 5.0))
-    mic.paused_at = time.monotonic()
-    events.emit(ev.SpeechEnded(2, 5.6, t_decided=6.0))
-    events.emit(ev.TranscriptFinal(2, said, near_text=near))
-    decided = log.first(ev.Interruption, 2)
-    assert decided is not None and decided.outcome == outcome, log.of(ev.Interruption)
-
-
 def test_a_stop_phrase_stops_even_when_the_mic_fell_silent_with_the_speaker() -> None:
     # live (issue 14): a "Stop!" said over the loudspeaker, heard by the VAD near its end, was
     # resumed because the mic then fell silent with the speaker; a stop phrase is the user's

@@ -235,9 +235,6 @@ class BargeIn:
             pause.timer.cancel()
         played = " ".join(pause.spoken.split()[-ECHO_WORDS:])
         outcome, reason = self.rules.decide(text, played)
-        # words in both: the canceller and the fit let them through (both hear echo frames as silence):
-        # a user (live, a "Stop." heard late came out "up." / "in stock.", then the mic fell silent)
-        both = near_text is not None and bool(text.strip() and near_text.strip())
         if near_text is not None and reason != "stop phrase":
             # over a loudspeaker, the mic minus the fitted echo (TranscriptFinal.near_text) decides:
             # live, the canceller's output lost most of a "Stop." ('', "Yeah.") and made words of its
@@ -247,8 +244,10 @@ class BargeIn:
                 outcome, reason = "resume", "no words: the two transcripts disagree"  # (a hum, a cough)
             reason, text = f"{reason} (echo-fitted mic)", near_text
         # (not a stop phrase: a "Stop." is said once, and the VAD hears it so late that the mic falls
-        # silent with the speaker; live, a clear "Stop!" was resumed so)
-        if pause.silent_after and not both and outcome != "resume" and not reason.startswith("stop phrase"):
+        # silent with the speaker; live, a clear "Stop!" was resumed so. Words in both transcripts do
+        # not show a user either: an "mm-hmm" came out "And yum." / "in memory." and stopped the reply
+        # (as did a "Stop." heard as "up." / "in stock." resume it: a short sound it cannot make out)
+        if pause.silent_after and outcome != "resume" and not reason.startswith("stop phrase"):
             outcome, reason = "resume", "echo: the mic fell silent with the speaker"
         if outcome == "resume":
             if not pause.resumed:  # (a late transcript after the timeout: it is playing again)
