@@ -413,7 +413,8 @@ def test_speech_over_the_reply_pauses_it_and_a_stop_word_ends_it() -> None:
         ("", "Stock.", ("stopped", "short (echo-fitted mic)")),  # a word or two, no command
         ("every book.", "MMM.", ("resumed", "backchannel (echo-fitted mic)")),  # the canceller's leak
         ("", "a time there was", ("resumed", "echo (echo-fitted mic)")),  # the reply's own words
-        ("Stop.", "", ("stopped", "stop phrase")),  # a stop phrase in either stops
+        ("Stop.", "", ("stopped", "stop phrase")),  # a stop phrase in either stops, unless the fitted
+        ("And that's enough.", "MMM.", ("resumed", "backchannel (echo-fitted mic)")),  # mic hummed
         ("How many legs does a spider have?", None, ("answered", "question")),  # no loudspeaker
         # a question both heard alike is answered; words only one of them made up (an "mm-hmm" under
         # each signal's own echo residue, live) are no words
@@ -641,22 +642,6 @@ def test_a_cough_at_the_end_of_an_echo_like_window_pauses_the_reply() -> None:
     events, log = EventBus(), EventLog()
     events.subscribe(log)
     BargeIn(BargeInConfig(), TurnScope(), FakeSpeaker(2.0), None, events, mic=CoughMic(None))
-    events.emit(ev.TranscriptFinal(1, "tell me a story"))
-    events.emit(ev.SpeechStarted(2, 1.0))
-    assert log.first(ev.Interruption, 2) is None and log.first(ev.ReplyPaused, 2) is not None
-
-
-def test_a_cough_at_the_start_of_what_the_vad_heard_pauses_the_reply() -> None:
-    """Live, a cough read 0.89 over its last 0.25 s too (its bursts are short, the echo loud): each
-    0.1 s of the speech is checked, and the cough's own is not the played audio."""
-
-    class OnsetCoughMic(FakeMic):
-        def echo_likeness(self, t0: float, t1: float) -> float | None:
-            return 0.4 if t1 < time.monotonic() - 0.15 else 0.89
-
-    events, log = EventBus(), EventLog()
-    events.subscribe(log)
-    BargeIn(BargeInConfig(), TurnScope(), FakeSpeaker(2.0), None, events, mic=OnsetCoughMic(None))
     events.emit(ev.TranscriptFinal(1, "tell me a story"))
     events.emit(ev.SpeechStarted(2, 1.0))
     assert log.first(ev.Interruption, 2) is None and log.first(ev.ReplyPaused, 2) is not None

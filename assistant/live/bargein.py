@@ -33,9 +33,9 @@ from assistant.stages.policy import InterruptionRules
 log = logging.getLogger(__name__)
 ECHO_WORDS = 30  # the reply's last words heard before a pause: a transcript of only these is echo
 ECHO_SPEECH_S = 0.5  # the speech's last this many seconds before the pause are checked for echo
-ECHO_PART_S, ECHO_PARTS = 0.1, 3  # ... and so is each 0.1 s of its last 0.3 s (what the VAD heard as
-# speech): a short sound over a loud echo is a small part of any longer window (live, a cough read
-# 0.89 over 0.5 s, then over its last 0.25 s too, and was taken for the assistant's own voice)
+ECHO_ONSET_S = 0.25  # ... and so are its last vad.min_speech_ms alone: live, a cough over a loud echo
+# read 0.89 over 0.5 s (mostly the echo before it) and was taken for the assistant's own voice. (Each
+# 0.1 s of it, tried: a cough passed, but the echo at a reply's start paused and stopped the reply)
 ECHO_LIKENESS = 0.8  # squared correlation with the played audio above which it is echo: a user
 # alone gives ~0; a user as loud as the echo ~0.5; the echo alone ~1 (a linear path)
 AFTER_PAUSE_S = (0.2, 0.5)  # the mic this long after the pause: the echo has died out by then
@@ -220,9 +220,9 @@ class BargeIn:
         likeness = None if mic is None else mic.echo_likeness(t - ECHO_SPEECH_S, t)
         if mic is None or likeness is None or likeness < ECHO_LIKENESS:
             return False
-        parts = (mic.echo_likeness(t - (k + 1) * ECHO_PART_S, t - k * ECHO_PART_S) for k in range(ECHO_PARTS))
-        if any(part is not None and part < ECHO_LIKENESS for part in parts):
-            return False  # some of the speech itself is not the played audio
+        onset = mic.echo_likeness(t - ECHO_ONSET_S, t)
+        if onset is not None and onset < ECHO_LIKENESS:
+            return False  # the speech itself is not the played audio
         log.info("barge-in: turn %d is the assistant's own echo (%.2f)", turn, likeness)
         with self._lock:
             self._echoes = {t for t in self._echoes if t > turn - 10} | {turn}
@@ -235,18 +235,19 @@ class BargeIn:
             pause.timer.cancel()
         played = " ".join(pause.spoken.split()[-ECHO_WORDS:])
         outcome, reason = self.rules.decide(text, played)
-        if near_text is not None and reason != "stop phrase":
-            # over a loudspeaker, the mic minus the fitted echo (TranscriptFinal.near_text) decides:
-            # live, the canceller's output lost most of a "Stop." ('', "Yeah.") and made words of its
-            # own leaks ("every book." for an "mm-hmm"), where this heard "Stop.", "Stock.", "MMM."
-            outcome, reason = self.rules.decide(near_text, played)
+        near = self.rules.decide(near_text or "", played)
+        # over a loudspeaker, the mic minus the fitted echo (TranscriptFinal.near_text) decides: live,
+        # the canceller's output lost most of a "Stop." ('', "Yeah.") and made words of its own leaks
+        # ("every book.", "And that's enough." for an "mm-hmm"), where this heard "Stop.", "MMM."; a stop
+        # phrase in the canceller's output stands, unless this heard a backchannel
+        if near_text is not None and (reason != "stop phrase" or near[1] == "backchannel"):
+            outcome, reason = near
             if outcome == "answer" and not self.rules.heard_alike(text, near_text):
                 outcome, reason = "resume", "no words: the two transcripts disagree"  # (a hum, a cough)
             reason, text = f"{reason} (echo-fitted mic)", near_text
         # (not a stop phrase: a "Stop." is said once, and the VAD hears it so late that the mic falls
-        # silent with the speaker; live, a clear "Stop!" was resumed so. Words in both transcripts do
-        # not show a user either: an "mm-hmm" came out "And yum." / "in memory." and stopped the reply
-        # (as did a "Stop." heard as "up." / "in stock." resume it: a short sound it cannot make out)
+        # silent with the speaker; live, a clear "Stop!" was resumed so. Live, this resumed a "Stop."
+        # heard as "up." / "in stock.", and an "mm-hmm" heard as "And yum." / "in memory.")
         if pause.silent_after and outcome != "resume" and not reason.startswith("stop phrase"):
             outcome, reason = "resume", "echo: the mic fell silent with the speaker"
         if outcome == "resume":
