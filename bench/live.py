@@ -211,6 +211,7 @@ def interruptions(server: PulseServer, work: Path, runs: int, echo: bool) -> lis
                     + (f"; in {ended} the reply had ended before the sound" if ended else ""),
                 )
             )
+            print(f"{rows[-1][0]}: {rows[-1][1]}", file=sys.stderr, flush=True)  # (a long run: progress)
             misses = [repr(r["heard"]) for r in ok if want == "stopped" and r["outcome"] != "stopped"]
             if misses:
                 rows.append((f"  {name}: heard when missed", ", ".join(misses)[:200]))
