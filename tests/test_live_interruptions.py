@@ -101,8 +101,10 @@ def story(assistant: pulse.Assistant, since: float) -> str:
 
 
 def settle(assistant: pulse.Assistant, since: float, timeout_s: float = 180.0) -> list[dict]:
-    """Events after ``since`` once a reply is done, every pause decided, the speaker silent (its last
-    playback event a stop) and nothing happened for 2.5 s (the machine may be busy: no fixed waits)."""
+    """Events after ``since`` once every transcript has its reply done (or skipped), every pause is
+    decided, the speaker silent (its last playback event a stop) and nothing happened for 2.5 s (the
+    machine may be busy: no fixed waits). Not just any reply: a question heard after a short reply
+    had ended was still being answered, silently, when bench/live.py's next run spoke over it."""
     end = time.monotonic() + timeout_s
     events: list[dict] = []
     while time.monotonic() < end:
@@ -112,7 +114,14 @@ def settle(assistant: pulse.Assistant, since: float, timeout_s: float = 180.0) -
         paused = {e["turn"] for e in events if e["kind"] == "reply_paused"}
         undecided = paused - {e["turn"] for e in events if e["kind"] == "interruption"}
         quiet = time.time() - (events[-1]["wall"] if events else since) > 2.5
-        if "reply_done" in kinds and playback[-1:] == ["playback_stopped"] and quiet and not undecided:
+        heard = {e["turn"] for e in events if e["kind"] == "transcript_final" and e.get("text")}
+        unanswered = heard - {e["turn"] for e in events if e["kind"] in ("reply_done", "reply_skipped")}
+        if (
+            "reply_done" in kinds
+            and playback[-1:] == ["playback_stopped"]
+            and quiet
+            and not (undecided | unanswered)
+        ):
             return events
         time.sleep(0.2)
     raise AssertionError(f"not settled in {timeout_s} s:" + story(assistant, since))
