@@ -29,7 +29,8 @@ from assistant.reply.intents import default_matcher, normalise
 
 Outcome = Literal["stop", "resume", "answer"]
 KEEP_TURNS = 10  # per-turn marks older than this many turns are forgotten
-ALIKE = 0.6  # two transcripts of the same speech whose letters match less than this disagree
+ALIKE = 0.6  # two transcripts of the same speech whose letters match less than this disagree, unless
+ALIKE_RUN = 6  # they share a run of this many letters (a word or two: "aspiderhave")
 # a hum however Whisper spells it ("Mmm.", "Mmhmm", "Hm."): a backchannel, never a word
 HUM = re.compile(r"h?m+(h?m+)*|m+h+m*")
 # what Whisper makes of a cough, a breath or a scrap of echo (it was trained on subtitled videos):
@@ -105,9 +106,12 @@ class InterruptionRules:
         output and the mic minus the fitted echo). A user's words come out alike in both; what the
         recogniser makes of a hum or a cough under each signal's own echo residue does not: live, an
         "mm-hmm" came out "in a moment." and "I love that.", "in a month." and "and then mom." (letters
-        alike: 0.33), where questions came out alike to 0.79-0.96 (misheard words and all)."""
+        alike: 0.33, no common run over 3), where questions came out alike to 0.79-0.96, or shared
+        a run of 10 or more letters ("I'll just as a spider have.": the canceller lost the onset)."""
         a, b = (normalise(t).replace(" ", "") for t in (text, other))
-        return bool(a and b) and SequenceMatcher(None, a, b).ratio() >= ALIKE
+        match = SequenceMatcher(None, a, b, autojunk=False)
+        run = match.find_longest_match(0, len(a), 0, len(b)).size
+        return bool(a and b) and (match.ratio() >= ALIKE or run >= ALIKE_RUN)
 
     def _has_stop_phrase(self, words: list[str], no_intent: bool) -> bool:
         norm = " ".join(words)
