@@ -9,6 +9,8 @@ them alike. The models are loaded once and shared. Settings:
   speculative  + speculative recognition and generation at the first pause (no deadline)
   default      + the deadline fallback (the shipped config)
   short_window the shipped config with a 10 s encoder window instead of Whisper's 30 s (asr.window_s=10)
+  smollm2      the shipped config with the LLM before issue 16: SmolLM2-135M, int8-mlp
+               (`assistant models --prepare smollm2-135m-instruct` first)
 first_audio counts any sound (the deadline's acknowledgement too); answer_audio the answer itself.
 """
 
@@ -35,8 +37,18 @@ SETTINGS = {
     "speculative": NO_DEADLINE,
     "default": [],
     "short_window": ["asr.window_s=10"],
+    "smollm2": ["llm.model=smollm2-135m-instruct", "llm.quantization=int8-mlp"],
 }
 METRICS = ["asr_final", "llm_first_token", "answer_audio", "first_audio"]
+
+
+def own_engines(cfg, first, shared: build.Engines) -> build.Engines:  # type: ignore[no-untyped-def]
+    engines = shared
+    if cfg.asr != first.asr:
+        engines = dataclasses.replace(engines, recognizer=build.whisper_engine(cfg, build.model_store(cfg)))
+    if cfg.llm != first.llm:
+        engines = dataclasses.replace(engines, llm=build.llm_engine(cfg, build.model_store(cfg)))
+    return engines
 
 
 def run_one(cfg, engines: build.Engines, path: Path, fast: bool):  # type: ignore[no-untyped-def]
@@ -53,7 +65,7 @@ def main() -> None:
     )
     parser.add_argument("--variants", default="piper,espeak_us")
     parser.add_argument("--questions", type=int, default=0, help="only the first N questions")
-    parser.add_argument("--settings", default=",".join(SETTINGS))
+    parser.add_argument("--settings", default="plain,speculative,default,short_window")
     parser.add_argument("--fast", action="store_true", help="feed as fast as possible (compute only)")
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="applies to every setting"
@@ -67,13 +79,9 @@ def main() -> None:
     settings = args.settings.split(",")
     configs = {name: load_config(overrides=[*args.set, *SETTINGS[name]]) for name in settings}
     engines = build.load_engines(configs[settings[0]])
-    # a setting with other recognition options gets its own recogniser; the rest is shared
-    per_setting = {
-        name: engines
-        if cfg.asr == configs[settings[0]].asr
-        else dataclasses.replace(engines, recognizer=build.whisper_engine(cfg, build.model_store(cfg)))
-        for name, cfg in configs.items()
-    }
+    # a setting with other recognition or LLM options gets its own engine; the rest is shared
+    first = configs[settings[0]]
+    per_setting = {name: own_engines(cfg, first, engines) for name, cfg in configs.items()}
     print(
         f"{len(recordings)} recordings ({args.variants}), {'fast' if args.fast else 'real-time'}",
         file=sys.stderr,

@@ -349,7 +349,7 @@ def test_prefix_cache_reuses_the_conversation_and_changes_nothing(cfg: Config) -
     questions = ["What is the capital of France?", "And of Italy?", "How many legs does a spider have?"]
     outputs = {}
     # fp32: exact. (int8 dynamic quantisation scales activations per fed tensor, so a reused prefix
-    # changes the numerics slightly; the reuse with the CPU default, int8-mlp, is checked below.)
+    # changes the numerics slightly; the reuse with the CPU default, int8-channel, is checked below.)
     for cached in (False, True):
         engine = LlmEngine(
             model_dir, replace(cfg.llm, prefix_cache=cached, max_new_tokens=24, quantization="none")
@@ -370,7 +370,12 @@ def test_prefix_cache_reuses_the_conversation_and_changes_nothing(cfg: Config) -
     for text in questions[:2]:
         reply = "".join(int8.stream([system, *history, {"role": "user", "content": text}]))
         history += [{"role": "user", "content": text}, {"role": "assistant", "content": reply}]
-    assert int8.quantization == "int8-mlp" and int8.last_reused > reused[0]  # the CPU default
+    assert int8.quantization == "int8-channel" and int8.last_reused > reused[0]  # the CPU default
+    import torch
+
+    # every layer int8 with a scale per output channel, the output layer too
+    assert not [m for m in int8.model.modules() if type(m) is torch.nn.Linear]
+    assert int8.model.get_output_embeddings().weight().qscheme() == torch.per_channel_affine
 
 
 def test_the_responder_ticks_often_only_while_a_reply_may_need_its_deadline(cfg: Config) -> None:

@@ -108,9 +108,9 @@ class AsrConfig:
 
 @dataclass(frozen=True, config=_STRICT)
 class LlmConfig:
-    model: str = "smollm2-135m-instruct"
+    model: str = "qwen2.5-coder-0.5b-instruct"
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    quantization: Literal["auto", "none", "int8", "int8-mlp", "int4", "bf16", "fp16"] = "auto"
+    quantization: Literal["auto", "none", "int8", "int8-mlp", "int8-channel", "int4", "bf16", "fp16"] = "auto"
     max_new_tokens: int = _in(60, 1, 2048)
     temperature: float = _in(0.0, 0, 2)
     repetition_penalty: float = _in(1.0, 1.0, 2.0)
