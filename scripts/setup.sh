@@ -68,3 +68,5 @@ pwd >"$site/assistant-repo.pth"
 
 # Materialise the model cache once (the LLM's GGUF -> safetensors) and verify checksums.
 .venv/bin/assistant models --prepare --quiet
+# the tests' served model (tests/test_llm_server.py): the smallest real LLM, not the default
+if [ "$dev" = 1 ]; then .venv/bin/assistant models --prepare smollm2-135m-instruct --quiet; fi

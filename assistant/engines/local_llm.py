@@ -11,14 +11,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from assistant.config import LlmConfig
 from assistant.core.engines import ChatMessage
+from assistant.engines.llm_quant import dynamic_int8, weight_only_quantize
 
 log = logging.getLogger(__name__)
+CALIBRATION = "Hello! Could you tell me something interesting about the weather today?"
 
 
 class LlmEngine:
@@ -37,9 +38,14 @@ class LlmEngine:
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.quantization, torch.float32)
         model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype)
         if self.device != "cpu" and self.quantization in ("int8", "int4"):
-            model = _weight_only_quantize(model.to(self.device), self.quantization)
+            model = weight_only_quantize(model.to(self.device), self.quantization)
         elif self.quantization in ("int8", "int8-mlp", "int8-channel"):
-            model = _dynamic_int8(model, self.quantization)
+            # a conversation's opening finds the layers whose inputs int8 must not flatten
+            opening = [
+                {"role": "system", "content": cfg.system_prompt},
+                {"role": "user", "content": CALIBRATION},
+            ]
+            model = dynamic_int8(model, self.quantization, self._template(opening))
         self.model = model.to(self.device).eval()
         # few-shot turns showing a small model the length and tone wanted (and what to say to a fragment)
         self._examples: list[ChatMessage] = [
@@ -209,79 +215,3 @@ def pick_quantization(quantization: str, device: str) -> str:
     if quantization in ("int8-mlp", "int8-channel") and device != "cpu":
         return "int8"  # torchao weight-only: activations stay bf16, so nothing to keep out
     return quantization
-
-
-def _dynamic_int8(model, quantization: str):  # type: ignore[no-untyped-def]
-    """CPU dynamic int8: int8 weights, activations scaled per call from the tensor fed.
-
-    ``int8``: every Linear, one scale per weight tensor. Because the activation scale depends on
-    what is fed, prefilling a prompt in two chunks (the prefix cache) gives other numbers than one
-    pass, and SmolLM2-135M then answered "What is the capital of France?" with nonsense.
-    ``int8-mlp``: only the MLP's input projections (gate, up); attention, the output layer and the
-    down projection (whose input has the outliers per-tensor int8 handles worst) stay fp32.
-    ``int8-channel``: every Linear, the output layer included, with one scale per output channel:
-    a channel's outliers no longer flatten the others, so the whole model is int8 at int8's speed
-    (bench/llm.py: Qwen2.5-0.5B as fast as SmolLM2-135M int8-mlp, and as right as fp32)."""
-    import torch
-
-    qdefs = torch.ao.quantization
-    spec: set[type] | dict[str, object] = {torch.nn.Linear}
-    if quantization == "int8-mlp":
-        spec = {
-            name: qdefs.default_dynamic_qconfig
-            for name, module in model.named_modules()
-            if isinstance(module, torch.nn.Linear)
-            and ".mlp." in f".{name}."
-            and not name.endswith(("down_proj", "fc2", "c_proj"))
-        }
-    elif quantization == "int8-channel":
-        return _int8_per_channel(model)
-    with warnings.catch_warnings():  # torch marks its quantised tensor types deprecated; they work
-        warnings.simplefilter("ignore", UserWarning)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        # in place: a copy would hold the fp32 weights and the int8 ones at once (peak memory)
-        return qdefs.quantize_dynamic(model, spec, dtype=torch.qint8, inplace=True)
-
-
-def _int8_per_channel(model):  # type: ignore[no-untyped-def]
-    """Every Linear to dynamic int8 with one scale per output channel, one layer at a time.
-
-    The checkpoint is memory-mapped; each float weight's pages are let go as soon as its int8 copy
-    exists, largest first (the output layer), so loading peaks near the int8 model plus one float
-    layer: Qwen2.5-0.5B's fp32 checkpoint is 2.5 GB, its int8 Linears 0.5 GB."""
-    import torch
-    from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
-
-    from assistant.core.allocator import drop_file_pages
-
-    linears = [
-        (parent, name, child)
-        for parent in model.modules()
-        for name, child in parent.named_children()
-        if isinstance(child, torch.nn.Linear)
-    ]
-    linears.sort(key=lambda found: -found[2].weight.numel())
-    with warnings.catch_warnings(), torch.no_grad():  # torch marks its quantised types deprecated
-        warnings.simplefilter("ignore", UserWarning)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        for parent, name, linear in linears:
-            linear.qconfig = torch.ao.quantization.per_channel_dynamic_qconfig
-            setattr(parent, name, DynamicInt8Linear.from_float(linear))
-            weight = linear.weight
-            drop_file_pages(weight.data_ptr(), weight.numel() * weight.element_size())
-    return model
-
-
-def _weight_only_quantize(model, quantization: str):  # type: ignore[no-untyped-def]
-    """int8/int4 weight-only on a GPU through torchao (bf16 activations)."""
-    import torch
-
-    try:
-        from torchao.quantization import Int4WeightOnlyConfig, Int8WeightOnlyConfig, quantize_
-    except ImportError as exc:
-        raise RuntimeError(
-            f"llm.quantization={quantization} on a GPU needs torchao: pip install torchao (or use bf16/fp16)"
-        ) from exc
-    model = model.to(torch.bfloat16)
-    quantize_(model, Int8WeightOnlyConfig() if quantization == "int8" else Int4WeightOnlyConfig())
-    return model
