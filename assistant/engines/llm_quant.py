@@ -3,26 +3,19 @@
 Dynamic int8 stores int8 weights and scales each call's activations from the tensor fed (one scale
 for the whole tensor). Two things decide how much that costs the answers: how finely the weights
 are scaled (one scale per layer flattens a layer's small channels under its outliers; one per
-output channel does not), and a few layers whose *inputs* carry outliers hundreds of times their
-mean (the "massive activations" of some MLP down projections): one activation scale for those
-wipes out everything else the layer reads. bench/llm.py measures every mode (README, Known limits).
+output channel does not), and which layers are quantised at all. bench/llm.py measures every mode
+(README, Known limits).
 """
 
 from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Sequence
 
 log = logging.getLogger(__name__)
 
-# A Linear whose input's largest value is this many times its mean stays fp32 under int8-channel.
-# Measured on Qwen2.5-Coder-0.5B (fp32, a chat prompt): the down projections of layers 1-3, 5 and
-# 21-23 read inputs at 530-1830x their mean, every other Linear under 220x.
-OUTLIER_RATIO = 100.0
 
-
-def dynamic_int8(model, quantization: str, calibration_ids: Sequence[int] = ()):  # type: ignore[no-untyped-def]
+def dynamic_int8(model, quantization: str):  # type: ignore[no-untyped-def]
     """CPU dynamic int8 in one of three modes.
 
     ``int8``: every Linear, one scale per weight tensor. Because the activation scale depends on
@@ -30,12 +23,11 @@ def dynamic_int8(model, quantization: str, calibration_ids: Sequence[int] = ()):
     pass, and SmolLM2-135M then answered "What is the capital of France?" with nonsense.
     ``int8-mlp``: only the MLP's input projections (gate, up); attention, the output layer and the
     down projection (whose input has the outliers per-tensor int8 handles worst) stay fp32.
-    ``int8-channel``: every Linear, the output layer included, with one scale per output channel,
-    except the few whose inputs carry massive outliers on ``calibration_ids`` (see int8_per_channel)."""
+    ``int8-channel``: every Linear, the output layer included, with one scale per output channel."""
     import torch
 
     if quantization == "int8-channel":
-        return int8_per_channel(model, calibration_ids)
+        return int8_per_channel(model)
     qdefs = torch.ao.quantization
     spec: set[type] | dict[str, object] = {torch.nn.Linear}
     if quantization == "int8-mlp":
@@ -53,15 +45,17 @@ def dynamic_int8(model, quantization: str, calibration_ids: Sequence[int] = ()):
         return qdefs.quantize_dynamic(model, spec, dtype=torch.qint8, inplace=True)
 
 
-def int8_per_channel(model, calibration_ids: Sequence[int] = ()):  # type: ignore[no-untyped-def]
-    """Every Linear to dynamic int8 with one scale per output channel, one layer at a time; then
-    the layers whose inputs carry massive outliers go back to fp32.
+def int8_per_channel(model):  # type: ignore[no-untyped-def]
+    """Every Linear to dynamic int8 with one scale per output channel, one layer at a time.
 
     The checkpoint is memory-mapped; each float weight's pages are let go as soon as its int8 copy
     exists, largest first (the output layer), so loading peaks near the int8 model plus one float
-    layer (Qwen2.5-0.5B: a 2.5 GB fp32 checkpoint, 0.5 GB of int8 Linears). Outliers are found
-    with one pass of the int8 model over ``calibration_ids`` (they are hundreds of times the mean,
-    far beyond what int8 blurs); the float layers they need are read back from the file."""
+    layer (Qwen2.5-0.5B: a 2.5 GB fp32 checkpoint, 0.5 GB of int8 Linears).
+
+    Measured and not kept: the MLP down projections read inputs at up to 1800x their mean, which
+    one activation scale per call blurs, and keeping the 18 layers over 100x in fp32 (found with a
+    calibration pass) fixed some answers ("Jupiter" for "Mars") but broke as many: bench/llm.py
+    82% right against 83%, with the first clause 1.07x and tokens/s 0.9x (same run)."""
     import torch
     from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
 
@@ -82,38 +76,7 @@ def int8_per_channel(model, calibration_ids: Sequence[int] = ()):  # type: ignor
             setattr(parent, name, DynamicInt8Linear.from_float(linear))
             weight = linear.weight
             drop_file_pages(weight.data_ptr(), weight.numel() * weight.element_size())
-        outliers = _outlier_inputs(model, [getattr(p, n) for p, n, _ in linears], calibration_ids)
-    for index in outliers:
-        parent, name, linear = linears[index]
-        del linear.qconfig
-        setattr(parent, name, linear)  # its weight pages come back from the file as they are read
-    if outliers:
-        log.debug("int8-channel: %d Linear layers kept fp32 for their input outliers", len(outliers))
     return model
-
-
-def _outlier_inputs(model, layers: list, calibration_ids: Sequence[int]) -> list[int]:  # type: ignore[no-untyped-def]
-    """Indexes of ``layers`` whose input's max |x| exceeds OUTLIER_RATIO times its mean |x|."""
-    import torch
-
-    if not calibration_ids:
-        return []
-    ratios: dict[int, float] = {}
-
-    def watch(index: int):  # type: ignore[no-untyped-def]
-        def hook(_module, inputs, _output) -> None:  # type: ignore[no-untyped-def]
-            x = inputs[0].detach().abs().float()
-            ratios[index] = max(ratios.get(index, 0.0), float(x.max() / x.mean().clamp(min=1e-12)))
-
-        return hook
-
-    handles = [layer.register_forward_hook(watch(i)) for i, layer in enumerate(layers)]
-    try:
-        model(torch.tensor([list(calibration_ids)]), use_cache=False)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return [i for i, ratio in ratios.items() if ratio > OUTLIER_RATIO]
 
 
 def weight_only_quantize(model, quantization: str):  # type: ignore[no-untyped-def]

@@ -19,7 +19,6 @@ from assistant.core.engines import ChatMessage
 from assistant.engines.llm_quant import dynamic_int8, weight_only_quantize
 
 log = logging.getLogger(__name__)
-CALIBRATION = "Hello! Could you tell me something interesting about the weather today?"
 
 
 class LlmEngine:
@@ -40,12 +39,7 @@ class LlmEngine:
         if self.device != "cpu" and self.quantization in ("int8", "int4"):
             model = weight_only_quantize(model.to(self.device), self.quantization)
         elif self.quantization in ("int8", "int8-mlp", "int8-channel"):
-            # a conversation's opening finds the layers whose inputs int8 must not flatten
-            opening = [
-                {"role": "system", "content": cfg.system_prompt},
-                {"role": "user", "content": CALIBRATION},
-            ]
-            model = dynamic_int8(model, self.quantization, self._template(opening))
+            model = dynamic_int8(model, self.quantization)
         self.model = model.to(self.device).eval()
         # few-shot turns showing a small model the length and tone wanted (and what to say to a fragment)
         self._examples: list[ChatMessage] = [
