@@ -55,7 +55,8 @@ def int8_per_channel(model):  # type: ignore[no-untyped-def]
     Measured and not kept: the MLP down projections read inputs at up to 1800x their mean, which
     one activation scale per call blurs, and keeping the 18 layers over 100x in fp32 (found with a
     calibration pass) fixed some answers ("Jupiter" for "Mars") but broke as many: bench/llm.py
-    82% right against 83%, with the first clause 1.07x and tokens/s 0.9x (same run)."""
+    82% right against 83%, and slower (two runs, each against SmolLM2 int8-mlp: first clause
+    1.11x against 1.04x, tokens/s 0.72x against 0.79x)."""
     import torch
     from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
 
