@@ -54,23 +54,15 @@ class Entry:
     quick: bool = False  # part of the subset the test suite runs
 
 
-# Facts the default LLM gets wrong however it hears them (Qwen2.5-Coder-0.5B, fp32 too: "A spider
-# has four legs.", P(four) = 0.6): their recordings check recognition and latency only. Whether the
-# model's answers are right is bench/llm.py's to measure (108 items), not this corpus's.
-UNKNOWN_TO_THE_MODEL = {"spider_legs", "multi_france_spider"}
+# Questions the default LLM gets wrong however it hears them (Qwen2.5-Coder-0.5B, fp32 too: "A
+# spider has four legs.", P(four) = 0.6): their turns check recognition and latency only, wherever
+# they occur. Whether the model's answers are right is bench/llm.py's to measure (108 items).
+UNKNOWN_TO_THE_MODEL = {"spider_legs"}
 
 ENTRIES = [
-    *(
-        Entry(
-            q,
-            "piper",
-            replies=q not in UNKNOWN_TO_THE_MODEL,
-            quick=q in ("capital_france", "opposite_hot", "time"),
-        )
-        for q in QUESTIONS
-    ),
-    Entry("multi_france_spider", "piper", replies=False),
-    Entry("multi_japan_time", "piper", quick=True),
+    *(Entry(q, "piper", quick=q in ("capital_france", "opposite_hot", "time")) for q in QUESTIONS),
+    Entry("multi_france_spider", "piper", quick=True),
+    Entry("multi_japan_time", "piper"),
     Entry("time", "espeak_us", quick=True),
     Entry("opposite_hot", "espeak_us", replies=False),  # measured: "the opposite on heart"
     Entry("time", "espeak_gb", quick=True),
@@ -79,12 +71,12 @@ ENTRIES = [
     Entry("date", "espeak_f3", replies=False),  # measured: "What is the gate to me?"
     Entry("spider_legs", "espeak_f3", replies=False),  # measured: "How many landings ..."
     Entry("time", "espeak_fast"),
-    Entry("spider_legs", "tempo_fast", replies=False, quick=True),
+    Entry("spider_legs", "tempo_fast", quick=True),
     Entry("capital_germany", "tempo_fast"),
     Entry("capital_france", "phone_8k", quick=True),
     Entry("time", "phone_8k"),
-    Entry("multi_france_spider", "phone_8k", replies=False),
-    Entry("spider_legs", "reverb", replies=False, quick=True),
+    Entry("multi_france_spider", "phone_8k"),
+    Entry("spider_legs", "reverb", quick=True),
     Entry("opposite_hot", "reverb", replies=False),  # measured: "the opposite of pot"
     Entry("capital_japan", "noise_10db", quick=True),
     Entry("time", "noise_10db"),
@@ -93,18 +85,21 @@ ENTRIES = [
 ]
 
 
+def questions_of(name: str) -> tuple[str, ...]:
+    return MULTI.get(name, (name,))
+
+
 def case_of(name: str) -> Case:
-    parts = MULTI.get(name, (name,))
-    return Case(name, tuple(Turn(*QUESTIONS[p]) for p in parts), gap_s=2.0)
+    return Case(name, tuple(Turn(*QUESTIONS[q]) for q in questions_of(name)), gap_s=2.0)
 
 
 def expectations(entry: Entry, max_first_audio_ms: int | None, no_fallback: bool) -> dict:
     case = case_of(entry.case)
     turns: list[dict] = []
-    for turn in case.turns:
+    for question, turn in zip(questions_of(entry.case), case.turns, strict=True):
         # a deadline filler is legitimate on a slow machine; expect none only when asked to
         rules: dict = {"fallback": False} if no_fallback else {}
-        if entry.replies:
+        if entry.replies and question not in UNKNOWN_TO_THE_MODEL:
             rules["reply_contains_any"] = list(turn.expect)
         if max_first_audio_ms is not None:
             rules["max_first_audio_ms"] = max_first_audio_ms
