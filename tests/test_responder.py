@@ -372,10 +372,9 @@ def test_prefix_cache_reuses_the_conversation_and_changes_nothing(cfg: Config) -
         history += [{"role": "user", "content": text}, {"role": "assistant", "content": reply}]
     assert int8.quantization == "int8-channel" and int8.last_reused > reused[0]  # the CPU default
     import torch
-
-    # every layer int8 with a scale per output channel, the output layer too
     from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
 
+    # every layer int8 with a scale per output channel, the output layer too
     assert not [m for m in int8.model.modules() if type(m) is torch.nn.Linear]
     assert isinstance(int8.model.get_output_embeddings(), DynamicInt8Linear)
     assert int8.model.get_output_embeddings().weight().qscheme() == torch.per_channel_affine

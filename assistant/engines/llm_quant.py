@@ -9,10 +9,9 @@ output channel does not), and which layers are quantised at all. bench/llm.py me
 
 from __future__ import annotations
 
-import logging
 import warnings
-
-log = logging.getLogger(__name__)
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 def dynamic_int8(model, quantization: str):  # type: ignore[no-untyped-def]
@@ -38,9 +37,7 @@ def dynamic_int8(model, quantization: str):  # type: ignore[no-untyped-def]
             and ".mlp." in f".{name}."
             and not name.endswith(("down_proj", "fc2", "c_proj"))
         }
-    with warnings.catch_warnings():  # torch marks its quantised tensor types deprecated; they work
-        warnings.simplefilter("ignore", UserWarning)
-        warnings.simplefilter("ignore", DeprecationWarning)
+    with _quantised_types_allowed():
         # in place: a copy would hold the fp32 weights and the int8 ones at once (peak memory)
         return qdefs.quantize_dynamic(model, spec, dtype=torch.qint8, inplace=True)
 
@@ -69,15 +66,22 @@ def int8_per_channel(model):  # type: ignore[no-untyped-def]
         if isinstance(child, torch.nn.Linear)
     ]
     linears.sort(key=lambda found: -found[2].weight.numel())
-    with warnings.catch_warnings(), torch.no_grad():  # torch marks its quantised types deprecated
-        warnings.simplefilter("ignore", UserWarning)
-        warnings.simplefilter("ignore", DeprecationWarning)
+    with _quantised_types_allowed(), torch.no_grad():
         for parent, name, linear in linears:
             linear.qconfig = torch.ao.quantization.per_channel_dynamic_qconfig
             setattr(parent, name, DynamicInt8Linear.from_float(linear))
             weight = linear.weight
             drop_file_pages(weight.data_ptr(), weight.numel() * weight.element_size())
     return model
+
+
+@contextmanager
+def _quantised_types_allowed() -> Iterator[None]:
+    """torch marks its quantised tensor types deprecated; they work, so say nothing."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        yield
 
 
 def weight_only_quantize(model, quantization: str):  # type: ignore[no-untyped-def]
