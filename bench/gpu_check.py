@@ -5,7 +5,7 @@
 
 1. llm: greedy output of each GPU setting against the CPU fp32 reference on fixed prompts (share of
    identical tokens, same first sentence), and first token / tokens/s of every setting, the CPU
-   default (int8-mlp at llm.threads, and at every core) beside the GPU ones.
+   default (auto: int8-channel, at llm.threads and at every core) beside the GPU ones.
 2. asr: one recognition pass over each recording (bench/respond.py's), CPU int8 (asr.cpu_threads,
    and every core) beside `asr.device: cuda` float16 / int8_float16; word error rate of each. The
    CUDA passes run in a child process: ctranslate2's PyPI wheel loads CUDA 12's libcublas.so.12,
@@ -34,7 +34,7 @@ from pathlib import Path
 
 from assistant import build
 from assistant.config import load_config
-from assistant.engines.local_llm import LlmEngine
+from assistant.engines.local_llm import LlmEngine, pick_quantization
 from assistant.engines.store import ModelStore
 from assistant.eval.stats import percentile
 from assistant.eval.textnorm import reply_mentions, word_errors
@@ -351,7 +351,7 @@ def threads_table(cfg, asr_cuda: str | None) -> None:  # type: ignore[no-untyped
         ("ASR (ctranslate2)", f"{cfg.asr.cpu_threads} ({cfg.asr.compute_type})", gpu_asr),
         (
             "LLM (torch)",
-            f"{torch.get_num_threads()} torch threads (int8-mlp)",
+            f"{torch.get_num_threads()} torch threads ({pick_quantization(cfg.llm.quantization, 'cpu')})",
             "GPU bf16 (+ the stage's thread)",
         ),
         ("TTS (piper, onnxruntime)", f"onnxrt default: 1 per core ({CORES})", "same (CPU)"),
