@@ -159,6 +159,27 @@ def test_aec_mode_holds_the_gate_while_the_canceller_has_not_converged() -> None
     assert not guard_run(cfg, played, played, canceller).any()
 
 
+def test_the_gate_stays_open_while_the_user_has_the_floor() -> None:
+    """Quiet syllables of a barge-in under the echo's tail must not become pauses in the turn."""
+    cfg = BargeInConfig(echo="gate", gate_margin_db=6.0)
+    far, bus = FarEnd(margin_s=0.0), EventBus()
+    guard = EchoGuard(ListSource([]), cfg, far, bus)
+    echo = frames_of(tone(0.6))
+
+    def passed(frames: list[np.ndarray]) -> list[bool]:
+        out = []
+        for f in frames:
+            far.push(f.astype(np.float32) / 32768, RATE)
+            out.append(guard.process(AudioChunk(-1, f, RATE, 0.0, time.monotonic())).pcm.any())
+        return out
+
+    assert not any(passed(echo[:10]))  # the echo alone never reaches the VAD
+    bus.emit(ev.SpeechStarted(3, 0.2))  # a user turn began (the barge-in has emptied the speaker)
+    assert all(passed(echo[10:20]))
+    bus.emit(ev.SpeechEnded(3, 0.4, t_decided=0.0))
+    assert not any(passed(echo[20:]))
+
+
 def test_webrtc_canceller_removes_a_delayed_echo() -> None:
     from assistant.audio.echo import webrtc_canceller
 

@@ -6,6 +6,9 @@
   the mic signal (WebRTC AEC3, ``barge_in.echo: aec``) and/or gates it (``gate``): while the speaker
   plays and for an echo tail after it, a frame reaches the VAD only when it is louder than the echo
   could be. So the VAD never hears the assistant, and only real user speech can start a turn.
+  Once a turn has started, the gate stays open until it ends: the barge-in has emptied the speaker,
+  so only the echo's tail is left (the canceller still removes it), and a gate that closed on the
+  user's quieter syllables would cut pauses into the question that end the turn halfway.
 """
 
 from __future__ import annotations
@@ -22,7 +25,14 @@ import numpy as np
 from assistant.audio.convert import PIPELINE_RATE, StreamResampler, float_to_int16
 from assistant.config import BargeInConfig
 from assistant.core.bus import EventBus
-from assistant.core.events import EchoResync, InputLevel, PlaybackStarted, PlaybackStopped
+from assistant.core.events import (
+    EchoResync,
+    InputLevel,
+    PlaybackStarted,
+    PlaybackStopped,
+    SpeechEnded,
+    SpeechStarted,
+)
 from assistant.core.messages import AudioChunk
 from assistant.core.pipeline import AudioSource
 
@@ -149,6 +159,14 @@ class EchoGuard:
         self._level_at = 0.0
         self._level_peak = 0.0
         self._gated = False
+        self._user_turn = threading.Event()  # set from the VAD's thread
+        events.subscribe(self._on_turn, SpeechStarted, SpeechEnded)
+
+    def _on_turn(self, e: SpeechStarted | SpeechEnded) -> None:
+        if isinstance(e, SpeechStarted):
+            self._user_turn.set()
+        else:
+            self._user_turn.clear()
 
     def chunks(self, stop: threading.Event) -> Iterator[AudioChunk]:
         if self.cfg.echo == "aec" and self._aec is None:
@@ -171,9 +189,9 @@ class EchoGuard:
             pcm = self._aec.process(pcm, far)
         gated = self._gate(pcm, echo_rms, t_end)
         self._report(t_end, msg.pcm, echo_rms > 0, gated)
-        return AudioChunk(
-            msg.turn, np.zeros_like(pcm) if gated else pcm, msg.sample_rate, msg.t_input, msg.t_arrival
-        )
+        pcm = np.zeros_like(pcm) if gated else pcm
+        masked = echo_rms > 0  # playing, or within the echo's tail
+        return AudioChunk(msg.turn, pcm, msg.sample_rate, msg.t_input, msg.t_arrival, masked=masked)
 
     def _echo_level(self, t: float, far_rms: float, frame_s: float) -> float:
         """The loudest far-end level within the echo tail: what may still be ringing in the room."""
@@ -191,6 +209,8 @@ class EchoGuard:
             return False
         if not self.cfg.enabled:
             return True  # half duplex: nobody can talk over the assistant
+        if self._user_turn.is_set():
+            return False  # the user has the floor (see the module's note)
         level = _rms(pcm)
         margin = self.cfg.gate_margin_db if self._aec is None else self._residual_threshold(level, echo_rms)
         if level >= echo_rms * 10 ** (margin / 20):

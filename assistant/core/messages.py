@@ -43,6 +43,9 @@ class AudioChunk:
     t_input: float
     t_arrival: float
     voiced: bool = False  # set by the VAD on the frames it forwards
+    # set by the echo guard while the assistant's voice is (or may still be) in the room: the
+    # canceller suppresses the user too then, so a silence in such a frame may not be the user's
+    masked: bool = False
 
     @property
     def duration(self) -> float:
