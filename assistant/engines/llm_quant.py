@@ -53,7 +53,10 @@ def int8_per_channel(model):  # type: ignore[no-untyped-def]
     one activation scale per call blurs, and keeping the 18 layers over 100x in fp32 (found with a
     calibration pass) fixed some answers ("Jupiter" for "Mars") but broke as many: bench/llm.py
     82% right against 83%, and slower (two runs, each against SmolLM2 int8-mlp: first clause
-    1.11x against 1.04x, tokens/s 0.72x against 0.79x)."""
+    1.11x against 1.04x, tokens/s 0.72x against 0.79x). SmoothQuant's smoothing (alpha 0.5, scales
+    from a calibration pass folded into the norms and the up projections) fixed "Abraham Lincoln"
+    for the first president but lost overall: 73% right against 83% (one run, side by side; with
+    one weight scale per output channel, the smoothed-in outlier columns blur each row instead)."""
     import torch
     from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
 
