@@ -98,7 +98,7 @@ class AsrConfig:
     language: str | None = "en"
     cpu_threads: int = _in(2, 0, 64)
     # the shortest encoder window in seconds (the audio + 2 s when longer); 30 = Whisper's full window
-    window_s: float = _in(30.0, 1.0, 30.0)
+    window_s: float = _in(12.0, 1.0, 30.0)
     partial_interval_ms: PartialMs = 0
     speculative: bool = True
     # backend "wyoming": recognise on Wyoming servers (one tcp://host:port or a list) instead of here
