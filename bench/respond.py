@@ -8,7 +8,8 @@ them alike. The models are loaded once and shared. Settings:
   plain        streaming only: no speculative recognition or generation, no deadline
   speculative  + speculative recognition and generation at the first pause (no deadline)
   default      + the deadline fallback (the shipped config)
-  short_window the shipped config with a 10 s encoder window instead of Whisper's 30 s (asr.window_s=10)
+  ack_1200     the shipped config with the filler due at 1200 ms (the default until the 12 s window)
+  full_window  the shipped config with Whisper's own 30 s encoder window (asr.window_s=30; shipped: 12)
   smollm2      the shipped config with the LLM before issue 16: SmolLM2-135M, int8-mlp
                (`assistant models --prepare smollm2-135m-instruct` first)
 first_audio counts any sound (the deadline's acknowledgement too); answer_audio the answer itself.
@@ -36,7 +37,8 @@ SETTINGS = {
     "plain": ["asr.speculative=false", "llm.speculative=false", *NO_DEADLINE],
     "speculative": NO_DEADLINE,
     "default": [],
-    "short_window": ["asr.window_s=10"],
+    "ack_1200": ["deadline.first_audio_ms=1200"],  # the filler's deadline before the window was 12 s
+    "full_window": ["asr.window_s=30"],
     "smollm2": ["llm.model=smollm2-135m-instruct", "llm.quantization=int8-mlp"],
 }
 METRICS = ["asr_final", "llm_first_token", "answer_audio", "first_audio"]
@@ -65,7 +67,7 @@ def main() -> None:
     )
     parser.add_argument("--variants", default="piper,espeak_us")
     parser.add_argument("--questions", type=int, default=0, help="only the first N questions")
-    parser.add_argument("--settings", default="plain,speculative,default,short_window")
+    parser.add_argument("--settings", default="plain,speculative,default,full_window")
     parser.add_argument("--fast", action="store_true", help="feed as fast as possible (compute only)")
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="applies to every setting"
@@ -89,6 +91,7 @@ def main() -> None:
 
     results: dict[str, dict[str, list[float]]] = {name: {m: [] for m in METRICS} for name in settings}
     fallbacks = dict.fromkeys(settings, 0)
+    acks = dict.fromkeys(settings, 0)  # turns whose answer came after the deadline's filler
     turns = dict.fromkeys(settings, 0)  # one per recording, unless the VAD split a question
     for i, path in enumerate(recordings):
         order = settings if i % 2 == 0 else settings[::-1]
@@ -98,6 +101,7 @@ def main() -> None:
                     if metric in turn.latency_ms:
                         results[name][metric].append(turn.latency_ms[metric])
                 fallbacks[name] += turn.fallback
+                acks[name] += turn.acknowledged
                 turns[name] += 1
         print(f"  {i + 1}/{len(recordings)} {path.parent.name}/{path.name}", file=sys.stderr)
 
@@ -106,7 +110,7 @@ def main() -> None:
     print(
         f"{'setting':12}"
         + "".join(f"{m:>22}" for m in METRICS)
-        + f"{'answer x ' + base:>16}{'fallbacks':>11}"
+        + f"{'answer x ' + base:>16}{'fallbacks':>11}{'acks':>6}{'turns':>7}"
     )
     for name in settings:
         cells = []
@@ -121,7 +125,7 @@ def main() -> None:
         print(
             f"{name:12}"
             + "".join(f"{c:>22}" for c in cells)
-            + f"{ratio:16.2f}{fallbacks[name]:11d}{turns[name]:7d}"
+            + f"{ratio:16.2f}{fallbacks[name]:11d}{acks[name]:6d}{turns[name]:7d}"
         )
 
 

@@ -135,7 +135,7 @@ class LlmConfig:
 
 @dataclass(frozen=True, config=_STRICT)
 class DeadlineConfig:
-    first_audio_ms: int = _in(1200, 100, 10000)
+    first_audio_ms: int = _in(1600, 100, 10000)
     answer_ms: int = _in(4000, 200, 60000)
     reply_ms: int = _in(10000, 500, 120000)
     acknowledgements: tuple[str, ...] = _lax(("Hmm.", "Let's see.", "Well,"))
