@@ -4,6 +4,7 @@ AsyncTcpClient, and wyoming-bench run as a subprocess."""
 from __future__ import annotations
 
 import asyncio
+import difflib
 import re
 import subprocess
 import sys
@@ -77,6 +78,20 @@ def speech(speech_dir: Path) -> Callable[[str, str], Path]:
 
 def words(text: str) -> str:
     return normalise_text(text)
+
+
+def sounds_like(pattern: str, heard: str) -> bool:
+    """A word of ``heard`` that starts like ``pattern`` or is spelt within one letter of it:
+    tiny.en hears piper's "Paris is the capital" as "parishes the capital", and "Paris" as
+    "parris" (CI, under the load of eight clients)."""
+    if re.search(rf"\b{pattern}", heard):
+        return True
+    spellings = re.findall(r"[a-z0-9]+", pattern)
+    return any(
+        difflib.SequenceMatcher(None, word, spelt).ratio() >= 0.8
+        for word in heard.split()
+        for spelt in spellings
+    )
 
 
 def transcribe_back(service: WyomingService, pcm: bytes, rate: int) -> str:
@@ -210,8 +225,9 @@ def test_concurrent_clients_never_hear_each_other(served, speech) -> None:
         answer = words(" ".join(texts(spoken, "handled")))
         heard = words(transcribe_back(service, *reply_audio(spoken)))
         for said in (answer, heard):
-            # a word's start: tiny.en hears piper's "Paris is the capital" as "parishes the capital"
-            assert re.search(rf"\b{own}", said) and not re.search(rf"\b{other}", said), (case, said)
+            assert not re.search(rf"\b{other}", said), (case, said)
+        assert re.search(rf"\b{own}", answer), (case, answer)
+        assert sounds_like(own, heard), (case, heard)
     follow_ups = [p for p in prompts.prompts if p[-1]["content"] == "What did I just ask you?"]
     assert len(follow_ups) == 8
     for prompt in follow_ups:  # each follow-up carries its own question in the history, and only it
