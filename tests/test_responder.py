@@ -380,6 +380,53 @@ def test_prefix_cache_reuses_the_conversation_and_changes_nothing(cfg: Config) -
     assert int8.model.get_output_embeddings().weight().qscheme() == torch.per_channel_affine
 
 
+@pytest.mark.real
+def test_every_torch_call_of_the_llm_runs_on_its_one_compute_thread(cfg: Config) -> None:
+    """libgomp stops its workers spinning once a second thread keeps a pool (engines/openmp.py):
+    generation, a speculative one and the end-of-turn judgement must all run on one thread."""
+    from assistant.engines.local_llm import LlmEngine
+    from assistant.engines.store import ModelStore
+
+    engine = LlmEngine(
+        ModelStore(cfg.models.cache_dir).llm_path(cfg.llm.model), replace(cfg.llm, max_new_tokens=4)
+    )
+    threads: set[str] = set()
+    forward = engine.model.forward
+
+    def recorded(*args, **kwargs):  # type: ignore[no-untyped-def]
+        threads.add(threading.current_thread().name)
+        return forward(*args, **kwargs)
+
+    engine.model.forward = recorded
+    question = [{"role": "user", "content": "What is the capital of France?"}]
+    judged: list[float] = []
+    judge = threading.Thread(target=lambda: judged.append(float(engine.next_token_probabilities("Hi").sum())))
+    judge.start()
+    assert "".join(engine.stream(question))  # on this thread's behalf, beside the judgement
+    judge.join()
+    assert judged and abs(judged[0] - 1) < 1e-3
+    assert len(threads) == 1 and threads.pop().startswith("llm-compute"), threads
+
+
+def test_the_compute_thread_runs_calls_one_at_a_time_in_order_and_nested_calls_in_place() -> None:
+    from assistant.engines.openmp import ComputeThread
+
+    compute = ComputeThread("test-compute")
+    seen: list[tuple[int, str]] = []
+
+    def note(i: int) -> int:
+        seen.append((i, threading.current_thread().name))
+        return i
+
+    assert compute.run(lambda: compute.run(note, 0) + 1) == 1  # no deadlock: already on the thread
+    callers = [threading.Thread(target=compute.run, args=(note, i)) for i in range(1, 6)]
+    for caller in callers:
+        caller.start()
+        caller.join()
+    assert [i for i, _ in seen] == list(range(6))
+    assert {name for _, name in seen} == {seen[0][1]} and seen[0][1].startswith("test-compute")
+
+
 def test_the_responder_ticks_often_only_while_a_reply_may_need_its_deadline(cfg: Config) -> None:
     from assistant.core.stage import IDLE_POLL_S
     from assistant.stages.responder import POLL_S
