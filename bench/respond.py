@@ -41,7 +41,7 @@ SETTINGS = {
     "full_window": ["asr.window_s=30"],
     "smollm2": ["llm.model=smollm2-135m-instruct", "llm.quantization=int8-mlp"],
 }
-METRICS = ["asr_final", "llm_first_token", "answer_audio", "first_audio"]
+METRICS = ["asr_final", "llm_first_token", "first_clause", "answer_audio", "first_audio"]
 
 
 def own_engines(cfg, first, shared: build.Engines) -> build.Engines:  # type: ignore[no-untyped-def]
