@@ -238,7 +238,8 @@ def test_speculative_prefetch_is_adopted_when_the_user_has_finished(cfg: Config)
 
 
 def _llm_clauses(cfg: Config, reply: str, system: str | None = None) -> list[str]:
-    responder = LlmResponder(cfg.llm, engine=FakeLlm(reply))
+    """The clauses said of ``reply``, the first sentence whole (the split is tested on its own)."""
+    responder = LlmResponder(replace(cfg.llm, split_first_sentence=False), engine=FakeLlm(reply))
     stream = responder.open(time.monotonic())
     prompt = [{"role": "system", "content": system}] if system is not None else []
     stream.ask([*prompt, {"role": "user", "content": "Hi"}])
@@ -306,6 +307,20 @@ def test_a_cancelled_reply_ends_silently(cfg: Config) -> None:
     reply.ask([{"role": "user", "content": "Hello?"}])
     reply.cancel()  # a barge-in: the user went on, nothing is owed
     assert reply.next(1.0) is None
+
+
+def test_the_first_sentence_is_said_in_two_parts_and_kept_whole(cfg: Config) -> None:
+    llm = FakeLlm("The capital of France is Paris. It is lovely.")
+    clauses, _, stage = run_turns(cfg, llm, ["What is the capital of France?"])
+    assert [c.text for c in clauses] == ["The capital of France", "is Paris.", "It is lovely."]
+    assert stage.history[-1].reply == llm.reply  # as written: the voice's comma is not kept
+    reply = LlmResponder(cfg.llm, engine=llm).open(time.monotonic())
+    reply.ask([{"role": "user", "content": "And?"}])
+    first, second = reply.next(5.0), reply.next(5.0)
+    assert first is not None and first.continues and second is not None and not second.continues
+    whole = LlmResponder(replace(cfg.llm, split_first_sentence=False), engine=llm).open(time.monotonic())
+    whole.ask([{"role": "user", "content": "And?"}])
+    assert (clause := whole.next(5.0)) is not None and clause.text == "The capital of France is Paris."
 
 
 @pytest.mark.real

@@ -121,6 +121,7 @@ class LlmConfig:
     history_tokens: int = _in(512, 0, 32768)
     prefix_cache: bool = True
     speculative: bool = True
+    split_first_sentence: bool = True  # the first sentence's subject is said while the rest is made
     # backend "openai": stream from an OpenAI-compatible server instead of loading `model` here
     backend: Literal["local", "openai"] = "local"
     base_url: str = "http://127.0.0.1:8000/v1"

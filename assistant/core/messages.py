@@ -96,6 +96,7 @@ class ReplyText:
     ended: SpeechEnded
     t: float
     source: str = "llm"  # "llm", or the fallback kind that produced it
+    continues: bool = False  # mid-sentence: the next clause goes on with it (said without a final fall)
 
 
 @dataclass(frozen=True)

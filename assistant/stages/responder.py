@@ -279,7 +279,8 @@ class ResponderStage(Stage):
         if clause.source in ANSWER_SOURCES:
             spoken.append(clause.text if clause.kept is None else clause.kept)
         self.ctx.events.emit(ReplyClause(turn, clause.text, clause.source))
-        yield ReplyText(turn, clause.text, False, state.ended, time.monotonic(), clause.source)
+        now = time.monotonic()
+        yield ReplyText(turn, clause.text, False, state.ended, now, clause.source, clause.continues)
 
     def _report_first_token(self, turn: int, state: _OpenReply) -> None:
         if not state.first_token_reported and state.reply.t_first_token is not None:
