@@ -76,7 +76,6 @@ _CLAUSE_END = re.compile(r"[,;:\u2014](?=\s)")
 _PREDICATE = re.compile(
     r"\s(?=(?:is|are|was|were|has|have|had|equals|means|can|will|would|does|did)\b)", re.IGNORECASE
 )
-_CLAUSE_MARK = re.compile(r"[,;:\u2014]")
 _OPEN_END = re.compile(r"\w$")  # a clause that ends on a word: its sentence goes on
 # a full stop after these does not end the sentence ("Dr. Smith", "e.g. tea", "J. K. Rowling")
 # or after a list number at the start of a line ("1. Boil the water.")
@@ -169,7 +168,7 @@ class ClauseSplitter:
                 return clause.end()
         if self.split_first_sentence and self._emitted == 0:
             for verb in _PREDICATE.finditer(buf):  # cut where the verb begins: it need not be whole
-                subject = _CLAUSE_MARK.split(buf[: verb.start()])[-1]  # "Sure, the capital": 2 words
+                subject = _CLAUSE_END.split(buf[: verb.start()])[-1]  # "Sure, the capital": 2 words
                 if len(subject.split()) >= self.first_min_words:
                     return verb.start()
         if len(buf) > self.max_chars:
