@@ -132,7 +132,17 @@ import assistant.build, assistant.engines.turn as turn
 print("smart turn model:", turn.smart_turn_path())
 EOF
     say "preparing the models (sha256 of every shipped file, GGUF -> safetensors once)"
-    $PY -m assistant models --prepare || return 1
+    # the staged models (bench/gpu_stage.py): the default LLM (Qwen, 490 MB) is not staged; gpu_check
+    # runs SmolLM2 (its STAGED override)
+    # (its exit code also counts the unstaged default as missing: check the three staged ones)
+    $PY -m assistant models --prepare tiny.en smollm2-135m-instruct en_US-joe-medium
+    $PY -c "
+from assistant.config import load_config
+from assistant.engines.store import ModelStore
+staged = {'tiny.en', 'smollm2-135m-instruct', 'en_US-joe-medium'}
+states = {s.name: s.state for s in ModelStore(load_config().models.cache_dir).status() if s.name in staged}
+raise SystemExit(0 if set(states) == staged and set(states.values()) == {'ready'} else f'not ready: {states}')
+" || return 1
     local want got
     want=$(awk '/llm_safetensors_sha256/ {print $2}' "$WORK/expect.txt")
     got=$($PY -c "import json; print(json.load(open('$MODELS/smollm2-135m-instruct/.stamp.json'))['outputs']['model.safetensors'][1])")

@@ -8,8 +8,16 @@ them alike. The models are loaded once and shared. Settings:
   plain        streaming only: no speculative recognition or generation, no deadline
   speculative  + speculative recognition and generation at the first pause (no deadline)
   default      + the deadline fallback (the shipped config)
-  short_window the shipped config with a 10 s encoder window instead of Whisper's 30 s (asr.window_s=10)
+  ack_1200     the shipped config with the filler due at 1200 ms (the default until the 12 s window)
+  full_window  the shipped config with Whisper's own 30 s encoder window (asr.window_s=30; shipped: 12)
+  whole_sentence  the shipped config with the first sentence synthesised whole
+               (llm.split_first_sentence=false; shipped: its subject is said while the rest is made)
+  smollm2      the shipped config with the LLM before issue 16: SmolLM2-135M, int8-mlp
+               (`assistant models --prepare smollm2-135m-instruct` first)
 first_audio counts any sound (the deadline's acknowledgement too); answer_audio the answer itself.
+late joins: of the answer's clause-to-clause joins, those where the next clause was not synthesised
+by the time the one before had finished playing (a silence the speech did not have), and the
+longest such wait.
 """
 
 from __future__ import annotations
@@ -25,6 +33,8 @@ from assistant import build
 from assistant.audio.sinks import ListSink
 from assistant.config import load_config
 from assistant.core.bus import EventBus, EventLog
+from assistant.core.engines import ANSWER_SOURCES
+from assistant.core.events import AudioOut
 from assistant.eval.stats import percentile
 from assistant.eval.turns import build_turns
 from tests.speech.make_speech import load_questions, render
@@ -34,9 +44,22 @@ SETTINGS = {
     "plain": ["asr.speculative=false", "llm.speculative=false", *NO_DEADLINE],
     "speculative": NO_DEADLINE,
     "default": [],
-    "short_window": ["asr.window_s=10"],
+    "ack_1200": ["deadline.first_audio_ms=1200"],  # the filler's deadline before the window was 12 s
+    "full_window": ["asr.window_s=30"],
+    "whole_sentence": ["llm.split_first_sentence=false"],
+    "smollm2": ["llm.model=smollm2-135m-instruct", "llm.quantization=int8-mlp"],
 }
-METRICS = ["asr_final", "llm_first_token", "answer_audio", "first_audio"]
+LATE_MS = 20  # a wait shorter than one audio block is not heard
+METRICS = ["asr_final", "llm_first_token", "first_clause", "answer_audio", "first_audio"]
+
+
+def own_engines(cfg, first, shared: build.Engines) -> build.Engines:  # type: ignore[no-untyped-def]
+    engines = shared
+    if cfg.asr != first.asr:
+        engines = dataclasses.replace(engines, recognizer=build.whisper_engine(cfg, build.model_store(cfg)))
+    if cfg.llm != first.llm:
+        engines = dataclasses.replace(engines, llm=build.llm_engine(cfg, build.model_store(cfg)))
+    return engines
 
 
 def run_one(cfg, engines: build.Engines, path: Path, fast: bool):  # type: ignore[no-untyped-def]
@@ -44,7 +67,19 @@ def run_one(cfg, engines: build.Engines, path: Path, fast: bool):  # type: ignor
     events.subscribe(log)
     source = build.file_source(cfg, path, realtime=not fast)
     build.conversation_pipeline(cfg, engines, source, [ListSink()], events).run()
-    return build_turns(log.events)
+    return build_turns(log.events), join_waits(log.events)
+
+
+def join_waits(events) -> list[float]:  # type: ignore[no-untyped-def]
+    """For each join between two answer clauses of a turn: how long, in ms, the speaker waited for
+    the second after the first had finished (0 when it was ready in time)."""
+    waits, busy_until = [], {}
+    for e in events:
+        if isinstance(e, AudioOut) and e.source in ANSWER_SOURCES:
+            if e.turn in busy_until:
+                waits.append(max(0.0, 1000 * (e.t - busy_until[e.turn])))
+            busy_until[e.turn] = e.t + e.duration_s
+    return waits
 
 
 def main() -> None:
@@ -53,7 +88,7 @@ def main() -> None:
     )
     parser.add_argument("--variants", default="piper,espeak_us")
     parser.add_argument("--questions", type=int, default=0, help="only the first N questions")
-    parser.add_argument("--settings", default=",".join(SETTINGS))
+    parser.add_argument("--settings", default="plain,speculative,default,full_window")
     parser.add_argument("--fast", action="store_true", help="feed as fast as possible (compute only)")
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="applies to every setting"
@@ -67,13 +102,9 @@ def main() -> None:
     settings = args.settings.split(",")
     configs = {name: load_config(overrides=[*args.set, *SETTINGS[name]]) for name in settings}
     engines = build.load_engines(configs[settings[0]])
-    # a setting with other recognition options gets its own recogniser; the rest is shared
-    per_setting = {
-        name: engines
-        if cfg.asr == configs[settings[0]].asr
-        else dataclasses.replace(engines, recognizer=build.whisper_engine(cfg, build.model_store(cfg)))
-        for name, cfg in configs.items()
-    }
+    # a setting with other recognition or LLM options gets its own engine; the rest is shared
+    first = configs[settings[0]]
+    per_setting = {name: own_engines(cfg, first, engines) for name, cfg in configs.items()}
     print(
         f"{len(recordings)} recordings ({args.variants}), {'fast' if args.fast else 'real-time'}",
         file=sys.stderr,
@@ -81,15 +112,20 @@ def main() -> None:
 
     results: dict[str, dict[str, list[float]]] = {name: {m: [] for m in METRICS} for name in settings}
     fallbacks = dict.fromkeys(settings, 0)
+    acks = dict.fromkeys(settings, 0)  # turns whose answer came after the deadline's filler
     turns = dict.fromkeys(settings, 0)  # one per recording, unless the VAD split a question
+    waits: dict[str, list[float]] = {name: [] for name in settings}
     for i, path in enumerate(recordings):
         order = settings if i % 2 == 0 else settings[::-1]
         for name in order:
-            for turn in run_one(configs[name], per_setting[name], path, args.fast):
+            done, joins = run_one(configs[name], per_setting[name], path, args.fast)
+            waits[name] += joins
+            for turn in done:
                 for metric in METRICS:
                     if metric in turn.latency_ms:
                         results[name][metric].append(turn.latency_ms[metric])
                 fallbacks[name] += turn.fallback
+                acks[name] += turn.acknowledged
                 turns[name] += 1
         print(f"  {i + 1}/{len(recordings)} {path.parent.name}/{path.name}", file=sys.stderr)
 
@@ -98,7 +134,7 @@ def main() -> None:
     print(
         f"{'setting':12}"
         + "".join(f"{m:>22}" for m in METRICS)
-        + f"{'answer x ' + base:>16}{'fallbacks':>11}"
+        + f"{'answer x ' + base:>16}{'fallbacks':>11}{'acks':>6}{'turns':>7}{'late joins':>14}"
     )
     for name in settings:
         cells = []
@@ -113,8 +149,14 @@ def main() -> None:
         print(
             f"{name:12}"
             + "".join(f"{c:>22}" for c in cells)
-            + f"{ratio:16.2f}{fallbacks[name]:11d}{turns[name]:7d}"
+            + f"{ratio:16.2f}{fallbacks[name]:11d}{acks[name]:6d}{turns[name]:7d}"
+            + f"{late_joins(waits[name]):>14}"
         )
+
+
+def late_joins(waits: list[float]) -> str:
+    late = [w for w in waits if w > LATE_MS]
+    return f"{len(late)}/{len(waits)}" + (f" <={max(late):.0f}" if late else "")
 
 
 if __name__ == "__main__":

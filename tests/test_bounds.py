@@ -144,3 +144,29 @@ def test_a_slow_stage_backs_up_to_the_source_not_into_memory(monkeypatch) -> Non
     pipeline.stop()
     assert slow.seen == 2000  # nothing lost
     assert longest <= 20
+
+
+def test_a_silence_heard_through_the_assistants_voice_is_no_pause(cfg: Config) -> None:
+    """Just after a barge-in the echo canceller suppresses the user too: the gap it leaves (frames
+    the echo guard marks ``masked``) must not end the turn; real silence after it still does."""
+    cfg = replace(cfg, vad=replace(cfg.vad, end_of_turn="none", hangover_ms=400))
+    rng = np.random.default_rng(3)
+
+    def frames(voiced: bool, n: int, masked: bool = False):
+        for _ in range(n):
+            pcm = (rng.standard_normal(PIPELINE_RATE // 50) * (6000 if voiced else 0)).astype(np.int16)
+            yield pcm, masked
+
+    def run(script) -> list:
+        stage = VadStage(cfg.vad, cfg.audio.frame_ms)
+        stage.setup(StageContext(TurnScope(), EventBus(), threading.Event()))
+        out = []
+        for i, (pcm, masked) in enumerate(script):
+            out += stage.process(AudioChunk(-1, pcm, PIPELINE_RATE, i / 50, 0.0, masked=masked))
+        return out
+
+    def gap(masked: bool):
+        return [*frames(True, 25), *frames(False, 30, masked), *frames(True, 25), *frames(False, 40)]
+
+    assert sum(isinstance(m, SpeechEnded) for m in run(gap(masked=True))) == 1  # one turn, whole
+    assert sum(isinstance(m, SpeechEnded) for m in run(gap(masked=False))) == 2  # a real pause splits

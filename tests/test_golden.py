@@ -111,6 +111,26 @@ def test_a_window_too_short_to_trust_falls_back_to_the_full_one(cfg: Config, spe
             assert len(text.split()) <= len(reference.split()) + 2, (variant, case_id, text)
 
 
+def test_only_a_turn_long_enough_is_encoded_on_the_short_window(
+    whisper: WhisperEngine, speech_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A one-word turn goes to the full window (a short one made "No." "No? No?"); a question
+    (over FULL_WINDOW_UNDER_S) to the configured short one, and is heard right."""
+    from assistant.engines.whisper import FULL_WINDOW_UNDER_S
+
+    assert whisper.cfg.window_s < 30  # the shipped default
+    short: list[float] = []
+    real = whisper._transcribe_short
+    monkeypatch.setattr(whisper, "_transcribe_short", lambda a, w: short.append(w) or real(a, w))
+    path = render(CASES[0], "piper", speech_dir)
+    pcm = load_16k(path)
+    assert len(pcm) / PIPELINE_RATE > FULL_WINDOW_UNDER_S
+    text = whisper.transcribe(pcm)
+    assert short and word_errors(path.with_suffix(".txt").read_text(), text)[0] <= 1, text
+    whisper.transcribe(pcm[: int(PIPELINE_RATE * FULL_WINDOW_UNDER_S * 0.8)])
+    assert len(short) == 1
+
+
 def test_respond_answers_out_loud_and_the_reply_is_intelligible(
     whisper: WhisperEngine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

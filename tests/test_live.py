@@ -78,7 +78,7 @@ def test_far_end_reanchors_when_the_writer_stalls() -> None:
 def test_far_end_steps_back_to_its_margin_after_the_writer_was_late() -> None:
     # issue 14: each wait for a late writer left the reader a frame further behind; under load that
     # walked the reference past the echo and the assistant interrupted itself
-    from assistant.audio.echo import OVER_READS
+    from assistant.audio.far_end import OVER_READS
 
     far = FarEnd(margin_s=0.0)
     ramp = (np.arange(64000) + 0.5).astype(np.float32) / 32767  # sample k holds the value k
@@ -127,11 +127,17 @@ def guard_run(cfg: BargeInConfig, near: np.ndarray, far_audio: np.ndarray, cance
     guard = EchoGuard(ListSource([]), cfg, far, EventBus(), canceller=canceller)
     if cfg.echo == "aec":
         guard._aec = canceller()
+    return np.concatenate(feed(guard, far, near, far_audio))
+
+
+def feed(guard: EchoGuard, far: FarEnd, near: np.ndarray, far_audio: np.ndarray, t0: float = 0.0) -> list:
+    """``far_audio`` to the far end frame by frame, in step with ``near`` into the guard, from input
+    time ``t0``: the guard's output frames."""
     out = []
     for n, f in zip(frames_of(near), frames_of(far_audio), strict=True):
         far.push(f.astype(np.float32) / 32768, RATE)
-        out.append(guard.process(AudioChunk(-1, n, RATE, len(out) * 0.02, time.monotonic())).pcm)
-    return np.concatenate(out)
+        out.append(guard.process(AudioChunk(-1, n, RATE, t0 + len(out) * 0.02, time.monotonic())).pcm)
+    return out
 
 
 def test_gate_keeps_the_assistants_own_voice_from_the_vad() -> None:
@@ -258,6 +264,23 @@ def test_echo_that_gets_past_the_gate_is_neither_speech_nor_words() -> None:
     assert rms(near[: user_from - 320]) < 0.1 * echo_rms, (rms(near[: user_from - 320]), echo_rms)
     kept = rms(near[user_from + 320 : user_from + RATE // 2])
     assert 0.8 * user_rms < kept < 1.25 * user_rms, (kept, user_rms)
+
+
+def test_the_gate_stays_open_while_the_user_has_the_floor() -> None:
+    """Quiet syllables of a barge-in under the echo's tail must not become pauses in the turn."""
+    cfg = BargeInConfig(echo="gate", gate_margin_db=6.0)
+    far, bus = FarEnd(margin_s=0.0), EventBus()
+    guard = EchoGuard(ListSource([]), cfg, far, bus)
+    echo = tone(0.2)
+
+    def passed(t0: float) -> list[bool]:
+        return [frame.any() for frame in feed(guard, far, echo, echo, t0)]
+
+    assert not any(passed(0.0))  # the echo alone never reaches the VAD
+    bus.emit(ev.SpeechStarted(3, 0.2))  # a user turn began (the barge-in has emptied the speaker)
+    assert all(passed(0.2))
+    bus.emit(ev.SpeechEnded(3, 0.4, t_decided=0.0))
+    assert not any(passed(0.4))
 
 
 def test_webrtc_canceller_removes_a_delayed_echo() -> None:

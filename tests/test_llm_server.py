@@ -43,9 +43,16 @@ ENDLESS = {
 }
 
 
+# The served model: these tests are about the OpenAI-compatible client (streaming, cancellation,
+# failures, tools offered), so the smallest real model (scripts/setup.sh --dev prepares it): fp32 on
+# one thread, the default Qwen2.5-0.5B reads the tool schemas' long prompt 4x slower, and its chat
+# format has tools, which it calls badly ("What is the capital of France?" -> a "get date" call).
+SERVED_MODEL = "smollm2-135m-instruct"
+
+
 @pytest.fixture(scope="module")
 def server(cfg: Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TransformersServer]:
-    model_dir = ModelStore(cfg.models.cache_dir).llm_path(cfg.llm.model)
+    model_dir = ModelStore(cfg.models.cache_dir).llm_path(SERVED_MODEL)
     # one torch thread: two, on 2 cores shared with recognition and synthesis, were 4x slower
     # (bench/llm_server.py), and these tests must not depend on how busy the machine is
     with TransformersServer(model_dir, tmp_path_factory.mktemp("llm") / "server.log", threads=1) as srv:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from assistant.config import LlmConfig
 from assistant.engines.store import (
     ModelError,
     ModelStore,
@@ -391,7 +392,7 @@ def test_real_manifest_is_consistent() -> None:
         "qwen2.5-coder-0.5b-instruct",
         "en_US-joe-medium",
     }
-    optional = {"base", "qwen2.5-coder-0.5b-instruct"}
+    optional = {"base", "smollm2-135m-instruct"}
     assert {n for n, m in store.models.items() if m.get("default")} == set(store.models) - optional
     for m in store.models.values():
         spec = m["materialise"]
@@ -424,7 +425,7 @@ def test_real_models(real_store: ModelStore) -> None:
     onnx, cfg = real_store.voice_paths("en_US-joe-medium")
     assert onnx.is_file() and cfg.is_file()
 
-    d = real_store.llm_path("smollm2-135m-instruct")
+    d = real_store.llm_path(LlmConfig().model)  # the default LLM, as setup materialised it
     assert (d / "model.safetensors").is_file()
     tok = AutoTokenizer.from_pretrained(d)
     model = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32).eval()

@@ -39,7 +39,13 @@ def responder_chain(cfg: Config, llm: FakeLlm) -> DeadlineResponder:
     return DeadlineResponder(FastPathResponder(LlmResponder(cfg.llm, engine=llm)), cfg.deadline)
 
 
-def fake_pipeline(cfg: Config, path: Path, llm: FakeLlm | None = None, extra: list[Stage] | None = None):
+def fake_pipeline(
+    cfg: Config,
+    path: Path,
+    llm: FakeLlm | None = None,
+    extra: list[Stage] | None = None,
+    synth: FakeSynth | None = None,
+):
     events, log = EventBus(), EventLog()
     events.subscribe(log)
     sink = ListSink()
@@ -48,7 +54,7 @@ def fake_pipeline(cfg: Config, path: Path, llm: FakeLlm | None = None, extra: li
         AsrStage(cfg.asr, engine=FakeRecognizer()),
         *(extra or []),
         ResponderStage(responder_chain(cfg, llm or FakeLlm()), cfg.llm.system_prompt),
-        TtsStage(cfg.tts, engine=FakeSynth()),
+        TtsStage(cfg.tts, engine=synth or FakeSynth()),
         PlaybackStage([sink]),
     ]
     source = FileSource(path, realtime=False, tail_silence_s=1.0)
@@ -191,6 +197,44 @@ def test_a_ten_minute_recording_streams_in_bounded_memory(cfg: Config, tmp_path:
     assert len(build_turns(log.events)) == 4
     assert sf.info(tmp_path / "reply.wav").duration >= 600
     assert peak < 20e6, f"peak {peak / 1e6:.1f} MB of Python allocations for a 101 MB recording"
+
+
+def test_a_clause_cut_mid_sentence_is_said_with_a_comma_and_a_short_pause(cfg: Config) -> None:
+    from assistant.stages.tts import JOIN_PAUSE_S
+
+    class TrailingSilence(FakeSynth):  # like piper: 250 ms of silence after the words
+        def __init__(self) -> None:
+            self.said: list[str] = []
+
+        def synthesize(self, text: str) -> Iterator[np.ndarray]:
+            self.said.append(text)
+            tone = next(super().synthesize(text))
+            yield np.concatenate([tone, np.zeros(int(0.25 * self.sample_rate), np.int16)])
+
+    synth = TrailingSilence()
+    tts = TtsStage(cfg.tts, engine=synth)
+    tts.setup(StageContext(TurnScope(), EventBus(), threading.Event()))
+    synth.said.clear()
+    ended = SpeechEnded(1, 1.0, t_decided=time.monotonic(), t=time.monotonic())
+
+    def said(text: str, continues: bool) -> float:
+        out = list(tts.process(ReplyText(1, text, False, ended, time.monotonic(), "llm", continues)))
+        assert all(m.text == text for m in out)  # what is reported and kept is the clause itself
+        return sum(len(m.pcm) for m in out) / synth.sample_rate
+
+    head, tail = said("The capital of France", True), said("is Paris.", False)
+    assert synth.said == ["The capital of France,", "is Paris."]
+    assert head <= 0.05 * len("The capital of France,") + JOIN_PAUSE_S + 0.01  # the pause cut short
+    assert tail >= 0.05 * len("is Paris.") + 0.24  # a sentence's end keeps its silence
+
+    # the responder marks the cut and the stages carry it to the voice
+    synth = TrailingSilence()
+    pipeline, log, _ = fake_pipeline(
+        cfg, SAMPLES / "question.wav", FakeLlm("The capital of France is Paris."), synth=synth
+    )
+    pipeline.run()
+    assert [e.text for e in log.of(ReplyClause)] == ["The capital of France", "is Paris."]
+    assert synth.said[-2:] == ["The capital of France,", "is Paris."]
 
 
 def test_tts_replays_short_clauses_it_said_before_and_prepared_ones_from_memory(cfg: Config) -> None:

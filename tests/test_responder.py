@@ -245,7 +245,8 @@ def test_speculative_prefetch_is_adopted_when_the_user_has_finished(cfg: Config)
 
 
 def _llm_clauses(cfg: Config, reply: str, system: str | None = None) -> list[str]:
-    responder = LlmResponder(cfg.llm, engine=FakeLlm(reply))
+    """The clauses said of ``reply``, the first sentence whole (the split is tested on its own)."""
+    responder = LlmResponder(replace(cfg.llm, split_first_sentence=False), engine=FakeLlm(reply))
     stream = responder.open(time.monotonic())
     prompt = [{"role": "system", "content": system}] if system is not None else []
     stream.ask([*prompt, {"role": "user", "content": "Hi"}])
@@ -315,6 +316,20 @@ def test_a_cancelled_reply_ends_silently(cfg: Config) -> None:
     assert reply.next(1.0) is None
 
 
+def test_the_first_sentence_is_said_in_two_parts_and_kept_whole(cfg: Config) -> None:
+    llm = FakeLlm("The capital of France is Paris. It is lovely.")
+    clauses, _, stage = run_turns(cfg, llm, ["What is the capital of France?"])
+    assert [c.text for c in clauses] == ["The capital of France", "is Paris.", "It is lovely."]
+    assert stage.history[-1].reply == llm.reply  # as written: the voice's comma is not kept
+    reply = LlmResponder(cfg.llm, engine=llm).open(time.monotonic())
+    reply.ask([{"role": "user", "content": "And?"}])
+    first, second = reply.next(5.0), reply.next(5.0)
+    assert first is not None and first.continues and second is not None and not second.continues
+    whole = LlmResponder(replace(cfg.llm, split_first_sentence=False), engine=llm).open(time.monotonic())
+    whole.ask([{"role": "user", "content": "And?"}])
+    assert (clause := whole.next(5.0)) is not None and clause.text == "The capital of France is Paris."
+
+
 @pytest.mark.real
 def test_real_model_knows_the_capital_of_france(cfg: Config) -> None:
     from assistant.engines.local_llm import LlmEngine
@@ -356,7 +371,7 @@ def test_prefix_cache_reuses_the_conversation_and_changes_nothing(cfg: Config) -
     questions = ["What is the capital of France?", "And of Italy?", "How many legs does a spider have?"]
     outputs = {}
     # fp32: exact. (int8 dynamic quantisation scales activations per fed tensor, so a reused prefix
-    # changes the numerics slightly; the reuse with the CPU default, int8-mlp, is checked below.)
+    # changes the numerics slightly; the reuse with the CPU default, int8-channel, is checked below.)
     for cached in (False, True):
         engine = LlmEngine(
             model_dir, replace(cfg.llm, prefix_cache=cached, max_new_tokens=24, quantization="none")
@@ -377,7 +392,61 @@ def test_prefix_cache_reuses_the_conversation_and_changes_nothing(cfg: Config) -
     for text in questions[:2]:
         reply = "".join(int8.stream([system, *history, {"role": "user", "content": text}]))
         history += [{"role": "user", "content": text}, {"role": "assistant", "content": reply}]
-    assert int8.quantization == "int8-mlp" and int8.last_reused > reused[0]  # the CPU default
+    assert int8.quantization == "int8-channel" and int8.last_reused > reused[0]  # the CPU default
+    import torch
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
+
+    # every layer int8 with a scale per output channel, the output layer too
+    assert not [m for m in int8.model.modules() if type(m) is torch.nn.Linear]
+    assert isinstance(int8.model.get_output_embeddings(), DynamicInt8Linear)
+    assert int8.model.get_output_embeddings().weight().qscheme() == torch.per_channel_affine
+
+
+@pytest.mark.real
+def test_every_torch_call_of_the_llm_runs_on_its_one_compute_thread(cfg: Config) -> None:
+    """libgomp stops its workers spinning once a second thread keeps a pool (engines/openmp.py):
+    generation, a speculative one and the end-of-turn judgement must all run on one thread."""
+    from assistant.engines.local_llm import LlmEngine
+    from assistant.engines.store import ModelStore
+
+    engine = LlmEngine(
+        ModelStore(cfg.models.cache_dir).llm_path(cfg.llm.model), replace(cfg.llm, max_new_tokens=4)
+    )
+    threads: set[str] = set()
+    forward = engine.model.forward
+
+    def recorded(*args, **kwargs):  # type: ignore[no-untyped-def]
+        threads.add(threading.current_thread().name)
+        return forward(*args, **kwargs)
+
+    engine.model.forward = recorded
+    question = [{"role": "user", "content": "What is the capital of France?"}]
+    judged: list[float] = []
+    judge = threading.Thread(target=lambda: judged.append(float(engine.next_token_probabilities("Hi").sum())))
+    judge.start()
+    assert "".join(engine.stream(question))  # on this thread's behalf, beside the judgement
+    judge.join()
+    assert judged and abs(judged[0] - 1) < 1e-3
+    assert len(threads) == 1 and threads.pop().startswith("llm-compute"), threads
+
+
+def test_the_compute_thread_runs_calls_one_at_a_time_in_order_and_nested_calls_in_place() -> None:
+    from assistant.engines.openmp import ComputeThread
+
+    compute = ComputeThread("test-compute")
+    seen: list[tuple[int, str]] = []
+
+    def note(i: int) -> int:
+        seen.append((i, threading.current_thread().name))
+        return i
+
+    assert compute.run(lambda: compute.run(note, 0) + 1) == 1  # no deadlock: already on the thread
+    callers = [threading.Thread(target=compute.run, args=(note, i)) for i in range(1, 6)]
+    for caller in callers:
+        caller.start()
+        caller.join()
+    assert [i for i, _ in seen] == list(range(6))
+    assert {name for _, name in seen} == {seen[0][1]} and seen[0][1].startswith("test-compute")
 
 
 def test_the_responder_ticks_often_only_while_a_reply_may_need_its_deadline(cfg: Config) -> None:

@@ -1,10 +1,10 @@
 from __future__ import annotations
 
-from assistant.reply.clauses import ClauseSplitter, clean_for_speech
+from assistant.reply.clauses import ClauseSplitter, clean_for_speech, goes_on
 
 
-def split(text: str, step: int = 3) -> list[str]:
-    splitter = ClauseSplitter()
+def split(text: str, step: int = 3, split_first_sentence: bool = False) -> list[str]:
+    splitter = ClauseSplitter(split_first_sentence=split_first_sentence)
     out: list[str] = []
     for i in range(0, len(text), step):  # arrive in small pieces, like tokens
         out += splitter.feed(text[i : i + step])
@@ -21,6 +21,25 @@ def test_sentences_and_a_short_first_clause() -> None:
         "Well, you know,",
         "it depends on the weather, and on your mood today",
     ]
+
+
+def test_the_first_sentence_is_cut_where_its_verb_starts_once_its_subject_has_three_words() -> None:
+    def early(text: str) -> list[str]:
+        return split(text, split_first_sentence=True)
+
+    assert early("The capital of France is Paris. It is big and old.") == [
+        "The capital of France",
+        "is Paris.",
+        "It is big and old.",
+    ]
+    assert early("Romeo and Juliet were written by William Shakespeare.")[0] == "Romeo and Juliet"
+    assert early("A spider has eight legs.") == ["A spider has eight legs."]  # a short subject
+    assert early("Yes. The capital of France is Paris.") == ["Yes.", "The capital of France is Paris."]
+    assert early("Sure, the capital is Paris.") == ["Sure, the capital is Paris."]  # "the capital"
+    assert split("The capital of France is Paris.") == ["The capital of France is Paris."]  # off
+    # only the cut mid-sentence goes on; a clause that ends in punctuation does not
+    assert [goes_on(c) for c in early("The capital of France is Paris.")] == [True, False]
+    assert not goes_on("Sure,")
 
 
 def test_no_cut_inside_numbers_or_without_a_following_space() -> None:

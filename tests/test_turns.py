@@ -187,7 +187,7 @@ def test_smart_turn_hears_a_finished_question_and_an_unfinished_one() -> None:
 
 @pytest.mark.real
 def test_the_loaded_llm_hears_a_finished_question_and_an_unfinished_one(cfg: Config) -> None:
-    """SmolLM2-135M's P(the message ends here): the same words with and without their end (heads
+    """The default LLM's P(the message ends here): the same words with and without their end (heads
     whose last word is not on the dangling list, so the LLM decides alone)."""
     llm = build.llm_engine(cfg, build.model_store(cfg))
     engine = build.turn_engine(load_config(overrides=["vad.end_of_turn=llm"]), llm)

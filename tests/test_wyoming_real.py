@@ -4,6 +4,7 @@ AsyncTcpClient, and wyoming-bench run as a subprocess."""
 from __future__ import annotations
 
 import asyncio
+import difflib
 import re
 import subprocess
 import sys
@@ -59,7 +60,7 @@ class PromptLog:
 def served(cfg: Config) -> Iterator[tuple[WyomingService, int, PromptLog]]:
     # eight conversations share one LLM on 2 cores: answers queue for seconds, so the deadline's
     # give-up time is raised here; what is tested is who gets which answer, not how fast
-    cfg = replace(cfg, deadline=replace(cfg.deadline, answer_ms=30000, reply_ms=60000))
+    cfg = replace(cfg, deadline=replace(cfg.deadline, answer_ms=60000, reply_ms=90000))
     engines = build.load_engines(cfg)
     prompts = PromptLog(engines.llm)
     engines = shared_engines.shared(replace(engines, llm=prompts))
@@ -77,6 +78,20 @@ def speech(speech_dir: Path) -> Callable[[str, str], Path]:
 
 def words(text: str) -> str:
     return normalise_text(text)
+
+
+def sounds_like(pattern: str, heard: str) -> bool:
+    """A word of ``heard`` that starts like ``pattern`` or is spelt within one letter of it:
+    tiny.en hears piper's "Paris is the capital" as "parishes the capital", and "Paris" as
+    "parris" (CI, under the load of eight clients)."""
+    if re.search(rf"\b{pattern}", heard):
+        return True
+    spellings = re.findall(r"[a-z0-9]+", pattern)
+    return any(
+        difflib.SequenceMatcher(None, word, spelt).ratio() >= 0.8
+        for word in heard.split()
+        for spelt in spellings
+    )
 
 
 def transcribe_back(service: WyomingService, pcm: bytes, rate: int) -> str:
@@ -170,25 +185,23 @@ def test_a_spoken_conversation_hears_answers_and_speaks(served, speech) -> None:
             await c.write_event(
                 RunPipeline(start_stage=PipelineStage.ASR, end_stage=PipelineStage.TTS).event()
             )
-            await send_audio(c, *wav_pcm(speech("spider_legs")), stop=False)
+            await send_audio(c, *wav_pcm(speech("days_week")), stop=False)
             return await read_until(c, {"audio-stop"})
 
     events = asyncio.run(go())
     kinds = [e.type for e in events]
     assert kinds.index("voice-started") < kinds.index("voice-stopped") < kinds.index("transcript")
-    assert words(texts(events, "transcript")[0]) == "how many legs does a spider have"
-    assert re.search(r"\b(eight|8)\b", words(texts(events, "handled")[0]))
+    assert words(texts(events, "transcript")[0]) == "how many days are there in a week"
+    assert re.search(r"\b(seven|7)\b", words(texts(events, "handled")[0]))
     heard = words(transcribe_back(service, *reply_audio(events)))
-    assert re.search(r"\b(eight|8)\b", heard), heard  # the spoken reply says it too
+    assert re.search(r"\b(seven|7)\b", heard), heard  # the spoken reply says it too
 
 
 def test_concurrent_clients_never_hear_each_other(served, speech) -> None:
-    """Eight satellites talk at once; four ask about France, four about spiders."""
+    """Eight satellites talk at once; four ask about France, four about the days of the week."""
     service, port, prompts = served
-    # tiny.en sometimes hears piper's "eight legs" as "eighth legs": the point here is whose answer
-    # each client hears, so either spelling of the number counts as the spider answer
-    eight = r"(eight|eighth|8)"
-    questions = {"capital_france": ("paris", eight), "spider_legs": (eight, "paris")}
+    seven = r"(seven|7)"
+    questions = {"capital_france": ("paris", seven), "days_week": (seven, "paris")}
 
     async def one(case: str):  # type: ignore[no-untyped-def]
         async with client(port, timeout=120) as c:
@@ -212,14 +225,16 @@ def test_concurrent_clients_never_hear_each_other(served, speech) -> None:
         answer = words(" ".join(texts(spoken, "handled")))
         heard = words(transcribe_back(service, *reply_audio(spoken)))
         for said in (answer, heard):
-            assert re.search(rf"\b{own}\b", said) and not re.search(rf"\b{other}\b", said), (case, said)
+            assert not re.search(rf"\b{other}", said), (case, said)
+        assert re.search(rf"\b{own}", answer), (case, answer)
+        assert sounds_like(own, heard), (case, heard)
     follow_ups = [p for p in prompts.prompts if p[-1]["content"] == "What did I just ask you?"]
     assert len(follow_ups) == 8
     for prompt in follow_ups:  # each follow-up carries its own question in the history, and only it
         asked = [m["content"] for m in prompt[1:-1] if m["role"] == "user"]
         assert len(asked) == 1 and asked[0].rstrip("?").lower() in (
             "what is the capital of france",
-            "how many legs does a spider have",
+            "how many days are there in a week",
         ), asked
     assert sum("france" in p[1]["content"].lower() for p in follow_ups if len(p) > 2) == 4
     assert wait_for_no_pipeline_threads() == set()

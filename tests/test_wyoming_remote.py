@@ -30,6 +30,7 @@ from assistant.core.engines import EngineUnavailable
 from assistant.core.events import AudioOut, ReplyClause, TranscriptFinal
 from assistant.engines.wyoming_pool import ServerPool, parse_uris
 from assistant.engines.wyoming_speech import WyomingRecognizer, WyomingSynthesizer
+from assistant.eval.textnorm import word_errors
 from assistant.eval.turns import build_turns
 from tests.fakes import FakeLlm, FakeRecognizer, FakeSynth
 from tests.llm_server import free_port
@@ -195,9 +196,10 @@ def test_remote_speech_matches_in_process_speech(
     audio = tts.synthesize_all("What time is it in Paris?")
     from assistant.audio.convert import resample
 
-    assert local.transcribe(resample(audio, tts.sample_rate, PIPELINE_RATE)).rstrip("?.") == (
-        "What time is it in Paris"
-    )
+    # piper's synthesis is stochastic (its noise scales), and tiny.en now and then hears one word of
+    # it otherwise ("What time is it in pairs", CI): the voice is intelligible at most one word off
+    heard = local.transcribe(resample(audio, tts.sample_rate, PIPELINE_RATE))
+    assert word_errors("What time is it in Paris?", heard)[0] <= 1, heard
 
 
 @pytest.mark.real

@@ -1,11 +1,14 @@
 """Echo handling: the assistant must never hear itself.
 
-- ``FarEnd`` keeps what the speaker actually played (the speaker's callback feeds it), placed on the
+- ``FarEnd`` (far_end.py) keeps what the speaker actually played (the speaker's callback feeds it), placed on the
   monotonic clock: the reference for echo cancellation and for echo-aware gating.
 - ``EchoGuard`` wraps the microphone (an audio source itself). It removes the assistant's own voice from
   the mic signal (WebRTC AEC3, ``barge_in.echo: aec``) and/or gates it (``gate``): while the speaker
   plays and for an echo tail after it, a frame reaches the VAD only when it is louder than the echo
   could be. So the VAD never hears the assistant, and only real user speech can start a turn.
+  Once a turn has started, the gate stays open until it ends: the barge-in has emptied the speaker,
+  so only the echo's tail is left (the canceller still removes it), and a gate that closed on the
+  user's quieter syllables would cut pauses into the question that end the turn halfway.
 """
 
 from __future__ import annotations
@@ -19,11 +22,19 @@ from typing import Protocol
 
 import numpy as np
 
-from assistant.audio.convert import PIPELINE_RATE, StreamResampler, float_to_int16
+from assistant.audio.convert import PIPELINE_RATE
 from assistant.audio.echo_fit import WINDOW_FRAMES, best_squared_correlation, subtract_echo
+from assistant.audio.far_end import FarEnd
 from assistant.config import BargeInConfig
 from assistant.core.bus import EventBus
-from assistant.core.events import EchoResync, InputLevel, PlaybackStarted, PlaybackStopped
+from assistant.core.events import (
+    EchoResync,
+    InputLevel,
+    PlaybackStarted,
+    PlaybackStopped,
+    SpeechEnded,
+    SpeechStarted,
+)
 from assistant.core.messages import AudioChunk
 from assistant.core.pipeline import AudioSource
 
@@ -34,7 +45,6 @@ GATE_HOLD_S = 0.25  # once a frame passes the gate, keep it open this long: word
 AEC_IDLE_S = 30.0  # keep the canceller running this long after playback: pausing it between
 # replies was followed by echo getting through; idle (no reply for 30 s) it costs nothing
 LEVEL_EVERY_S = 0.1
-OVER_READS = 25  # reads (0.5 s) the far end tolerates its reader lagging past the margin
 RAW_FRAMES = 100  # frames (2 s) of raw microphone and played audio kept for barge-in's echo check
 ECHO_LAGS = 20  # frames (0.4 s): the longest speaker-to-microphone delay the echo check looks for
 RESIDUAL_WINDOW = 250  # frames of playback (5 s) over which the canceller's residue is judged
@@ -45,88 +55,6 @@ PATH_PROBES = 10  # the last this many checks decide (2 s of playback)
 NO_PATH_LIKENESS = 0.2  # every recent check below this (or the microphone silent): no echo path
 # frames that pass the gate marked ``echo`` (see AudioChunk.echo): the played audio dominates them
 ECHO_FRAME_LIKENESS, ECHO_FRAME_FRAMES = 0.7, 3
-
-
-class FarEnd:
-    """What the speaker played, at 16 kHz, read by the microphone side in lock-step.
-
-    The speaker's callback appends every block it plays (silence included); the echo guard reads as
-    many samples as each microphone frame holds. Both streams run on sample clocks, so the distance
-    between writer and reader stays fixed (up to slow drift) and the echo canceller sees a steady
-    delay. Mapping both through callback times instead was measured to jitter by several ms and
-    halve the cancellation. The reader starts ``margin_s`` behind the writer so callback jitter does
-    not make it catch up; it skips ahead when more than ``max_lag_s`` behind (start-up, a stall), and
-    gets silence without moving when the writer is late (``late``: the echo guard then gates).
-    Each such wait leaves the reader a frame further behind, so the echo's delay to its reference
-    shrinks: live, under load, it walked from 80 ms to 35 ms and below in a session until the echo
-    came before its reference, and neither the canceller nor barge-in's echo check could match it.
-    So a reader found more than 3 frames past its margin for OVER_READS reads in a row steps back
-    up to the margin (a resync: the canceller re-converges on the small change).
-    """
-
-    def __init__(self, seconds: float = 4.0, margin_s: float = 0.06, max_lag_s: float = 2.0) -> None:
-        self._ring = np.zeros(int(seconds * PIPELINE_RATE), dtype=np.int16)
-        self._written = 0  # samples appended so far
-        self._read = 0  # next sample the reader gets
-        self.margin = int(margin_s * PIPELINE_RATE)
-        self.max_lag = int(max_lag_s * PIPELINE_RATE)
-        self._over = 0  # reads in a row that found the reader too far behind
-        self.late = 0  # samples of the last read the writer had not delivered yet
-        self._resamplers: dict[int, StreamResampler] = {}
-        self._silent_blocks = 0
-        self.resyncs = 0  # times the reader had to skip ahead (reported: the canceller re-converges)
-        self._frac = 0.0  # fraction of a sample carried between skipped blocks
-        self._lock = threading.Lock()
-
-    def push(self, block: np.ndarray, rate: int) -> None:
-        """Called from the speaker's callback with the float block it just handed to the device."""
-        resampler = self._resamplers.get(rate)
-        if resampler is None:
-            resampler = self._resamplers[rate] = StreamResampler(rate, PIPELINE_RATE)
-        silent = not block.any()
-        if silent and self._silent_blocks >= 10:  # 10 blocks of silence flushed its filter
-            # idle: the resampler holds only silence, so skip it (most of the idle CPU) and count
-            # the samples it would have made; resumed later, its output lines up as if never paused
-            self._frac += len(block) * PIPELINE_RATE / rate
-            pcm = np.zeros(int(self._frac), dtype=np.int16)
-            self._frac -= len(pcm)
-        else:
-            pcm = float_to_int16(resampler.process(block))
-        self._silent_blocks = self._silent_blocks + 1 if silent else 0
-        pcm = pcm[-len(self._ring) :]
-        with self._lock:
-            size = len(self._ring)
-            start = self._written % size
-            first = min(len(pcm), size - start)
-            self._ring[start : start + first] = pcm[:first]
-            self._ring[: len(pcm) - first] = pcm[first:]
-            self._written += len(pcm)
-
-    def read(self, n: int) -> np.ndarray:
-        """The next ``n`` played samples (zeros while the speaker delivers nothing)."""
-        with self._lock:
-            behind = self._written - self._read
-            # behind by more than the margin and some jitter for a while: the writer was late
-            # and the reader waited; step back up to the margin (see the class comment)
-            self._over = self._over + 1 if behind > self.margin + 3 * n else 0
-            if behind > self.max_lag or self._over >= OVER_READS:
-                self._read = self._written - n - self.margin
-                self._over = 0
-                self.resyncs += 1
-                behind = n + self.margin
-            self.late = n if behind < n else 0
-            if behind < n:  # the speaker is late: wait for it, never re-read
-                return np.zeros(n, dtype=np.int16)
-            out = self._take(self._read, n)
-            self._read += n
-            return out
-
-    def _take(self, start: int, n: int) -> np.ndarray:
-        size = len(self._ring)
-        start %= size
-        if start + n <= size:
-            return self._ring[start : start + n].copy()
-        return np.concatenate([self._ring[start:], self._ring[: start + n - size]])
 
 
 class Canceller(Protocol):
@@ -191,6 +119,8 @@ class EchoGuard:
         self._raw: deque[tuple[float, np.ndarray, np.ndarray]] = deque(maxlen=RAW_FRAMES)
         self._probes: deque[float] = deque(maxlen=PATH_PROBES)  # echo likeness while playing
         self._played_frames = 0
+        self._user_turn = threading.Event()  # set from the VAD's thread
+        events.subscribe(self._on_turn, SpeechStarted, SpeechEnded)
 
     def echo_likeness(self, t0: float, t1: float) -> float | None:
         """How much of the raw (uncancelled) microphone signal that arrived in ``t0..t1`` (monotonic)
@@ -222,6 +152,12 @@ class EchoGuard:
             self._probes.append(_likeness(frames, len(frames) - PATH_PROBE_FRAMES, len(frames)) or 0.0)
             if self.echo_path != was:
                 log.info("echo path %s", "found: cancelling it" if self.echo_path else "none: mic used as is")
+
+    def _on_turn(self, e: SpeechStarted | SpeechEnded) -> None:
+        if isinstance(e, SpeechStarted):
+            self._user_turn.set()
+        else:
+            self._user_turn.clear()
 
     def chunks(self, stop: threading.Event) -> Iterator[AudioChunk]:
         if self.cfg.echo == "aec" and self._aec is None:
@@ -257,8 +193,11 @@ class EchoGuard:
             likeness = _likeness(frames, max(0, len(frames) - ECHO_FRAME_FRAMES), len(frames))
         echo = likeness is not None and likeness >= ECHO_FRAME_LIKENESS  # (a user 10 dB under: ~0.9)
         out = np.zeros_like(pcm) if gated else pcm
+        masked = echo_rms > 0 and self.echo_path  # playing, or within the echo's tail
         near = self._near(frames) if len(frames) > WINDOW_FRAMES + ECHO_LAGS else None
-        return AudioChunk(msg.turn, out, msg.sample_rate, msg.t_input, msg.t_arrival, echo=echo, near=near)
+        return AudioChunk(
+            msg.turn, out, msg.sample_rate, msg.t_input, msg.t_arrival, echo=echo, near=near, masked=masked
+        )
 
     @staticmethod
     def _near(frames: list[tuple[float, np.ndarray, np.ndarray]]) -> np.ndarray:
@@ -285,6 +224,8 @@ class EchoGuard:
             return True  # half duplex: nobody can talk over the assistant
         if not self.echo_path:
             return False  # headphones: the microphone never hears the reply
+        if self._user_turn.is_set():
+            return False  # the user has the floor (see the module's note)
         level = _rms(pcm)
         if self._aec is None or self.far.late:  # (late: the canceller had no reference for this
             margin = self.cfg.gate_margin_db  # frame, so only a voice louder than the echo counts)

@@ -98,7 +98,7 @@ class AsrConfig:
     language: str | None = "en"
     cpu_threads: int = _in(2, 0, 64)
     # the shortest encoder window in seconds (the audio + 2 s when longer); 30 = Whisper's full window
-    window_s: float = _in(30.0, 1.0, 30.0)
+    window_s: float = _in(12.0, 1.0, 30.0)
     partial_interval_ms: PartialMs = 0
     speculative: bool = True
     # backend "wyoming": recognise on Wyoming servers (one tcp://host:port or a list) instead of here
@@ -108,9 +108,9 @@ class AsrConfig:
 
 @dataclass(frozen=True, config=_STRICT)
 class LlmConfig:
-    model: str = "smollm2-135m-instruct"
+    model: str = "qwen2.5-coder-0.5b-instruct"
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    quantization: Literal["auto", "none", "int8", "int8-mlp", "int4", "bf16", "fp16"] = "auto"
+    quantization: Literal["auto", "none", "int8", "int8-mlp", "int8-channel", "int4", "bf16", "fp16"] = "auto"
     max_new_tokens: int = _in(60, 1, 2048)
     temperature: float = _in(0.0, 0, 2)
     repetition_penalty: float = _in(1.0, 1.0, 2.0)
@@ -121,6 +121,7 @@ class LlmConfig:
     history_tokens: int = _in(512, 0, 32768)
     prefix_cache: bool = True
     speculative: bool = True
+    split_first_sentence: bool = True  # the first sentence's subject is said while the rest is made
     # backend "openai": stream from an OpenAI-compatible server instead of loading `model` here
     backend: Literal["local", "openai"] = "local"
     base_url: str = "http://127.0.0.1:8000/v1"
@@ -135,7 +136,7 @@ class LlmConfig:
 
 @dataclass(frozen=True, config=_STRICT)
 class DeadlineConfig:
-    first_audio_ms: int = _in(1200, 100, 10000)
+    first_audio_ms: int = _in(1600, 100, 10000)
     answer_ms: int = _in(4000, 200, 60000)
     reply_ms: int = _in(10000, 500, 120000)
     acknowledgements: tuple[str, ...] = _lax(("Hmm.", "Let's see.", "Well,"))

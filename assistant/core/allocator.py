@@ -47,3 +47,38 @@ def trim() -> bool:
     the system. True when some was released."""
     libc = _glibc()
     return bool(libc.malloc_trim(0)) if libc is not None else False
+
+
+MADV_DONTNEED = 4  # sys/mman.h
+
+
+def drop_file_pages(address: int, length: int) -> bool:
+    """Let go of the resident pages in [address, address + length) when they lie in a file
+    mapping (a memory-mapped checkpoint), so they stop counting in the process's memory.
+
+    A page touched again is read back from the file, so memory that was never written (weights as
+    the checkpoint has them) loses nothing; a page of a private mapping that was written would go
+    back to the file's bytes, so call this only on such memory or on memory no longer used.
+    Anonymous memory is left alone (dropping it would zero it). Used while a model is quantised
+    layer by layer: each float weight read from the checkpoint is let go once its int8 copy exists,
+    so the peak holds one layer's float weights, not the whole checkpoint. True when dropped."""
+    libc = _glibc()
+    page = os.sysconf("SC_PAGE_SIZE")
+    start, end = -(-address // page) * page, (address + length) // page * page
+    if libc is None or end <= start or not _in_file_mapping(start, end):
+        return False
+    libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    return libc.madvise(start, end - start, MADV_DONTNEED) == 0
+
+
+def _in_file_mapping(start: int, end: int) -> bool:
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                fields = line.split()
+                low, high = (int(x, 16) for x in fields[0].split("-"))
+                if low <= start and end <= high:
+                    return len(fields) >= 6 and fields[5].startswith("/")
+    except OSError:  # no procfs: keep the pages
+        pass
+    return False

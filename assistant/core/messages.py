@@ -54,6 +54,9 @@ class AudioChunk:
     # fit of the played audio (assistant.audio.echo_fit), which keeps a user's words the canceller
     # suppresses at double talk; the recogniser makes a second transcript of it (``near_text``)
     near: np.ndarray | None = field(default=None, repr=False)
+    # set by the echo guard while the assistant's voice is (or may still be) in the room: the
+    # canceller suppresses the user too then, so a silence in such a frame may not be the user's
+    masked: bool = False
 
     @property
     def duration(self) -> float:
@@ -104,6 +107,7 @@ class ReplyText:
     ended: SpeechEnded
     t: float
     source: str = "llm"  # "llm", or the fallback kind that produced it
+    continues: bool = False  # mid-sentence: the next clause goes on with it (said without a final fall)
 
 
 @dataclass(frozen=True)

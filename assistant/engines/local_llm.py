@@ -3,7 +3,8 @@
 Generation is a plain greedy (or sampled) loop over the KV cache rather than ``model.generate``:
 per-token control (stop the moment a turn is cancelled or a deadline passes), and the cache of the
 previous prompt is kept, so a new prompt that starts the same way (system prompt, history) only
-feeds its new tokens: turn 5 does not re-read turns 1-4.
+feeds its new tokens: turn 5 does not re-read turns 1-4. Every torch call runs on the engine's one
+compute thread (engines/openmp.py says why: a decode step takes 1.6x as long otherwise).
 """
 
 from __future__ import annotations
@@ -11,36 +12,29 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from assistant.config import LlmConfig
 from assistant.core.engines import ChatMessage
+from assistant.engines.llm_quant import dynamic_int8, weight_only_quantize
+from assistant.engines.openmp import ComputeThread
 
 log = logging.getLogger(__name__)
 
 
 class LlmEngine:
     def __init__(self, model_dir: Path, cfg: LlmConfig) -> None:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
         self.cfg = cfg
         self.device = pick_device(cfg.device)
-        if self.device == "cpu" and cfg.threads > 0:
-            torch.set_num_threads(cfg.threads)
         self.quantization = pick_quantization(cfg.quantization, self.device)
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.quantization, torch.float32)
-        model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype)
-        if self.device != "cpu" and self.quantization in ("int8", "int4"):
-            model = _weight_only_quantize(model.to(self.device), self.quantization)
-        elif self.quantization in ("int8", "int8-mlp"):
-            model = _dynamic_int8(model, mlp_only=self.quantization == "int8-mlp")
-        self.model = model.to(self.device).eval()
+        self._compute = ComputeThread("llm-compute")
+        self.model = self._compute.run(self._load, model_dir)
         # few-shot turns showing a small model the length and tone wanted (and what to say to a fragment)
         self._examples: list[ChatMessage] = [
             {"role": role, "content": text}
@@ -61,6 +55,20 @@ class LlmEngine:
         self.judge_reused = 0  # and by the latest end-of-turn judgement
         log.info("LLM %s on %s (%s)", model_dir.name, self.device, self.quantization)
 
+    def _load(self, model_dir: Path):  # type: ignore[no-untyped-def]
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        if self.device == "cpu" and self.cfg.threads > 0:
+            torch.set_num_threads(self.cfg.threads)
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.quantization, torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype)
+        if self.device != "cpu" and self.quantization in ("int8", "int4"):
+            model = weight_only_quantize(model.to(self.device), self.quantization)
+        elif self.quantization in ("int8", "int8-mlp", "int8-channel"):
+            model = dynamic_int8(model, self.quantization)
+        return model.to(self.device).eval()
+
     def prompt_ids(self, messages: list[ChatMessage]) -> list[int]:
         """The chat-templated prompt, with the oldest exchanges dropped to fit ``history_tokens``."""
         system, history, question = messages[:1], messages[1:-1], messages[-1:]
@@ -78,21 +86,16 @@ class LlmEngine:
         self, messages: list[ChatMessage], should_stop: Callable[[], bool] = lambda: False
     ) -> Iterator[str]:
         """Yield the reply as text increments; stops at EOS, ``max_new_tokens`` or ``should_stop``."""
-        import torch
-
-        with self._lock, torch.inference_mode():
+        with self._lock:
             ids = self.prompt_ids(messages)
-            feed = self._prefix.reuse(ids)
+            feed = self._compute.run(self._prefix.reuse, ids)
             self.last_reused = len(ids) - len(feed)
             generated: list[int] = []
             text_so_far = ""
             for _ in range(self.cfg.max_new_tokens):
                 if should_stop():
                     return
-                step = torch.tensor([feed], device=self.device)
-                logits = self.model(input_ids=step, cache=self._prefix.cache, use_cache=True).logits[0, -1]
-                self._prefix.ids += feed
-                token = self._choose(self._penalise_repeats(logits, generated))
+                token = self._compute.run(self._next_token, feed, generated)
                 if token in self._eos:
                     return
                 generated.append(token)
@@ -102,6 +105,16 @@ class LlmEngine:
                     continue
                 yield text[len(text_so_far) :]
                 text_so_far = text
+
+    def _next_token(self, feed: list[int], generated: list[int]) -> int:
+        """Feed ``feed`` through the reply's cache; the token chosen next (on the compute thread)."""
+        import torch
+
+        with torch.inference_mode():
+            step = torch.tensor([feed], device=self.device)
+            logits = self.model(input_ids=step, cache=self._prefix.cache, use_cache=True).logits[0, -1]
+            self._prefix.ids += feed
+            return self._choose(self._penalise_repeats(logits, generated))
 
     @property
     def stop_ids(self) -> frozenset[int]:
@@ -115,13 +128,18 @@ class LlmEngine:
         all start with the same system prompt and template: they go through a prefix cache of their
         own (``PrefixCache``, as generation's), so a judgement feeds only the transcript's tokens, and
         under a lock of their own, so a judgement never waits for a speculative generation that may
-        hold the generation lock for its whole reply. The weights are only read (eval, inference
-        mode; the dynamic int8 layers scale each call's own activations), so both may run at once.
+        hold the generation lock for its whole reply: on the compute thread, it waits for one decode
+        step at most. The weights are only read (eval, inference mode; the dynamic int8 layers
+        scale each call's own activations), so the two may interleave.
         """
+        ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        with self._judge_lock:
+            return self._compute.run(self._judge_probabilities, ids)
+
+    def _judge_probabilities(self, ids: list[int]):  # type: ignore[no-untyped-def]
         import torch
 
-        ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        with self._judge_lock, torch.inference_mode():
+        with torch.inference_mode():
             feed = self._judge.reuse(ids)
             self.judge_reused = len(ids) - len(feed)
             step = torch.tensor([feed], device=self.device)
@@ -202,53 +220,10 @@ def pick_device(device: str) -> str:
 
 def pick_quantization(quantization: str, device: str) -> str:
     if quantization == "auto":
-        return "int8-mlp" if device == "cpu" else "bf16"
+        return "int8-channel" if device == "cpu" else "bf16"
     if quantization == "int4" and device == "cpu":
-        log.warning("int4 weight-only quantisation needs a GPU; using int8-mlp on the CPU")
-        return "int8-mlp"
-    if quantization == "int8-mlp" and device != "cpu":
+        log.warning("int4 weight-only quantisation needs a GPU; using int8-channel on the CPU")
+        return "int8-channel"
+    if quantization in ("int8-mlp", "int8-channel") and device != "cpu":
         return "int8"  # torchao weight-only: activations stay bf16, so nothing to keep out
     return quantization
-
-
-def _dynamic_int8(model, mlp_only: bool):  # type: ignore[no-untyped-def]
-    """CPU dynamic int8: int8 weights, activations scaled per call from the tensor fed.
-
-    Because the activation scale depends on what is fed, prefilling a prompt in two chunks (the
-    prefix cache: system prompt cached, the rest fed later) gives other numbers than one pass, and
-    with every Linear quantised SmolLM2-135M then answered "What is the capital of France?" with
-    nonsense. ``mlp_only`` quantises only the MLP's input projections (gate, up): attention, the
-    output layer and the MLP's down projection stay fp32. The down projection reads the activations
-    with the large outliers that per-tensor int8 handles worst; quantised too, SmolLM2 answered
-    "How many legs does the spider have?" with "1" where fp32 and this split say eight."""
-    import torch
-
-    spec: set[type] | dict[str, object] = {torch.nn.Linear}
-    if mlp_only:
-        qconfig = torch.ao.quantization.default_dynamic_qconfig
-        spec = {
-            name: qconfig
-            for name, module in model.named_modules()
-            if isinstance(module, torch.nn.Linear)
-            and ".mlp." in f".{name}."
-            and not name.endswith(("down_proj", "fc2", "c_proj"))
-        }
-    with warnings.catch_warnings():  # torch marks its quantised tensor types deprecated; they work
-        warnings.simplefilter("ignore", UserWarning)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return torch.ao.quantization.quantize_dynamic(model, spec, dtype=torch.qint8)
-
-
-def _weight_only_quantize(model, quantization: str):  # type: ignore[no-untyped-def]
-    """int8/int4 weight-only on a GPU through torchao (bf16 activations)."""
-    import torch
-
-    try:
-        from torchao.quantization import Int4WeightOnlyConfig, Int8WeightOnlyConfig, quantize_
-    except ImportError as exc:
-        raise RuntimeError(
-            f"llm.quantization={quantization} on a GPU needs torchao: pip install torchao (or use bf16/fp16)"
-        ) from exc
-    model = model.to(torch.bfloat16)
-    quantize_(model, Int8WeightOnlyConfig() if quantization == "int8" else Int4WeightOnlyConfig())
-    return model

@@ -7,9 +7,8 @@ window of ``max(asr.window_s, audio + WINDOW_PAD_S)``. Too short a window and th
 know where to stop: it repeats the sentence (measured on the test speech: a 6 s minimum looped on 4
 of 154 files, 10 s on none); so a pass whose text looks repetitive or unsure by faster-whisper's own
 thresholds is done again on the full window, and so is anything longer than one window or with the
-language left to detection. The default stays 30 (faster-whisper's own path): on the pipeline's
-VAD-cut turns a 20 s window made more word errors than raw faster-whisper (config.yaml has the
-figures).
+language left to detection, and a turn under FULL_WINDOW_UNDER_S. The default is 12 (config.yaml
+has the word errors per window on the pipeline's VAD-cut turns).
 """
 
 from __future__ import annotations
@@ -32,6 +31,9 @@ FRAMES_PER_S = 100  # Whisper's log-mel frames
 # faster-whisper's defaults for a pass it would retry at a higher temperature
 COMPRESSION_RATIO_MAX = 2.4
 AVG_LOGPROB_MIN = -1.0
+# audio shorter than this goes to the full window: a one-word turn is where a short window went
+# wrong ("No." came out "No? No?", too short a repeat for the compression check; "Stop." "dot.")
+FULL_WINDOW_UNDER_S = 1.5
 
 
 class WhisperEngine:
@@ -64,7 +66,7 @@ class WhisperEngine:
             return ""
         audio = int16_to_float(pcm)
         seconds = len(audio) / PIPELINE_RATE
-        if self._short_ok and seconds + WINDOW_PAD_S < FULL_WINDOW_S:
+        if self._short_ok and FULL_WINDOW_UNDER_S <= seconds < FULL_WINDOW_S - WINDOW_PAD_S:
             text = self._transcribe_short(audio, max(self.cfg.window_s, seconds + WINDOW_PAD_S))
             if text is not None:
                 return text

@@ -26,6 +26,7 @@ class Clause:
     # a tool the model called (text empty): whoever offered the tools turns it into what is said,
     # when the clause is taken (never while a speculative reply is being prepared)
     call: ToolCall | None = None
+    continues: bool = False  # the sentence goes on in the next clause (the splitter cut it at its verb)
 
 
 class Reply(Protocol):

@@ -2,8 +2,10 @@
 
 TTS sounds natural on whole clauses, and the first clause is what the user waits for; so a clause
 is released at a sentence end, or at a comma/semicolon/colon once it has a few words, and the very
-first clause may be short. A full stop after an abbreviation ("Dr.", "e.g.") or an initial ("J. K.")
-is not a sentence end. Text is cleaned for speech: no markdown, code blocks, emoji or URLs reach the
+first clause may be short. With ``split_first_sentence``, a first sentence with a subject of a few
+words is released at its verb ("The capital of France | is Paris."): the subject is synthesised and
+playing while the rest is generated (a clause without closing punctuation goes on in the next one).
+A full stop after an abbreviation ("Dr.", "e.g.") or an initial ("J. K.") is not a sentence end. Text is cleaned for speech: no markdown, code blocks, emoji or URLs reach the
 voice, and symbols, units and abbreviations are written out the way they are read aloud
 ("5 km" -> "5 kilometers", "2 * 3 = 6" -> "2 times 3 equals 6", "e.g." -> "for example").
 """
@@ -70,6 +72,11 @@ _SPACE_BEFORE_PUNCT = re.compile(r"\s+(?=[,.;:!?])")
 _SENTENCE_END = re.compile(r"[.!?]+[\"')\]]?(?=\s)")
 _ENDS_SENTENCE = re.compile(r"[.!?][\"')\]]?$")
 _CLAUSE_END = re.compile(r"[,;:\u2014](?=\s)")
+# the verbs that most often start the predicate of a short answer ("The capital of France is Paris.")
+_PREDICATE = re.compile(
+    r"\s(?=(?:is|are|was|were|has|have|had|equals|means|can|will|would|does|did)\b)", re.IGNORECASE
+)
+_OPEN_END = re.compile(r"\w$")  # a clause that ends on a word: its sentence goes on
 # a full stop after these does not end the sentence ("Dr. Smith", "e.g. tea", "J. K. Rowling")
 # or after a list number at the start of a line ("1. Boil the water.")
 _NO_STOP_BEFORE = re.compile(r"(?i:\b(?:Dr|Mr|Mrs|Ms|St|vs|approx|e\.g|i\.e))$|\b[A-Z]$|(?:^|\n)\s*\d+$")
@@ -96,9 +103,21 @@ def ends_sentence(text: str) -> bool:
     return bool(_ENDS_SENTENCE.search(text.strip()))
 
 
+def goes_on(clause: str) -> bool:
+    """Whether a clause released mid-stream ends mid-sentence (a cut at a verb or at max_chars)."""
+    return bool(_OPEN_END.search(clause))
+
+
 class ClauseSplitter:
-    def __init__(self, first_min_words: int = 3, min_words: int = 6, max_chars: int = 200) -> None:
+    def __init__(
+        self,
+        first_min_words: int = 3,
+        min_words: int = 6,
+        max_chars: int = 200,
+        split_first_sentence: bool = False,
+    ) -> None:
         self.first_min_words = first_min_words
+        self.split_first_sentence = split_first_sentence
         self.min_words = min_words
         self.max_chars = max_chars
         self._buffer = ""
@@ -147,6 +166,11 @@ class ClauseSplitter:
         for clause in _CLAUSE_END.finditer(buf):
             if len(buf[: clause.end()].split()) >= min_words:
                 return clause.end()
+        if self.split_first_sentence and self._emitted == 0:
+            for verb in _PREDICATE.finditer(buf):  # cut where the verb begins: it need not be whole
+                subject = _CLAUSE_END.split(buf[: verb.start()])[-1]  # "Sure, the capital": 2 words
+                if len(subject.split()) >= self.first_min_words:
+                    return verb.start()
         if len(buf) > self.max_chars:
             space = buf.rfind(" ", 0, self.max_chars)
             return space if space > 0 else self.max_chars

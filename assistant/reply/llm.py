@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from assistant.config import LlmConfig
 from assistant.core.engines import ChatMessage, TextStreamer, Tool, ToolCall, ToolStreamer
 from assistant.reply.base import Clause, DeferredReply, ReplyStream, produce
-from assistant.reply.clauses import ClauseSplitter, ends_sentence
+from assistant.reply.clauses import ClauseSplitter, ends_sentence, goes_on
 
 log = logging.getLogger(__name__)
 _WORD = re.compile(r"[\w']+")
@@ -71,13 +71,14 @@ class LlmResponder:
         leaks = _ngrams(_words(messages[0]["content"]), 4) if messages[0]["role"] == "system" else set()
 
         def work(stream: ReplyStream) -> None:
-            splitter = ClauseSplitter()
+            splitter = ClauseSplitter(split_first_sentence=self.cfg.split_first_sentence)
             said: set[str] = set()
             spoken: list[str] = []  # the reply's words so far, for the loop check
             sentence_done = False  # the last clause spoken ended a sentence
 
-            def say(clause: str) -> bool:
-                """Put one clause; False when the reply must end here (it loops)."""
+            def say(clause: str, released: bool = True) -> bool:
+                """Put one clause (``released`` by the splitter mid-stream, not the reply's flushed
+                end); False when the reply must end here (it loops)."""
                 nonlocal sentence_done
                 if not _WORD.search(clause):  # ".." alone: SmolLM2 sometimes ends a reply so
                     return True
@@ -90,7 +91,7 @@ class LlmResponder:
                 if clause:
                     said.add(clause.lower())
                     spoken.extend(m.group().lower() for m in _TOKEN.finditer(clause))
-                    stream.put(Clause(clause))
+                    stream.put(Clause(clause, continues=released and not looped and goes_on(clause)))
                     sentence_done = ends_sentence(clause)
                 return not looped
 
@@ -99,7 +100,7 @@ class LlmResponder:
                 if isinstance(piece, ToolCall):
                     rest = splitter.flush()
                     if rest and not stream.cancelled.is_set():
-                        say(rest)
+                        say(rest, released=False)
                     stream.put(Clause("", "llm", call=piece))
                     return  # closing the generator drops any further calls
                 last_piece = "\n\n" in piece  # a second paragraph: small models start rambling there
@@ -114,7 +115,7 @@ class LlmResponder:
                 log.debug("LLM reply: dropped the unfinished tail %r", rest)
                 return
             if rest and not stream.cancelled.is_set():
-                say(rest)
+                say(rest, released=False)
 
         return produce(ReplyStream(), work, "llm")
 

@@ -10,8 +10,7 @@ the deadline fallback). Per turn:
 - the final transcript asks the reply, and clauses stream out as they come.
 Only what was actually played enters the history when a reply is cut off by barge-in.
 
-Whether a turn is answered at all is the ``TurnPolicy``'s call (stages/policy.py): the conversation
-answers every turn; the agent only those addressed to it, and it may stop, or say a fixed reply.
+The ``TurnPolicy`` (stages/policy.py) decides: answer, skip, stop, resume or a fixed reply.
 """
 
 from __future__ import annotations
@@ -282,7 +281,8 @@ class ResponderStage(Stage):
         if clause.source in ANSWER_SOURCES:
             spoken.append(clause.text if clause.kept is None else clause.kept)
         self.ctx.events.emit(ReplyClause(turn, clause.text, clause.source))
-        yield ReplyText(turn, clause.text, False, state.ended, time.monotonic(), clause.source)
+        now = time.monotonic()
+        yield ReplyText(turn, clause.text, False, state.ended, now, clause.source, clause.continues)
 
     def _report_first_token(self, turn: int, state: _OpenReply) -> None:
         if not state.first_token_reported and state.reply.t_first_token is not None:

@@ -18,6 +18,12 @@ reached). The judgement waits for that verdict on this thread (the frames that q
 caught up at once, so a user who goes on is still heard) but no longer than the longest pause could
 last: an overloaded machine ends turns late rather than cutting sentences. Waiting, rather than
 polling frame by frame, also judges a file fed faster than real time the same way every run.
+
+A silence in a frame the echo guard marks ``masked`` (the assistant was playing, or its echo may
+still ring) does not count toward a pause once the user has the floor: the echo canceller then
+suppresses the user's voice as well, and such a gap, just after a barge-in, cut "How many legs
+does a spider have?" into a finished-sounding "Help." and a second turn. The barge-in empties the
+speaker, so this lasts the echo's tail at most. A candidate still needs real voice to start a turn.
 """
 
 from __future__ import annotations
@@ -134,7 +140,7 @@ class VadStage(Stage):
         while len(self._pending) - offset >= self.frame_len:
             pcm = self._pending[offset : offset + self.frame_len]
             t = start + offset / PIPELINE_RATE
-            yield AudioChunk(-1, pcm, PIPELINE_RATE, t, chunk.t_arrival, echo=chunk.echo)
+            yield AudioChunk(-1, pcm, PIPELINE_RATE, t, chunk.t_arrival, echo=chunk.echo, masked=chunk.masked)
             offset += self.frame_len
         self._pending = self._pending[offset:]
 
@@ -155,8 +161,9 @@ class VadStage(Stage):
             self._last_voiced = frame
             self._paused = False
             self._judged, self._limit_ms = False, self._unjudged_ms()
-        else:
+        elif not (frame.masked and self._state == "speaking"):
             self._silence_ms += self.frame_ms
+        # else: a silence heard through the assistant's own voice is no pause (the module's note)
         if self._state == "candidate":
             self._candidate.append(frame)
             if self._silence_ms >= self.cfg.hangover_ms:
