@@ -1,6 +1,8 @@
 """Live benchmark: `assistant listen` on virtual PulseAudio devices, measured from the outside.
 
     .venv/bin/python bench/live.py [--questions 4] [--trials 3] [--idle-s 20] [--modes aec,gate,none]
+    .venv/bin/python bench/live.py --interruptions-only --interruptions 5 [--paths loudspeaker]
+        [--set barge_in.hold_generation=false]
 
 1. Reply latency: each question is played into the virtual microphone while both the microphone feed
    and the speaker are recorded (two parec processes started together). Latency = end of the
@@ -160,7 +162,9 @@ def interruption(server: PulseServer, assistant: Assistant, question: Path, soun
     }
 
 
-def interruptions(server: PulseServer, work: Path, runs: int, echo: bool) -> list[tuple[str, str]]:
+def interruptions(
+    server: PulseServer, work: Path, runs: int, echo: bool, settings: tuple[str, ...] = ()
+) -> list[tuple[str, str]]:
     from tests.test_live_interruptions import LONG_QUESTION, cough, spoken
 
     sounds = {
@@ -173,9 +177,10 @@ def interruptions(server: PulseServer, work: Path, runs: int, echo: bool) -> lis
     question = spoken(LONG_QUESTION, work / "i_long.wav", post_s=1.5)
     server.echo(echo)
     slow = ("--set", "deadline.answer_ms=30000", "--set", "deadline.reply_ms=90000")
-    assistant = Assistant(server, work, *slow, "--set", "barge_in.decide_timeout_s=20")
+    extra = tuple(a for kv in settings for a in ("--set", kv))
+    assistant = Assistant(server, work, *slow, "--set", "barge_in.decide_timeout_s=20", *extra)
     rows = []
-    where = "loudspeaker (echo path)" if echo else "no echo path"
+    where = ("loudspeaker (echo path)" if echo else "no echo path") + "".join(f", {kv}" for kv in settings)
     try:
         if assistant.wait_for("ready", 180) is None:
             return [(f"interruptions, {where}", "assistant did not get ready")]
@@ -288,6 +293,14 @@ def main() -> int:
         "--interruptions", type=int, default=0, metavar="N", help="N runs of each interruption case"
     )
     ap.add_argument("--interruptions-only", action="store_true", help="only the interruption cases")
+    ap.add_argument(
+        "--paths",
+        default="none,loudspeaker",
+        help="interruption cases: without (none) and/or with the echo path",
+    )
+    ap.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="config for the interruption cases"
+    )
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-live-"))
@@ -297,8 +310,9 @@ def main() -> int:
     rows: list[tuple[str, str]] = []
     with PulseServer() as server:
         if args.interruptions_only:
-            for echo in (False, True):
-                rows += interruptions(server, work, max(1, args.interruptions), echo)
+            paths = [p.strip() for p in args.paths.split(",")]
+            for echo in [p == "loudspeaker" for p in paths]:
+                rows += interruptions(server, work, max(1, args.interruptions), echo, tuple(args.set))
             print_rows(rows, work)
             return 0
         if args.idle_only:
@@ -338,8 +352,8 @@ def main() -> int:
             )
             rows.append((f"echo loopback on, barge_in.echo={mode}", r.get("error") or verdict))
         if args.interruptions:
-            for echo in (False, True):
-                rows += interruptions(server, work, args.interruptions, echo)
+            for echo in [p.strip() == "loudspeaker" for p in args.paths.split(",")]:
+                rows += interruptions(server, work, args.interruptions, echo, tuple(args.set))
     print_rows(rows, work)
     return 0
 

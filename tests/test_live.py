@@ -438,6 +438,7 @@ def test_speech_over_the_reply_pauses_it_and_a_stop_word_ends_it() -> None:
         ("", "a time there was", ("resumed", "echo (echo-fitted mic)")),  # the reply's own words
         ("Stop.", "", ("stopped", "stop phrase")),  # a stop phrase in either stops, unless the fitted
         ("And that's enough.", "MMM.", ("resumed", "backchannel (echo-fitted mic)")),  # mic hummed
+        ("Mm-hmm.", "KMMM.", ("resumed", "backchannel (echo-fitted mic)")),  # the fitted mic's non-word
         ("How many legs does a spider have?", None, ("answered", "question")),  # no loudspeaker
         # a question both heard alike is answered; words only one of them made up (an "mm-hmm" under
         # each signal's own echo residue, live) are no words
@@ -563,15 +564,22 @@ class FakeMic:
 
 
 @pytest.mark.parametrize(
-    ("after", "echo_path", "outcome"),
-    [(0.0, True, "resumed"), (400.0, True, "stopped"), (0.0, False, "stopped")],
+    ("after", "echo_path", "near", "outcome"),
+    [
+        (0.0, True, None, "resumed"),
+        (0.0, True, "", "resumed"),
+        (0.0, True, "Come back.", "stopped"),  # the echo-fitted mic heard words: a user's
+        (400.0, True, None, "stopped"),
+        (0.0, False, None, "stopped"),
+    ],
 )
 def test_speech_after_which_the_mic_fell_silent_with_the_speaker_was_its_echo(
-    after: float, echo_path: bool, outcome: str
+    after: float, echo_path: bool, near: str | None, outcome: str
 ) -> None:
     """Live, the echo that got past the canceller came out of Whisper as "Done." or "Works well." and
     stopped the reply. Once paused, the echo stops; a user goes on speaking: so speech whose mic fell
-    silent with the speaker resumes, whatever its words (with an echo path only: headphones can't)."""
+    silent with the speaker resumes (with an echo path only: headphones can't), unless the mic minus
+    the fitted echo heard words (a short "Stop." the VAD heard late, live: '' and "come back.")."""
     events, log, scope = EventBus(), EventLog(), TurnScope()
     events.subscribe(log)
     speaker, mic = FakeSpeaker(pending=2.0), FakeMic(0.1, after)
@@ -582,7 +590,7 @@ def test_speech_after_which_the_mic_fell_silent_with_the_speaker_was_its_echo(
     events.emit(ev.SpeechStarted(2, 5.0))
     mic.paused_at = time.monotonic()
     events.emit(ev.SpeechEnded(2, 5.6, t_decided=6.0))
-    events.emit(ev.TranscriptFinal(2, "Done."))
+    events.emit(ev.TranscriptFinal(2, "Done.", near_text=near))
     decided = log.first(ev.Interruption, 2)
     assert decided is not None and decided.outcome == outcome, log.of(ev.Interruption)
     assert scope.is_stale(1) == (outcome == "stopped")
@@ -1036,3 +1044,20 @@ def test_no_microphone_is_a_clear_error(room, tmp_path: Path) -> None:
     )
     assert res.returncode == 2
     assert "error:" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_generation_is_held_from_a_pause_until_every_pause_is_decided() -> None:
+    from assistant.live.hold import GenerationHold
+
+    held: list[bool] = []
+    events = EventBus()
+    GenerationHold(SimpleNamespace(hold=held.append), events)  # type: ignore[arg-type]
+    events.emit(ev.ReplyPaused(2, 1, 3.0))
+    events.emit(ev.ReplyPaused(3, 1, 3.0))  # more speech while still paused
+    events.emit(ev.Interruption(2, 1, "resumed", 400.0, "", "no words"))
+    assert held == [True, True, True]  # turn 3's pause is still undecided
+    events.emit(ev.Interruption(3, 1, "resumed", 900.0, "", "backchannel"))
+    assert held[-1] is False
+    events.emit(ev.ReplyPaused(5, 4, 3.0))
+    events.emit(ev.BargeIn(6, 4, 1.5, "", 3.0))  # a cut drops older pauses without outcomes of their own
+    assert held[-2:] == [True, False]

@@ -57,7 +57,15 @@ def room():
     yield from pulse.session()
 
 
-@pytest.fixture(scope="module", params=[False, True], ids=["headphones", "loudspeaker"])
+# Over the loudspeaker path each case is tried up to 3 times: what tiny.en makes of a word heard
+# through the echo canceller varies from run to run ("Mm-hmm." once came out "Good enough.": a stop
+# phrase), and the issue's target is a rate (>= 9 in 10). bench/live.py measures that rate; this
+# catches a case that fails again and again. Without the echo path, one try each.
+@pytest.fixture(
+    scope="module",
+    params=[False, pytest.param(True, marks=pytest.mark.flaky(reruns=2))],
+    ids=["headphones", "loudspeaker"],
+)
 def rig(room, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
     """One `assistant listen` shared by these tests, without and then with the echo path (the
     speaker looped back into the microphone); the sounds they play."""
@@ -91,7 +99,7 @@ def rig(room, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureR
 def story(assistant: pulse.Assistant, since: float) -> str:
     """The assistant's events since ``since``, one a line with what decides these tests (outcome,
     reason, pause times), for every assertion message: a CI failure must be diagnosable from it."""
-    keys = ("outcome", "reason", "reaction_ms", "pause_ms", "interrupted", "text", "source")
+    keys = ("outcome", "reason", "reaction_ms", "pause_ms", "interrupted", "text", "near_text", "source")
     lines = []
     for e in assistant.events():
         if e["wall"] >= since and e["kind"] not in {"audio_out_chunk", "vad", "input_level"}:

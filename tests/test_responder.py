@@ -403,9 +403,12 @@ def test_prefix_cache_reuses_the_conversation_and_changes_nothing(cfg: Config) -
 
 
 @pytest.mark.real
-def test_every_torch_call_of_the_llm_runs_on_its_one_compute_thread(cfg: Config) -> None:
+def test_every_torch_call_of_the_llm_runs_on_its_one_compute_thread_and_a_hold_stops_decoding(
+    cfg: Config,
+) -> None:
     """libgomp stops its workers spinning once a second thread keeps a pool (engines/openmp.py):
-    generation, a speculative one and the end-of-turn judgement must all run on one thread."""
+    generation, a speculative one and the end-of-turn judgement must all run on one thread. While
+    barge-in holds a paused reply (``hold``), no token is decoded, and the judge still answers."""
     from assistant.engines.local_llm import LlmEngine
     from assistant.engines.store import ModelStore
 
@@ -428,6 +431,17 @@ def test_every_torch_call_of_the_llm_runs_on_its_one_compute_thread(cfg: Config)
     judge.join()
     assert judged and abs(judged[0] - 1) < 1e-3
     assert len(threads) == 1 and threads.pop().startswith("llm-compute"), threads
+
+    engine.hold(True)
+    pieces: list[str] = []
+    held = threading.Thread(target=lambda: pieces.extend(engine.stream(question)))
+    held.start()
+    time.sleep(1.0)  # generous: a decode step takes ~0.06 s on 2 cores
+    assert not pieces and held.is_alive()
+    assert abs(float(engine.next_token_probabilities("Hi").sum()) - 1) < 1e-3  # the judge is not held
+    engine.hold(False)
+    held.join(30)
+    assert pieces and not held.is_alive()
 
 
 def test_the_compute_thread_runs_calls_one_at_a_time_in_order_and_nested_calls_in_place() -> None:

@@ -211,6 +211,7 @@ class BargeInConfig:
     stop_short_words: int = _in(2, 0, 5)  # this many words or fewer over a reply, no command: stop
     stop_reply: str = ""  # said after a stop ("" = silence)
     decide_timeout_s: float = _in(3.0, 0.2, 30)  # no transcript this long after the speech: resume
+    hold_generation: bool = True  # a paused reply's local LLM decodes nothing until it is decided
 
 
 @dataclass(frozen=True, config=_STRICT)

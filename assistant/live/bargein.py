@@ -239,16 +239,18 @@ class BargeIn:
         # over a loudspeaker, the mic minus the fitted echo (TranscriptFinal.near_text) decides: live,
         # the canceller's output lost most of a "Stop." ('', "Yeah.") and made words of its own leaks
         # ("every book.", "And that's enough." for an "mm-hmm"), where this heard "Stop.", "MMM."; a stop
-        # phrase in the canceller's output stands, unless this heard a backchannel
+        # phrase in the canceller's output stands, unless this heard a backchannel, and a backchannel
+        # there stands over a word or two made here (live, an "mm-hmm": "Mm-hmm." and "KMMM.")
         if near_text is not None and (reason != "stop phrase" or near[1] == "backchannel"):
-            outcome, reason = near
+            outcome, reason = (outcome, reason) if (reason, near[1]) == ("backchannel", "short") else near
             if outcome == "answer" and not self.rules.heard_alike(text, near_text):
                 outcome, reason = "resume", "no words: the two transcripts disagree"  # (a hum, a cough)
             reason, text = f"{reason} (echo-fitted mic)", near_text
-        # (not a stop phrase: a "Stop." is said once, and the VAD hears it so late that the mic falls
-        # silent with the speaker; live, a clear "Stop!" was resumed so. Live, this resumed a "Stop."
-        # heard as "up." / "in stock.", and an "mm-hmm" heard as "And yum." / "in memory.")
-        if pause.silent_after and outcome != "resume" and not reason.startswith("stop phrase"):
+        # (not a stop phrase, nor words the echo-fitted mic heard: the VAD may hear a short "Stop." so
+        # late that the mic falls silent with the speaker; live, "Stop." heard as '' and "come back."
+        # was resumed so, where echo that got past the canceller leaves the fitted mic silent)
+        fitted_words = near_text is not None and near[1] not in ("no words", "noise", "echo")
+        if pause.silent_after and outcome != "resume" and "stop phrase" not in reason and not fitted_words:
             outcome, reason = "resume", "echo: the mic fell silent with the speaker"
         if outcome == "resume":
             if not pause.resumed:  # (a late transcript after the timeout: it is playing again)

@@ -22,6 +22,7 @@ from assistant.core.events import Device, Ready
 from assistant.core.pipeline import Pipeline
 from assistant.core.stage import Stage
 from assistant.live.bargein import BargeIn
+from assistant.live.hold import GenerationHold, Holdable
 from assistant.stages.playback import PlaybackStage
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,8 @@ def run_listen(
         pipeline = Pipeline(guard, stages, events=events)
         playback = next((s for s in stages if isinstance(s, PlaybackStage)), None)
         BargeIn(cfg.barge_in, pipeline.scope, speaker, playback, events, mic=guard)
+        if cfg.barge_in.hold_generation and isinstance(engines.llm, Holdable):  # (a local model)
+            GenerationHold(engines.llm, events)
         watchdog = Watchdog(speaker, events)
         try:
             pipeline.setup()
