@@ -302,6 +302,10 @@ def main() -> int:
         "--set", action="append", default=[], metavar="KEY=VALUE", help="config for the interruption cases"
     )
     args = ap.parse_args()
+    paths = [p.strip() for p in args.paths.split(",")]
+    if not paths or set(paths) - {"none", "loudspeaker"}:
+        ap.error(f"--paths takes none and/or loudspeaker, not {args.paths!r}")
+    echo_paths = [p == "loudspeaker" for p in paths]  # the interruption cases' echo path, in order
 
     work = Path(tempfile.mkdtemp(prefix="bench-live-"))
     speech = work / "speech"
@@ -310,8 +314,7 @@ def main() -> int:
     rows: list[tuple[str, str]] = []
     with PulseServer() as server:
         if args.interruptions_only:
-            paths = [p.strip() for p in args.paths.split(",")]
-            for echo in [p == "loudspeaker" for p in paths]:
+            for echo in echo_paths:
                 rows += interruptions(server, work, max(1, args.interruptions), echo, tuple(args.set))
             print_rows(rows, work)
             return 0
@@ -352,7 +355,7 @@ def main() -> int:
             )
             rows.append((f"echo loopback on, barge_in.echo={mode}", r.get("error") or verdict))
         if args.interruptions:
-            for echo in [p.strip() == "loudspeaker" for p in args.paths.split(",")]:
+            for echo in echo_paths:
                 rows += interruptions(server, work, args.interruptions, echo, tuple(args.set))
     print_rows(rows, work)
     return 0
