@@ -182,18 +182,19 @@ class EchoGuard:
         self._raw.append((msg.t_arrival, pcm, far))
         if echo_rms > 0:
             self._probe_path()
+        echo_path = self.echo_path  # (once a frame: the probe above is what may change it)
         if self._aec is not None and t_end - self._far_heard_at < AEC_IDLE_S:
             cancelled = self._aec.process(pcm, far)  # run on regardless: it stays converged
-            pcm = cancelled if self.echo_path else pcm
+            pcm = cancelled if echo_path else pcm
         gated = self._gate(pcm, echo_rms, t_end)
         self._report(t_end, msg.pcm, echo_rms > 0, gated)
-        frames = list(self._raw) if echo_rms > 0 and self.echo_path else []  # (~1 ms:)
+        frames = list(self._raw) if echo_rms > 0 and echo_path else []  # (~1 ms:)
         likeness = None
         if frames and not gated:
             likeness = _likeness(frames, max(0, len(frames) - ECHO_FRAME_FRAMES), len(frames))
         echo = likeness is not None and likeness >= ECHO_FRAME_LIKENESS  # (a user 10 dB under: ~0.9)
         out = np.zeros_like(pcm) if gated else pcm
-        masked = echo_rms > 0 and self.echo_path  # playing, or within the echo's tail
+        masked = echo_rms > 0 and echo_path  # playing, or within the echo's tail
         near = self._near(frames) if len(frames) > WINDOW_FRAMES + ECHO_LAGS else None
         return AudioChunk(
             msg.turn, out, msg.sample_rate, msg.t_input, msg.t_arrival, echo=echo, near=near, masked=masked
