@@ -8,7 +8,7 @@ the deadline fallback). Per turn:
   ``SpeechEnded`` on the event bus as well as queueing it: queued, it would wait behind the
   recogniser's speculative pass, which may still be running when the hangover ends;
 - the final transcript asks the reply, and clauses stream out as they come.
-Only what was actually played enters the history when a reply is cut off by barge-in.
+Only what was actually played enters the history when a reply is cut off by barge-in (history.py).
 
 The ``TurnPolicy`` (stages/policy.py) decides: answer, skip, stop, resume or a fixed reply.
 """
@@ -20,7 +20,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from assistant.core.engines import ANSWER_SOURCES, ChatMessage
 from assistant.core.events import (
@@ -45,23 +45,12 @@ from assistant.core.messages import (
 )
 from assistant.core.stage import IDLE_POLL_S, Stage, StageContext
 from assistant.reply.base import Clause, Reply, Responder
-from assistant.reply.intents import normalise
+from assistant.stages.history import Exchange, chat_messages, finish, note_playback
 from assistant.stages.policy import AlwaysAddressed, TurnPolicy, Verdict
 
 log = logging.getLogger(__name__)
 
 POLL_S = 0.02  # how often a waiting reply looks at cancellation
-MAX_EXCHANGES = 50  # the LLM trims to its token budget; this only bounds memory in long sessions
-
-
-@dataclass
-class Exchange:
-    turn: int
-    user: str
-    reply: str
-    played: list[str] = field(default_factory=list)  # answer clauses whose audio started playing
-    heard: str | None = None  # set on barge-in: the words played before the cut (live.py measures it)
-    private: bool = False  # the reply said what the history must not keep (``reply`` is what it keeps)
 
 
 @dataclass
@@ -83,7 +72,9 @@ class ResponderStage(Stage):
         policy: TurnPolicy | None = None,
         apology: str = "",
     ) -> None:
-        self.responder, self.system_prompt, self.speculative = responder, system_prompt, speculative
+        self.responder = responder
+        self.system_prompt = system_prompt
+        self.speculative = speculative
         self.apology = apology  # said when recognition failed (a speech server down)
         self.policy: TurnPolicy = policy or AlwaysAddressed()
         self.history: list[Exchange] = []
@@ -149,15 +140,7 @@ class ResponderStage(Stage):
 
     def messages(self, user_text: str) -> list[ChatMessage]:
         """System prompt, the history (as it was heard), and the new question."""
-        messages: list[ChatMessage] = [{"role": "system", "content": self.system_prompt}]
-        for exchange in self.history:
-            reply = self._as_heard(exchange, normalise(user_text))
-            if reply is None:
-                continue
-            messages.append({"role": "user", "content": exchange.user})
-            messages.append({"role": "assistant", "content": reply})
-        messages.append({"role": "user", "content": user_text})
-        return messages
+        return chat_messages(self.system_prompt, self.history, user_text, self.ctx.scope.is_stale)
 
     def _judge(self, msg: Transcript, verdict: Verdict) -> Iterator[Message]:
         turn = msg.turn
@@ -220,10 +203,7 @@ class ResponderStage(Stage):
                 continue
             exchange.private |= clause is not None and clause.kept is not None
             yield from self._emit(turn, state, clause, spoken)
-        exchange.reply = " ".join(spoken)
-        if not exchange.reply:
-            self.history.remove(exchange)
-        del self.history[:-MAX_EXCHANGES]
+        finish(self.history, exchange, spoken)
         self.ctx.events.emit(ReplyDone(turn, exchange.reply))
         yield ReplyText(turn, "", True, state.ended, time.monotonic())
 
@@ -289,15 +269,6 @@ class ResponderStage(Stage):
             self.ctx.events.emit(LlmFirstToken(turn, t=state.reply.t_first_token))
             state.first_token_reported = True
 
-    def _as_heard(self, exchange: Exchange, asked: str) -> str | None:
-        """A reply cut by barge-in enters the history as far as it was played; None when none of it
-        was or when it is ``asked`` again (live, the model copied a bare "..." or "A car engine uses
-        a ..." as its whole next reply)."""
-        if exchange.private or not self.ctx.scope.is_stale(exchange.turn):
-            return exchange.reply
-        heard = exchange.heard if exchange.heard is not None else " ".join(exchange.played)
-        return f"{heard} ..." if heard and normalise(exchange.user) != asked else None
-
     def _on_hearing(self, event: SpeechStarted | SpeechEnded) -> None:
         self._hearing = isinstance(event, SpeechStarted)
         if isinstance(event, SpeechStarted):
@@ -308,13 +279,5 @@ class ResponderStage(Stage):
     def _on_event(self, event: SpeechEnded | BargeIn | AudioOut) -> None:
         if isinstance(event, SpeechEnded):
             self._open_early(event)  # the same object the VAD queues: nothing is rebuilt
-            return
-        if isinstance(event, BargeIn):
-            for exchange in [x for x in self.history if x.turn == event.interrupted]:
-                exchange.heard = event.spoken
-            return
-        if not self.history or self.history[-1].turn != event.turn:
-            return
-        played, text = self.history[-1].played, event.text
-        if text and event.source in ANSWER_SOURCES and (not played or played[-1] != text):
-            played.append(text)
+        else:
+            note_playback(self.history, event)

@@ -17,8 +17,9 @@ from assistant.core.pipeline import Pipeline
 from assistant.core.stage import Stage
 from assistant.reply.clauses import ClauseSplitter
 from assistant.stages.asr import AsrStage
+from assistant.stages.history import Exchange
 from assistant.stages.playback import PlaybackStage
-from assistant.stages.responder import Exchange, ResponderStage
+from assistant.stages.responder import ResponderStage
 from assistant.stages.tts import TtsStage
 from assistant.wyoming.bridge import Feed, Outbox
 from assistant.wyoming.stages import (

@@ -7,7 +7,7 @@ from collections import Counter, OrderedDict
 
 from assistant import build
 from assistant.config import Config
-from assistant.stages.responder import Exchange
+from assistant.stages.history import Exchange
 from assistant.wyoming import engines as shared_engines
 from assistant.wyoming.info import build_info
 

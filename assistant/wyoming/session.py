@@ -34,7 +34,7 @@ from assistant.core.messages import ReplyText, SpeechEnded, Transcript
 from assistant.core.pipeline import Pipeline, PipelineError
 from assistant.core.stage import Stage
 from assistant.reply.clauses import ClauseSplitter
-from assistant.stages.responder import Exchange
+from assistant.stages.history import Exchange
 from assistant.wyoming import requests
 from assistant.wyoming.bridge import AudioFeed, Feed, Outbox
 from assistant.wyoming.requests import Request
