@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/live.py [--questions 4] [--trials 3] [--idle-s 20] [--modes aec,gate,none]
     .venv/bin/python bench/live.py --interruptions-only --interruptions 5 [--paths loudspeaker]
-        [--set barge_in.hold_generation=false]
+        [--cases stop,mm-hmm] [--set barge_in.hold_generation=false]
 
 1. Reply latency: each question is played into the virtual microphone while both the microphone feed
    and the speaker are recorded (two parec processes started together). Latency = end of the
@@ -162,8 +162,16 @@ def interruption(server: PulseServer, assistant: Assistant, question: Path, soun
     }
 
 
+CASES = ("stop", "cough", "mm-hmm", "question", "nothing")
+
+
 def interruptions(
-    server: PulseServer, work: Path, runs: int, echo: bool, settings: tuple[str, ...] = ()
+    server: PulseServer,
+    work: Path,
+    runs: int,
+    echo: bool,
+    settings: tuple[str, ...] = (),
+    cases: tuple[str, ...] = CASES,
 ) -> list[tuple[str, str]]:
     from tests.test_live_interruptions import LONG_QUESTION, cough, spoken
 
@@ -184,7 +192,8 @@ def interruptions(
     try:
         if assistant.wait_for("ready", 180) is None:
             return [(f"interruptions, {where}", "assistant did not get ready")]
-        for name, sound in sounds.items():
+        for name in cases:
+            sound = sounds[name]
             results = [interruption(server, assistant, question, sound) for _ in range(runs)]
             ok = [r for r in results if "error" not in r]
             want = {
@@ -301,7 +310,11 @@ def main() -> int:
     ap.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="config for the interruption cases"
     )
+    ap.add_argument("--cases", default=",".join(CASES), help="interruption cases to run")
     args = ap.parse_args()
+    cases = tuple(c.strip() for c in args.cases.split(","))
+    if not cases or set(cases) - set(CASES):
+        ap.error(f"--cases takes some of {','.join(CASES)}, not {args.cases!r}")
     paths = [p.strip() for p in args.paths.split(",")]
     if not paths or set(paths) - {"none", "loudspeaker"}:
         ap.error(f"--paths takes none and/or loudspeaker, not {args.paths!r}")
@@ -315,7 +328,7 @@ def main() -> int:
     with PulseServer() as server:
         if args.interruptions_only:
             for echo in echo_paths:
-                rows += interruptions(server, work, max(1, args.interruptions), echo, tuple(args.set))
+                rows += interruptions(server, work, max(1, args.interruptions), echo, tuple(args.set), cases)
             print_rows(rows, work)
             return 0
         if args.idle_only:
@@ -356,7 +369,7 @@ def main() -> int:
             rows.append((f"echo loopback on, barge_in.echo={mode}", r.get("error") or verdict))
         if args.interruptions:
             for echo in echo_paths:
-                rows += interruptions(server, work, args.interruptions, echo, tuple(args.set))
+                rows += interruptions(server, work, args.interruptions, echo, tuple(args.set), cases)
     print_rows(rows, work)
     return 0
 
