@@ -10,6 +10,7 @@ them alike. The models are loaded once and shared. Settings:
   default      + the deadline fallback (the shipped config)
   ack_1200     the shipped config with the filler due at 1200 ms (the default until the 12 s window)
   full_window  the shipped config with Whisper's own 30 s encoder window (asr.window_s=30; shipped: 12)
+  int8_asr     the shipped config with the recogniser in int8 (shipped: float32)
   whole_sentence  the shipped config with the first sentence synthesised whole
                (llm.split_first_sentence=false; shipped: its subject is said while the rest is made)
   smollm2      the shipped config with the LLM before issue 16: SmolLM2-135M, int8-mlp
@@ -46,6 +47,7 @@ SETTINGS = {
     "default": [],
     "ack_1200": ["deadline.first_audio_ms=1200"],  # the filler's deadline before the window was 12 s
     "full_window": ["asr.window_s=30"],
+    "int8_asr": ["asr.compute_type=int8"],  # the recogniser's precision before float32
     "whole_sentence": ["llm.split_first_sentence=false"],
     "smollm2": ["llm.model=smollm2-135m-instruct", "llm.quantization=int8-mlp"],
 }

@@ -93,7 +93,7 @@ class AsrConfig:
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     compute_type: Literal[
         "int8", "int8_float16", "int8_float32", "float16", "bfloat16", "float32", "default"
-    ] = "int8"
+    ] = "float32"
     beam_size: int = _in(1, 1, 10)
     language: str | None = "en"
     cpu_threads: int = _in(2, 0, 64)
