@@ -31,6 +31,11 @@ Outcome = Literal["stop", "resume", "answer"]
 KEEP_TURNS = 10  # per-turn marks older than this many turns are forgotten
 ALIKE = 0.6  # two transcripts of the same speech whose letters match less than this disagree, unless
 ALIKE_RUN = 6  # they share a run of this many letters (a word or two: "aspiderhave")
+# ... but a few short words match that well by chance: live, an "mm-hmm" over a loudspeaker came out
+# "end of month." and "in a month." (0.67), "in the month." and "in the model." (0.70, a run of 7)
+# and was answered. Transcripts of up to SHORT_WORDS words must match to ALIKE_SHORT, letters alone
+# ("what's the time" and "what is the time": 0.88)
+SHORT_WORDS, ALIKE_SHORT = 3, 0.8
 # a hum however Whisper spells it ("Mmm.", "Mmhmm", "Hm."): a backchannel, never a word
 HUM = re.compile(r"h?m+(h?m+)*|m+h+m*")
 # what Whisper makes of a cough, a breath or a scrap of echo (it was trained on subtitled videos):
@@ -108,10 +113,14 @@ class InterruptionRules:
         "mm-hmm" came out "in a moment." and "I love that.", "in a month." and "and then mom." (letters
         alike: 0.33, no common run over 3), where questions came out alike to 0.79-0.96, or shared
         a run of 10 or more letters ("I'll just as a spider have.": the canceller lost the onset)."""
-        a, b = (normalise(t).replace(" ", "") for t in (text, other))
+        words = [normalise(t).split() for t in (text, other)]
+        a, b = ("".join(w) for w in words)
+        if not (a and b):
+            return False
         match = SequenceMatcher(None, a, b, autojunk=False)
-        run = match.find_longest_match(0, len(a), 0, len(b)).size
-        return bool(a and b) and (match.ratio() >= ALIKE or run >= ALIKE_RUN)
+        if min(len(w) for w in words) <= SHORT_WORDS:
+            return match.ratio() >= ALIKE_SHORT
+        return match.ratio() >= ALIKE or match.find_longest_match(0, len(a), 0, len(b)).size >= ALIKE_RUN
 
     def _has_stop_phrase(self, words: list[str], no_intent: bool) -> bool:
         norm = " ".join(words)
