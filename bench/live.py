@@ -291,6 +291,16 @@ def stats(values: list[float]) -> str:
     return f"median {statistics.median(values):.0f} ms, worst {max(values):.0f} ms (n={len(values)})"
 
 
+def comma_list(
+    ap: argparse.ArgumentParser, flag: str, text: str, allowed: tuple[str, ...]
+) -> tuple[str, ...]:
+    """``text`` split at commas, each one of ``allowed`` (else a usage error naming ``flag``)."""
+    values = tuple(v.strip() for v in text.split(","))
+    if set(values) - set(allowed):
+        ap.error(f"{flag} takes some of {','.join(allowed)}, not {text!r}")
+    return values
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--questions", type=int, default=4)
@@ -312,12 +322,8 @@ def main() -> int:
     )
     ap.add_argument("--cases", default=",".join(CASES), help="interruption cases to run")
     args = ap.parse_args()
-    cases = tuple(c.strip() for c in args.cases.split(","))
-    if not cases or set(cases) - set(CASES):
-        ap.error(f"--cases takes some of {','.join(CASES)}, not {args.cases!r}")
-    paths = [p.strip() for p in args.paths.split(",")]
-    if not paths or set(paths) - {"none", "loudspeaker"}:
-        ap.error(f"--paths takes none and/or loudspeaker, not {args.paths!r}")
+    cases = comma_list(ap, "--cases", args.cases, CASES)
+    paths = comma_list(ap, "--paths", args.paths, ("none", "loudspeaker"))
     echo_paths = [p == "loudspeaker" for p in paths]  # the interruption cases' echo path, in order
 
     work = Path(tempfile.mkdtemp(prefix="bench-live-"))
