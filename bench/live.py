@@ -173,7 +173,7 @@ def interruptions(
     settings: tuple[str, ...] = (),
     cases: tuple[str, ...] = CASES,
 ) -> list[tuple[str, str]]:
-    from tests.test_live_interruptions import LONG_QUESTION, cough, spoken
+    from tests.speech.sounds import LONG_QUESTION, cough, spoken
 
     sounds = {
         "stop": spoken("Stop.", work / "i_stop.wav"),

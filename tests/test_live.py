@@ -24,8 +24,8 @@ from assistant.core import events as ev
 from assistant.core.bus import EventBus, EventLog
 from assistant.core.messages import AudioChunk
 from assistant.core.turn import TurnScope
-from assistant.live.bargein import BargeIn
 from assistant.live.view import JsonlLog, LiveView, PlainLog
+from assistant.stages.bargein import BargeIn
 from tests import pulse
 
 RATE = 16000
@@ -1043,7 +1043,7 @@ def test_no_microphone_is_a_clear_error(room, tmp_path: Path) -> None:
 
 
 def test_generation_is_held_from_a_pause_until_every_pause_is_decided() -> None:
-    from assistant.live.hold import GenerationHold
+    from assistant.stages.hold import GenerationHold
 
     held: list[bool] = []
     events = EventBus()

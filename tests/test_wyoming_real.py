@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 from wyoming.asr import Transcribe
 from wyoming.asr import Transcript as WyTranscript
 from wyoming.pipeline import PipelineStage, RunPipeline
@@ -27,12 +28,15 @@ from assistant.core.engines import ChatMessage
 from assistant.wyoming import engines as shared_engines
 from assistant.wyoming.server import ServerThread
 from assistant.wyoming.service import WyomingService
+from tests.speech import sounds as over_reply_sounds
 from tests.speech.make_speech import get_case, normalise_text, render, word_errors
 from tests.wyoming_client import (
+    Conversation,
     client,
     read_until,
     send_audio,
     start_server,
+    talk_over_reply,
     texts,
     wait_for_no_pipeline_threads,
     wav_pcm,
@@ -238,6 +242,116 @@ def test_concurrent_clients_never_hear_each_other(served, speech) -> None:
         ), asked
     assert sum("france" in p[1]["content"].lower() for p in follow_ups if len(p) > 2) == 4
     assert wait_for_no_pipeline_threads() == set()
+
+
+@pytest.fixture(scope="module")
+def sounds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarray]:
+    """The long question and what is said over its answer, as 16 kHz int16."""
+    work = tmp_path_factory.mktemp("over_reply")
+    paths = {
+        "question": over_reply_sounds.spoken(
+            over_reply_sounds.LONG_QUESTION, work / "question.wav", post_s=1.5
+        ),
+        "stop": over_reply_sounds.spoken("Stop.", work / "stop.wav"),
+        "mm-hmm": over_reply_sounds.spoken("Mm-hmm.", work / "mmhmm.wav"),
+        "other": over_reply_sounds.spoken(
+            "How many legs does a spider have?", work / "other.wav", post_s=1.5
+        ),
+    }
+    return {name: sf.read(path, dtype="int16")[0] for name, path in paths.items()}
+
+
+def quiet_for(seconds: float, after: str) -> Callable[[Conversation], bool]:
+    """Done once an event of type ``after`` came after the sound, and ``seconds`` passed since."""
+
+    def done(talk: Conversation) -> bool:
+        seen = [at for at, e in talk.events if talk.t_sound and at >= talk.t_sound and e.type == after]
+        return bool(seen) and time.monotonic() - seen[0] >= seconds
+
+    return done
+
+
+def told(talk: Conversation) -> str:
+    """The events, timed from the sound said over the reply (audio chunks counted, not listed)."""
+    lines, chunks = [], 0
+    for at, e in talk.events:
+        if e.type == "audio-chunk":
+            chunks += 1
+            continue
+        if chunks:
+            lines.append(f"  ({chunks} audio-chunk)")
+            chunks = 0
+        lines.append(f"{at - (talk.t_sound or at):6.2f} {e.type} {e.data.get('text') or ''}")
+    return "\n" + "\n".join(lines + ([f"  ({chunks} audio-chunk)"] if chunks else []))
+
+
+def over_reply(port: int, sounds: dict[str, np.ndarray], sound: str, done) -> Conversation:  # type: ignore[no-untyped-def]
+    talk = asyncio.run(talk_over_reply(port, sounds["question"], sounds[sound], 1.0, done, timeout=150))
+    assert talk.t_sound is not None, [e.type for _, e in talk.events]  # the reply was spoken
+    return talk
+
+
+def test_stop_said_over_a_spoken_reply_ends_it_and_the_run(served, sounds) -> None:
+    """Issue 14 over Wyoming: the client streams its microphone through the reply; "Stop." pauses
+    the reply's audio, closes it (audio-stop), nothing more is said, and the run ends."""
+    _, port, _ = served
+    talk = over_reply(port, sounds, "stop", quiet_for(3.0, "not-handled"))
+    after = talk.kinds_after(talk.t_sound)
+    story = told(talk)
+    assert "voice-started" in after and texts(talk.after(talk.t_sound), "transcript"), story
+    assert words(texts(talk.after(talk.t_sound), "transcript")[0]) == "stop", story
+    stop_at = after.index("audio-stop")
+    assert "audio-chunk" not in after[stop_at:] and "audio-start" not in after[stop_at:], story
+    sent = sum(len(e.payload or b"") for e in talk.after(talk.t_sound) if e.type == "audio-chunk")
+    assert sent / 2 / 22050 < 1.5, story  # paced: the sound's 0.6 s, the pause's reaction, the lead
+    assert wait_for_no_pipeline_threads() == set()  # the run ended
+
+
+def test_an_mm_hmm_over_a_spoken_reply_lets_it_go_on(served, sounds) -> None:
+    _, port, _ = served
+    talk = over_reply(port, sounds, "mm-hmm", lambda t: bool(t.t_sound) and time.monotonic() - t.t_sound > 6)
+    after = talk.kinds_after(talk.t_sound)
+    story = told(talk)
+    assert "voice-started" in after, story  # heard as speech: it paused the reply
+    assert not {"transcript", "not-handled", "handled-start", "audio-start"} & set(after), story
+    late = [at for at, e in talk.events if e.type == "audio-chunk" and at > talk.t_sound + 3.0]
+    assert late, story  # the same reply went on after the pause
+
+
+def test_a_question_over_a_spoken_reply_is_answered_instead(served, sounds) -> None:
+    _, port, _ = served
+
+    def answered(talk: Conversation) -> bool:  # the new question's spoken answer is complete
+        kinds = talk.kinds_after(talk.t_sound)
+        return "transcript" in kinds and "audio-stop" in kinds[kinds.index("transcript") :]
+
+    talk = over_reply(port, sounds, "other", answered)
+    after = talk.after(talk.t_sound)
+    story = told(talk)
+    assert words(texts(after, "transcript")[0]) == "how many legs does a spider have", story
+    kinds = [e.type for e in after]
+    asked = kinds.index("transcript")
+    assert "audio-stop" in kinds[:asked], story  # the old reply's audio was closed at once
+    answer = after[asked:]  # (the old reply's text, as far as it got, is `handled` before it)
+    assert re.search(r"\b(eight|8)\b", words(" ".join(texts(answer, "handled")))), story
+    assert [e.type for e in answer].count("audio-start") == 1, story  # and it was spoken
+
+
+def test_a_satellite_hearing_its_own_reply_never_interrupts_it(served, sounds) -> None:
+    """A satellite without echo cancelling: its microphone hears the reply (half as loud). Without
+    ClientEcho the start of "A car engine ..." came back as "I core in." or "Hi, Corey." and stopped
+    or answered the reply; now the echo is heard as speech and never pauses or ends the reply."""
+    _, port, _ = served
+    listening = lambda t: bool(t.t_reply) and time.monotonic() - t.t_reply > 6  # noqa: E731
+    talk = asyncio.run(talk_over_reply(port, sounds["question"], None, 0.0, listening, 150, echo=0.5))
+    after = talk.kinds_after(talk.t_reply)
+    story = told(replace(talk, t_sound=talk.t_reply))
+    assert "voice-started" in after, story  # the echo was heard as speech: the test tests something
+    assert not {"transcript", "not-handled", "audio-stop", "audio-start"} & set(after), story
+    assert talk.t_reply is not None
+    chunks = [at for at, e in talk.events if e.type == "audio-chunk"]
+    gaps = [b - a for a, b in zip(chunks, chunks[1:], strict=False) if a > talk.t_reply + 0.5]
+    assert max(gaps) < 1.0, story  # never paused either (a paced reply stalls at most for synthesis)
 
 
 def bench_exe() -> Path:

@@ -269,6 +269,10 @@ class WyomingConfig:
     busy_idle_timeout_s: float = _in(10.0, 0.1, 86400)
     max_clients_per_address: int = _in(12, 1, 1024)
     partial_interval_ms: PartialMs = 1000
+    # run-pipeline: the client's audio during the reply may pause and stop it (barge_in's rules);
+    # the reply's audio then goes out as it plays, this far ahead
+    barge_in: bool = True
+    playback_lead_s: float = _in(0.2, 0.02, 5.0)
 
 
 @dataclass(frozen=True, config=_STRICT)

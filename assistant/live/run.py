@@ -1,7 +1,7 @@
 """Live conversation: the microphone in, the speaker out, barge-in, and no answering itself.
 
 ``run_listen`` wires the microphone through the echo guard (``assistant.audio.echo``) into the usual
-stages, with ``BargeIn`` (``assistant.live.bargein``) listening for the user speaking over a reply and a
+stages, with ``BargeIn`` (``assistant.stages.bargein``) listening for the user speaking over a reply and a
 ``Watchdog`` reopening a lost speaker.
 """
 
@@ -21,8 +21,8 @@ from assistant.core.bus import EventBus
 from assistant.core.events import Device, Ready
 from assistant.core.pipeline import Pipeline
 from assistant.core.stage import Stage
-from assistant.live.bargein import BargeIn
-from assistant.live.hold import GenerationHold, Holdable
+from assistant.stages.bargein import BargeIn
+from assistant.stages.hold import GenerationHold, Holdable
 from assistant.stages.playback import PlaybackStage
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ A policy gets the typed events it asks for (on the emitting thread), a verdict p
 look at the clock for what it has to say unasked (a due timer).
 
 Speech over a reply is judged by one set of rules for both (``InterruptionRules``): live, the barge-in
-(``assistant.live.bargein``) pauses the reply when the VAD hears speech and applies them to its
+(``assistant.stages.bargein``) pauses the reply when the VAD hears speech and applies them to its
 transcript (``Interruption`` event); the policies turn that outcome into the verdict: ``stop`` (a stop
 phrase, or a word or two that is no command), ``resume`` (no words, a backchannel, the assistant's own
 words coming back) or the usual answer.

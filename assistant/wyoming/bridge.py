@@ -13,7 +13,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 from wyoming.event import Event, Eventable
@@ -76,6 +76,7 @@ class AudioFeed(Feed):
         self.max_samples = None if max_audio_s is None else int(max_audio_s * PIPELINE_RATE)
         self.max_backlog = int(max_backlog_s * PIPELINE_RATE)
         self.samples = 0  # received
+        self.on_audio: Callable[[np.ndarray, float], None] | None = None  # (pcm, arrival): echo.py
         self._backlog = 0  # received, not yet taken
         self._lock = threading.Lock()
 
@@ -93,7 +94,10 @@ class AudioFeed(Feed):
             t_input = self.samples / PIPELINE_RATE
             self.samples += len(pcm)
             self._backlog += len(pcm)
-        self.put(AudioChunk(-1, pcm, PIPELINE_RATE, t_input, time.monotonic()))
+        now = time.monotonic()
+        if self.on_audio is not None:
+            self.on_audio(pcm, now)
+        self.put(AudioChunk(-1, pcm, PIPELINE_RATE, t_input, now))
 
     def _taken(self, item: Message) -> Iterator[Message]:
         if isinstance(item, AudioChunk):

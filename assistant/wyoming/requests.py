@@ -13,18 +13,22 @@ from dataclasses import dataclass, field, replace
 
 from assistant import build
 from assistant.config import Config
+from assistant.core.bus import EventBus
 from assistant.core.pipeline import Pipeline
 from assistant.core.stage import Stage
+from assistant.core.turn import TurnScope
 from assistant.reply.clauses import ClauseSplitter
 from assistant.stages.asr import AsrStage
+from assistant.stages.bargein import BargeIn
 from assistant.stages.history import Exchange
+from assistant.stages.hold import GenerationHold, HeldStreamer
 from assistant.stages.playback import PlaybackStage
 from assistant.stages.responder import ResponderStage
 from assistant.stages.tts import TtsStage
-from assistant.wyoming.bridge import Feed, Outbox
+from assistant.wyoming.bridge import AudioFeed, Feed, Outbox
+from assistant.wyoming.echo import ClientEcho
+from assistant.wyoming.speaker import ClientPlayback, ClientSpeaker
 from assistant.wyoming.stages import (
-    ClientPlayback,
-    ClientSpeaker,
     ConversationEvents,
     HandledEvents,
     SpeechEvents,
@@ -53,6 +57,15 @@ def text_conversation(
     return [responder, HandledEvents(outbox)]
 
 
+@dataclass
+class Plumbing:
+    """A spoken conversation's pipeline plumbing, made before its stages: barge-in listens on it."""
+
+    feed: AudioFeed
+    events: EventBus = field(default_factory=EventBus)
+    scope: TurnScope = field(default_factory=TurnScope)
+
+
 def conversation(
     cfg: Config,
     engines: build.Engines,
@@ -60,9 +73,16 @@ def conversation(
     history: list[Exchange],
     end: str,
     on_reply_done: Callable[[int], None],
+    plumbing: Plumbing,
 ) -> list[Stage]:
     """A spoken conversation (run-pipeline): VAD, ASR, responder, TTS, with the client as speaker;
-    ``end`` (asr, handle or tts) is where the pipeline stops."""
+    ``end`` (asr, handle or tts) is where the pipeline stops. With ``wyoming.barge_in``, the client's
+    audio during the reply is speech over it, judged as in `listen` (its own echo told apart by
+    ``ClientEcho``), and a pause holds this conversation's reply, not the shared model."""
+    barge_in = end == "tts" and barge_in_wanted(cfg)
+    held = HeldStreamer(engines.llm) if barge_in and cfg.barge_in.hold_generation else None
+    if held is not None:
+        engines = replace(engines, llm=held)
     stages = build.listening_stages(cfg, engines)
     if end == "asr":
         return stages
@@ -72,7 +92,21 @@ def conversation(
     responder.history = history
     if end == "handle":
         return [*stages, responder]
-    return [*stages, *speaking[:-1], ClientPlayback(ClientSpeaker(outbox), on_reply_done)]
+    if not barge_in:
+        return [*stages, *speaking[:-1], ClientPlayback(ClientSpeaker(outbox), on_reply_done)]
+    echo = ClientEcho()
+    plumbing.feed.on_audio = echo.heard
+    # paced: speech over the reply may pause or stop it
+    speaker = ClientSpeaker(outbox, cfg.wyoming.playback_lead_s, on_play=echo.played)
+    client = ClientPlayback(speaker, on_reply_done)
+    BargeIn(cfg.barge_in, plumbing.scope, speaker, client, plumbing.events, mic=echo)
+    if held is not None:
+        GenerationHold(held, plumbing.events)
+    return [*stages, *speaking[:-1], client]
+
+
+def barge_in_wanted(cfg: Config) -> bool:
+    return cfg.wyoming.barge_in and cfg.barge_in.enabled
 
 
 @dataclass

@@ -140,10 +140,11 @@ class Session:
             if req.task is not None:
                 await req.task
 
-    def _start(
-        self, kind: str, feed: Feed, stages: list[Stage], events: EventBus | None = None, audio: bool = False
-    ) -> Request:
-        req = Request(kind, Pipeline(feed, stages, events=events or EventBus()), feed, takes_audio=audio)
+    def _start(self, kind: str, feed: Feed, stages: list[Stage], audio: bool = False) -> Request:
+        return self._start_pipeline(kind, Pipeline(feed, stages, events=EventBus()), feed, audio)
+
+    def _start_pipeline(self, kind: str, pipeline: Pipeline, feed: Feed, audio: bool) -> Request:
+        req = Request(kind, pipeline, feed, takes_audio=audio)
         req.task = asyncio.create_task(self._run(req), name=f"wyoming {kind}")
         self._current = req
         return req
@@ -222,18 +223,20 @@ class Session:
                 f"pipelines here start at 'asr', not '{start}' (wake words are the satellite's job)",
                 "unsupported-stage",
             )
-        feed = AudioFeed(max_audio_s=None)  # live audio, consumed as it arrives (backlog-bounded)
+        # live audio, consumed as it arrives (backlog-bounded)
+        plumbing = requests.Plumbing(AudioFeed(max_audio_s=None))
 
         def turn_done(_turn: int) -> None:  # from a pipeline thread; Feed is thread-safe
             if not run.restart_on_end:
-                feed.finish()
+                plumbing.feed.finish()
 
-        events = EventBus()
-        listener = ConversationEvents(self.outbox, end, turn_done)
-        events.subscribe(listener, *listener.LISTENS_TO)
-        service = self.service
-        stages = requests.conversation(self.cfg, service.engines, self.outbox, self.history, end, turn_done)
-        self._start("pipeline", feed, stages, events, audio=True).conversation = listener
+        stages = requests.conversation(
+            self.cfg, self.service.engines, self.outbox, self.history, end, turn_done, plumbing
+        )
+        pipeline = Pipeline(plumbing.feed, stages, events=plumbing.events, scope=plumbing.scope)
+        req = self._start_pipeline("pipeline", pipeline, plumbing.feed, audio=True)
+        req.conversation = listener = ConversationEvents(self.outbox, end, turn_done)
+        plumbing.events.subscribe(listener, *listener.LISTENS_TO)  # after the barge-in: told second
 
     # -- text to speech ----------------------------------------------------------------------------
     def _start_synthesis(self, streaming: bool) -> Request:

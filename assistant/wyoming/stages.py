@@ -33,7 +33,6 @@ from assistant.core.messages import (
     Transcript,
 )
 from assistant.core.stage import Stage
-from assistant.stages.playback import PlaybackStage
 from assistant.wyoming.bridge import Outbox
 
 log = logging.getLogger(__name__)
@@ -42,6 +41,8 @@ SAMPLES_PER_CHUNK = 1024  # audio-chunk size sent to clients (wyoming-piper's de
 # Audio that arrives at more than this multiple of real time is a recording, not a person speaking:
 # its final transcript is moments away, so partial passes would only delay it.
 LIVE_PACE = 2.0
+NOT_INTERRUPTIONS = ("resumed", "echo")  # Interruption outcomes after which the reply goes on
+KEEP_TURNS = 10  # turns older than this are forgotten
 FILLER_SOURCES = ("ack",)  # the deadline's "Hmm.": for ears only, not for text clients
 
 
@@ -177,49 +178,10 @@ class HandledEvents(Stage):
         yield from ()
 
 
-class ClientSpeaker:
-    """The client is the loudspeaker (an ``AudioSink``): reply audio goes out as audio events."""
-
-    def __init__(self, outbox: Outbox) -> None:
-        self.outbox = outbox
-        self._open = False
-
-    def write(self, pcm: np.ndarray, sample_rate: int, at_input_s: float) -> None:
-        if not self._open:
-            self.outbox.put(AudioStart(rate=sample_rate, width=2, channels=1))
-            self._open = True
-        for event in audio_events(pcm, sample_rate):
-            self.outbox.put(event)
-
-    def end_reply(self) -> None:
-        if self._open:
-            self.outbox.put(AudioStop())
-            self._open = False
-
-    def finish(self) -> None:
-        self.end_reply()
-
-
-class ClientPlayback(PlaybackStage):
-    """``PlaybackStage`` (first-audio timing, what was played) with the client as its speaker; it
-    also closes each reply's audio and reports the reply as delivered."""
-
-    def __init__(self, speaker: ClientSpeaker, on_reply_done: Callable[[int], None]) -> None:
-        super().__init__([speaker])
-        self.speaker = speaker
-        self.on_reply_done = on_reply_done
-
-    def process(self, msg: Message) -> Iterator[Message]:
-        yield from super().process(msg)
-        if isinstance(msg, SpeechAudio) and msg.final:
-            self.speaker.end_reply()
-            self.on_reply_done(msg.turn)
-
-
 class ConversationEvents:
     """A conversation's event bus -> voice-started/stopped, transcript and the reply's text.
 
-    The text goes out as it is decided; the reply's audio follows from ``ClientPlayback``.
+    The text goes out as it is decided; the reply's audio follows from ``ClientPlayback`` (speaker.py).
     ``end_stage`` says where this pipeline run ends: after the transcript (asr), the reply text
     (handle) or its audio (tts, reported by ClientPlayback); ``on_turn_done`` is told then.
     """
@@ -232,6 +194,9 @@ class ConversationEvents:
         # what each turn said (fillers aside): `handled` carries it all, a deadline's apology included,
         # which ReplyDone's text (the answer the history keeps) leaves out
         self._said: dict[int, list[str]] = {}
+        # speech over a reply that turned out no interruption (a cough, an "mm-hmm", the reply's own
+        # echo): the reply goes on, so the client hears of it nothing but voice-started/-stopped
+        self._not_turns: set[int] = set()
 
     LISTENS_TO = (
         ev.SpeechStarted,
@@ -240,11 +205,20 @@ class ConversationEvents:
         ev.ReplyClause,
         ev.ReplyDone,
         ev.ReplySkipped,
+        ev.Interruption,
     )
 
     def __call__(self, event: ev.Event) -> None:
         turn = event.turn
-        if isinstance(event, ev.SpeechStarted):
+        if isinstance(event, ev.Interruption):  # (barge-in reports it before the transcript's event)
+            self._not_turns = {t for t in self._not_turns if t > turn - KEEP_TURNS}
+            if event.outcome in NOT_INTERRUPTIONS:
+                self._not_turns.add(turn)
+            else:  # a transcript after the timeout resumed the reply may still cut it
+                self._not_turns.discard(turn)
+        elif turn in self._not_turns and isinstance(event, ev.TranscriptFinal | ev.ReplySkipped):
+            return
+        elif isinstance(event, ev.SpeechStarted):
             self.outbox.put(VoiceStarted(timestamp=_ms(event.t_input)))
         elif isinstance(event, ev.SpeechEnded):
             self.outbox.put(VoiceStopped(timestamp=_ms(event.t_input)))

@@ -1,0 +1,39 @@
+"""The sounds said over a reply in the interruption tests and benchmarks (issue 14): short phrases in
+the piper voice, a cough-like noise, and the question whose answer is long enough to talk over."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+RATE = 16000
+LONG_QUESTION = "Explain how a car engine works."  # the shipped LLM answers it at length
+
+
+def spoken(text: str, path: Path, post_s: float = 1.0) -> Path:
+    """``text`` in the piper voice the tests use, 16 kHz, with a little silence around it."""
+    from assistant.audio.convert import resample
+    from tests.speech.make_speech import SYNTH_RATE, synth_piper, trim_silence
+
+    audio = resample(trim_silence(synth_piper(text), SYNTH_RATE), SYNTH_RATE, RATE)
+    return write(path, np.concatenate([np.zeros(int(0.1 * RATE)), audio * 0.7, np.zeros(int(post_s * RATE))]))
+
+
+def cough(path: Path) -> Path:
+    """Two short bursts of low-passed noise with a sharp attack: a cough, no words."""
+    rng = np.random.default_rng(14)
+    bursts = []
+    for length_s in (0.18, 0.14):
+        n = int(length_s * RATE)
+        noise = np.convolve(rng.standard_normal(n), np.ones(6) / 6, mode="same")
+        envelope = np.exp(-np.arange(n) / (0.05 * RATE))
+        bursts += [0.5 * noise * envelope / np.abs(noise).max(), np.zeros(int(0.08 * RATE))]
+    return write(path, np.concatenate([np.zeros(int(0.1 * RATE)), *bursts, np.zeros(RATE)]))
+
+
+def write(path: Path, audio: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, audio.astype(np.float32), RATE, subtype="PCM_16")
+    return path
