@@ -226,7 +226,8 @@ class Assistant:
         self.stderr_path = Path(workdir) / f"assistant-{n}.err"
         self._stderr = self.stderr_path.open("w")
         cmd = [sys.executable, "-m", "assistant", command, "--quiet", "--log-events", str(self.log), *args]
-        self.proc = subprocess.Popen(cmd, env={**server.env, **(env or {})}, stderr=self._stderr, cwd=REPO)
+        env = {**server.env, **(env or {})}
+        self.proc = subprocess.Popen(cmd, env=env, stderr=self._stderr, cwd=REPO, preexec_fn=interruptible)
 
     def events(self) -> list[dict]:
         if not self.log.exists():
@@ -274,6 +275,13 @@ class Assistant:
     def stop(self) -> None:
         _end(self.proc)
         self._stderr.close()
+
+
+def interruptible() -> None:
+    """A child's SIGINT as from a terminal: a suite started in the background (``cmd &`` in a
+    script) ignores SIGINT, its children inherit that, and Python then installs no Ctrl-C handler:
+    every test that sends one would wait in vain (a CI run under ``nohup ... &`` lost three so)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _end(proc: subprocess.Popen, timeout_s: float = 2.0) -> None:

@@ -15,6 +15,7 @@ import pytest
 import soundfile as sf
 
 from assistant.cli.main import main
+from tests import pulse
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -107,6 +108,7 @@ def test_ctrl_c_ends_within_a_second(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
         cwd=REPO,
+        preexec_fn=pulse.interruptible,
     )
     assert proc.stderr is not None
     deadline = time.monotonic() + 120
