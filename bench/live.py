@@ -173,16 +173,11 @@ def interruptions(
     settings: tuple[str, ...] = (),
     cases: tuple[str, ...] = CASES,
 ) -> list[tuple[str, str]]:
-    from tests.speech.sounds import LONG_QUESTION, cough, spoken
+    from tests.speech.sounds import over_a_reply
 
-    sounds = {
-        "stop": spoken("Stop.", work / "i_stop.wav"),
-        "cough": cough(work / "i_cough.wav"),
-        "mm-hmm": spoken("Mm-hmm.", work / "i_mmhmm.wav"),
-        "question": spoken("How many legs does a spider have?", work / "i_q.wav", post_s=1.5),
-        "nothing": None,
-    }
-    question = spoken(LONG_QUESTION, work / "i_long.wav", post_s=1.5)
+    made = over_a_reply(work)
+    question = made.pop("long")
+    sounds: dict[str, Path | None] = {**made, "nothing": None}
     server.echo(echo)
     slow = ("--set", "deadline.answer_ms=30000", "--set", "deadline.reply_ms=90000")
     extra = tuple(a for kv in settings for a in ("--set", kv))

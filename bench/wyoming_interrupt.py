@@ -34,7 +34,8 @@ from assistant.config import Config, load_config
 from assistant.eval.stats import percentile
 from assistant.wyoming import engines as shared_engines
 from assistant.wyoming.service import WyomingService
-from tests.speech import sounds
+from bench.live import comma_list
+from tests.speech.sounds import over_a_reply
 from tests.wyoming_client import Conversation, start_server, talk_over_reply
 
 CASES = ("stop", "cough", "mm-hmm", "question")
@@ -90,9 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=5, help="runs per case and setting (default 5)")
     ap.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, of {', '.join(CASES)}")
     args = ap.parse_args(argv)
-    cases = [c for c in args.cases.split(",") if c]
-    if unknown := set(cases) - set(CASES):
-        ap.error(f"unknown cases: {', '.join(sorted(unknown))}")
+    cases = comma_list(ap, "--cases", args.cases, CASES)
 
     cfg: Config = load_config()
     settings = {
@@ -104,21 +103,14 @@ def main(argv: list[str] | None = None) -> int:
     shared_engines.warm(engines, build.fallback_phrases(cfg))
     servers = {name: start_server(WyomingService(c, engines)) for name, c in settings.items()}
     work = Path(tempfile.mkdtemp(prefix="wyoming_interrupt_"))
-    paths = {
-        "ask": sounds.spoken(sounds.LONG_QUESTION, work / "ask.wav", post_s=1.5),
-        "stop": sounds.spoken("Stop.", work / "stop.wav"),
-        "cough": sounds.cough(work / "cough.wav"),
-        "mm-hmm": sounds.spoken("Mm-hmm.", work / "mmhmm.wav"),
-        "question": sounds.spoken("How many legs does a spider have?", work / "q.wav", post_s=1.5),
-    }
-    audio = {name: sf.read(path, dtype="int16")[0] for name, path in paths.items()}
+    audio = {name: sf.read(path, dtype="int16")[0] for name, path in over_a_reply(work).items()}
     results: dict[tuple[str, str], list[tuple[str, float | None, float | None]]] = {}
     try:
         for case in cases:
             for run in range(args.runs):
                 for name, (_, port) in servers.items():
                     talk = asyncio.run(
-                        talk_over_reply(port, audio["ask"], audio[case], 1.0, done_for(case), 150)
+                        talk_over_reply(port, audio["long"], audio[case], 1.0, done_for(case), 150)
                     )
                     got = judge(talk) if talk.t_sound is not None else ("no reply", None, None)
                     results.setdefault((case, name), []).append(got)

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 
 from tests import pulse
-from tests.speech.sounds import LONG_QUESTION, cough, spoken
+from tests.speech.sounds import over_a_reply
 
 needs_pulse = pytest.mark.skipif(
     not pulse.available(), reason="pulseaudio not installed (scripts/setup.sh --dev)"
@@ -41,13 +41,7 @@ def rig(room, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureR
     """One `assistant listen` shared by these tests, without and then with the echo path (the
     speaker looped back into the microphone); the sounds they play."""
     work = tmp_path_factory.mktemp("interrupt")
-    sounds = {
-        "question": spoken(LONG_QUESTION, work / "question.wav", post_s=1.5),
-        "stop": spoken("Stop.", work / "stop.wav"),
-        "mm-hmm": spoken("Mm-hmm.", work / "mmhmm.wav"),
-        "other": spoken("How many legs does a spider have?", work / "other.wav", post_s=1.5),
-        "cough": cough(work / "cough.wav"),
-    }
+    sounds = over_a_reply(work)
     holder = SimpleNamespace(work=work, sounds=sounds, assistant=None, room=room, echo=request.param)
 
     def assistant() -> pulse.Assistant:
@@ -111,7 +105,7 @@ def over_the_reply(rig, sound: str, into_s: float = 1.0) -> tuple[pulse.Assistan
     the assistant, the question's and the sound's start (wall), and the events once all is quiet."""
     assistant = rig.get()
     t0 = time.time()
-    rig.room.say(rig.sounds["question"]).wait()
+    rig.room.say(rig.sounds["long"]).wait()
     answering = lambda e: e.get("source") in ("llm", "fastpath")  # noqa: E731
     assert assistant.wait_for("audio_out", 120, after=t0, where=answering), story(assistant, t0)
     time.sleep(into_s)  # the interruption comes this far into the answer: what the test is about
@@ -187,7 +181,7 @@ def test_a_cough_or_an_mm_hmm_over_the_reply_lets_it_go_on(rig, sound: str) -> N
 @pytest.mark.real
 @needs_pulse
 def test_a_question_over_the_reply_is_answered(rig) -> None:
-    assistant, t0, t1, events = over_the_reply(rig, "other")
+    assistant, t0, t1, events = over_the_reply(rig, "question")
     outcome = outcome_of_speech_after(events, t1)
     assert outcome and outcome["outcome"] == "answered", story(assistant, t0)
     turn = outcome["turn"]
@@ -199,7 +193,7 @@ def test_a_question_over_the_reply_is_answered(rig) -> None:
 def test_left_alone_through_a_long_reply_it_never_interrupts_itself(rig) -> None:
     assistant = rig.get()
     t0 = time.time()
-    rig.room.say(rig.sounds["question"]).wait()
+    rig.room.say(rig.sounds["long"]).wait()
     events = settle(assistant, t0)
     kinds = [e["kind"] for e in events]
     assert kinds.count("speech_started") == 1, story(assistant, t0)

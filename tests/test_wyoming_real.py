@@ -28,8 +28,8 @@ from assistant.core.engines import ChatMessage
 from assistant.wyoming import engines as shared_engines
 from assistant.wyoming.server import ServerThread
 from assistant.wyoming.service import WyomingService
-from tests.speech import sounds as over_reply_sounds
 from tests.speech.make_speech import get_case, normalise_text, render, word_errors
+from tests.speech.sounds import over_a_reply
 from tests.wyoming_client import (
     Conversation,
     client,
@@ -248,16 +248,7 @@ def test_concurrent_clients_never_hear_each_other(served, speech) -> None:
 def sounds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarray]:
     """The long question and what is said over its answer, as 16 kHz int16."""
     work = tmp_path_factory.mktemp("over_reply")
-    paths = {
-        "question": over_reply_sounds.spoken(
-            over_reply_sounds.LONG_QUESTION, work / "question.wav", post_s=1.5
-        ),
-        "stop": over_reply_sounds.spoken("Stop.", work / "stop.wav"),
-        "mm-hmm": over_reply_sounds.spoken("Mm-hmm.", work / "mmhmm.wav"),
-        "other": over_reply_sounds.spoken(
-            "How many legs does a spider have?", work / "other.wav", post_s=1.5
-        ),
-    }
+    paths = over_a_reply(work)
     return {name: sf.read(path, dtype="int16")[0] for name, path in paths.items()}
 
 
@@ -286,7 +277,7 @@ def told(talk: Conversation) -> str:
 
 
 def over_reply(port: int, sounds: dict[str, np.ndarray], sound: str, done) -> Conversation:  # type: ignore[no-untyped-def]
-    talk = asyncio.run(talk_over_reply(port, sounds["question"], sounds[sound], 1.0, done, timeout=150))
+    talk = asyncio.run(talk_over_reply(port, sounds["long"], sounds[sound], 1.0, done, timeout=150))
     assert talk.t_sound is not None, [e.type for _, e in talk.events]  # the reply was spoken
     return talk
 
@@ -328,7 +319,7 @@ def test_a_question_over_a_spoken_reply_is_answered_instead(served, sounds) -> N
         kinds = talk.kinds_after(talk.t_sound)
         return "transcript" in kinds and "audio-stop" in kinds[kinds.index("transcript") :]
 
-    talk = over_reply(port, sounds, "other", answered)
+    talk = over_reply(port, sounds, "question", answered)
     after = talk.after(talk.t_sound)
     story = told(talk)
     assert words(texts(after, "transcript")[0]) == "how many legs does a spider have", story
@@ -346,7 +337,7 @@ def test_a_satellite_hearing_its_own_reply_never_interrupts_it(served, sounds) -
     or answered the reply; now the echo is heard as speech and never pauses or ends the reply."""
     _, port, _ = served
     listening = lambda t: bool(t.t_reply) and time.monotonic() - t.t_reply > 4.5  # noqa: E731
-    talk = asyncio.run(talk_over_reply(port, sounds["question"], None, 0.0, listening, 150, echo=0.5))
+    talk = asyncio.run(talk_over_reply(port, sounds["long"], None, 0.0, listening, 150, echo=0.5))
     after = talk.kinds_after(talk.t_reply)
     story = told(replace(talk, t_sound=talk.t_reply))
     assert "voice-started" in after, story  # the echo was heard as speech: the test tests something

@@ -78,7 +78,7 @@ def _likeness(frames: list[tuple[float, np.ndarray, np.ndarray]], i: int, j: int
     return best_squared_correlation(near, far)
 
 
-def _rms(pcm: np.ndarray) -> float:
+def rms(pcm: np.ndarray) -> float:
     return float(np.sqrt(np.mean(pcm.astype(np.float64) ** 2))) if len(pcm) else 0.0
 
 
@@ -133,7 +133,7 @@ class EchoGuard:
 
     def peak_level(self, t0: float, t1: float) -> float | None:
         """The loudest raw microphone frame (RMS) that arrived in ``t0..t1`` (monotonic); None if none."""
-        levels = [_rms(raw) for t, raw, _ in list(self._raw) if t0 <= t <= t1]
+        levels = [rms(raw) for t, raw, _ in list(self._raw) if t0 <= t <= t1]
         return max(levels) if levels else None
 
     @property
@@ -174,7 +174,7 @@ class EchoGuard:
         far = self.far.read(len(msg.pcm))  # always: the reader must keep in step
         if self.far.resyncs != resyncs:
             self.events.emit(EchoResync(-1, round(time.monotonic() - msg.t_arrival, 3)))
-        far_rms = _rms(far) if far.any() else 0.0
+        far_rms = rms(far) if far.any() else 0.0
         if self.far.late and self._far_levels:  # not silence: the speaker's callback is late (a busy
             far_rms = max(far_rms, self._far_levels[-1][1])  # machine); what it plays is unknown
         echo_rms = self._echo_level(t_end, far_rms, msg.duration)
@@ -227,7 +227,7 @@ class EchoGuard:
             return False  # headphones: the microphone never hears the reply
         if self._user_turn.is_set():
             return False  # the user has the floor (see the module's note)
-        level = _rms(pcm)
+        level = rms(pcm)
         if self._aec is None or self.far.late:  # (late: the canceller had no reference for this
             margin = self.cfg.gate_margin_db  # frame, so only a voice louder than the echo counts)
         else:
@@ -253,7 +253,7 @@ class EchoGuard:
         if playing != self._playing:
             self._playing = playing
             self.events.emit(PlaybackStarted(-1) if playing else PlaybackStopped(-1))
-        self._level_peak = max(self._level_peak, _rms(raw))
+        self._level_peak = max(self._level_peak, rms(raw))
         self._gated = self._gated or gated
         if t - self._level_at >= LEVEL_EVERY_S:
             self.events.emit(InputLevel(-1, round(float(dbfs(self._level_peak)), 1), self._gated))

@@ -17,6 +17,7 @@ from collections import deque
 import numpy as np
 
 from assistant.audio.convert import PIPELINE_RATE, resample
+from assistant.audio.echo import NO_PATH_LIKENESS, rms
 from assistant.audio.echo_fit import best_squared_correlation
 
 FRAME = PIPELINE_RATE // 50  # 20 ms: the microphone is kept in frames, whatever the client's chunks
@@ -27,7 +28,6 @@ MAX_PLAYED = 256  # blocks of played audio kept (a client's 1024-sample blocks: 
 PROBE_EVERY_S = 0.5  # while the reply plays: is there an echo path at all?
 PROBE_S = 0.3  # of microphone each probe correlates with what was played
 PROBES = 4  # the last this many probes decide (2 s of playback)
-NO_PATH_LIKENESS = 0.2  # every recent probe below this (or the microphone silent): no echo path
 
 
 class ClientEcho:
@@ -78,7 +78,7 @@ class ClientEcho:
 
     def peak_level(self, t0: float, t1: float) -> float | None:
         with self._lock:
-            levels = [_rms(pcm) for t, pcm in self._mic if t0 <= t <= t1]
+            levels = [rms(pcm) for t, pcm in self._mic if t0 <= t <= t1]
         return max(levels) if levels else None
 
     @property
@@ -104,7 +104,3 @@ def _timeline(played: list[tuple[float, np.ndarray, int]], t0: float, t1: float)
         if hi > lo:
             out[lo:hi] = audio[lo - at : hi - at]
     return out
-
-
-def _rms(pcm: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(pcm.astype(np.float64) ** 2))) if len(pcm) else 0.0

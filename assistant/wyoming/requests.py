@@ -79,7 +79,7 @@ def conversation(
     ``end`` (asr, handle or tts) is where the pipeline stops. With ``wyoming.barge_in``, the client's
     audio during the reply is speech over it, judged as in `listen` (its own echo told apart by
     ``ClientEcho``), and a pause holds this conversation's reply, not the shared model."""
-    barge_in = end == "tts" and barge_in_wanted(cfg)
+    barge_in = end == "tts" and cfg.wyoming.barge_in and cfg.barge_in.enabled
     held = HeldStreamer(engines.llm) if barge_in and cfg.barge_in.hold_generation else None
     if held is not None:
         engines = replace(engines, llm=held)
@@ -103,10 +103,6 @@ def conversation(
     if held is not None:
         GenerationHold(held, plumbing.events)
     return [*stages, *speaking[:-1], client]
-
-
-def barge_in_wanted(cfg: Config) -> bool:
-    return cfg.wyoming.barge_in and cfg.barge_in.enabled
 
 
 @dataclass

@@ -10,7 +10,6 @@ to send (2 cores shared with the recogniser and the LLM).
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections import deque
@@ -25,8 +24,6 @@ from assistant.core.stage import StageContext
 from assistant.stages.playback import PlaybackStage
 from assistant.wyoming.bridge import Outbox
 from assistant.wyoming.stages import SAMPLES_PER_CHUNK, audio_events
-
-log = logging.getLogger(__name__)
 
 POLL_S = 0.1  # the sender looks at the stop flag at least this often
 FINISH_WAIT_S = 60.0  # the end of a request waits at most this long for paced audio to go out
@@ -129,19 +126,19 @@ class ClientSpeaker:
 
     # -- sending -----------------------------------------------------------------------------------
     def _add(self, *items: _Block | _EndOfReply) -> None:
+        done: list[Callable[[], None]] = []
         with self._cond:
             if self._ended():
                 return
             self._items.extend(items)
-            if self.lead_s is not None and self._thread is None:
+            if self.lead_s is None:  # unpaced: out at once, on the caller's thread
+                done, _ = self._send_due()
+            elif self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="to-client", daemon=True)
                 self._thread.start()
             self._cond.notify_all()
-        if self.lead_s is None:  # unpaced: out at once, on the caller's thread
-            with self._cond:
-                done, _ = self._send_due()
-            for callback in done:
-                callback()
+        for callback in done:  # outside the lock, as the sender thread does
+            callback()
 
     def _run(self) -> None:
         while not self._ended():

@@ -33,6 +33,18 @@ def cough(path: Path) -> Path:
     return write(path, np.concatenate([np.zeros(int(0.1 * RATE)), *bursts, np.zeros(RATE)]))
 
 
+def over_a_reply(work: Path) -> dict[str, Path]:
+    """The long question ("long") and what the tests and benchmarks say over its answer: "stop",
+    "cough", "mm-hmm", and another question ("question"), written into ``work``."""
+    return {
+        "long": spoken(LONG_QUESTION, work / "long.wav", post_s=1.5),
+        "stop": spoken("Stop.", work / "stop.wav"),
+        "cough": cough(work / "cough.wav"),
+        "mm-hmm": spoken("Mm-hmm.", work / "mmhmm.wav"),
+        "question": spoken("How many legs does a spider have?", work / "question.wav", post_s=1.5),
+    }
+
+
 def write(path: Path, audio: np.ndarray) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(path, audio.astype(np.float32), RATE, subtype="PCM_16")
