@@ -49,6 +49,7 @@ class _Turns:
         self.state = "listening"
         self.speech_end: dict[int, float] = {}
         self.asr_ms: dict[int, float] = {}
+        self.echoes: set[int] = set()  # turns that were its own voice coming back: their words unshown
 
     def since(self, e: ev.Event) -> float | None:
         end = self.speech_end.get(e.turn)
@@ -62,8 +63,11 @@ class _Turns:
             self.state = "hearing"
         elif isinstance(e, ev.SpeechEnded):
             self.speech_end[e.turn] = e.t
-            self.state = "thinking"
+            self.state = self.state if e.turn in self.echoes else "thinking"
         elif isinstance(e, ev.TranscriptFinal):
+            if e.turn in self.echoes:  # Whisper's words for the echo ("Thank you.") were never said
+                self.echoes.discard(e.turn)
+                return []
             ms = self.since(e)
             self.asr_ms[e.turn] = ms or 0.0
             if not e.text.strip():
@@ -89,6 +93,8 @@ class _Turns:
         elif isinstance(e, ev.Interruption):
             said = f"{e.text!r}" if e.text.strip() else "no words"
             if e.outcome == "echo":
+                self.echoes = {t for t in self.echoes if t > e.turn - 10} | {e.turn}
+                self.state = "speaking"
                 return [f"  [turn {e.turn} was my own voice coming back ({e.reason}): ignored]"]
             if e.outcome == "resumed":
                 self.state = "speaking"
