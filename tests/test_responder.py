@@ -32,6 +32,7 @@ from assistant.core.turn import TurnScope
 from assistant.reply.deadline import DeadlineResponder, acknowledgements
 from assistant.reply.fastpath import FastPathResponder, quick_answer
 from assistant.reply.llm import LlmResponder
+from assistant.stages.hold import HeldStreamer
 from assistant.stages.policy import AlwaysAddressed, InterruptionRules
 from assistant.stages.responder import ResponderStage
 from tests.fakes import FakeLlm, fail_the_test
@@ -408,7 +409,7 @@ def test_every_torch_call_of_the_llm_runs_on_its_one_compute_thread_and_a_hold_s
 ) -> None:
     """libgomp stops its workers spinning once a second thread keeps a pool (engines/openmp.py):
     generation, a speculative one and the end-of-turn judgement must all run on one thread. While
-    barge-in holds a paused reply (``hold``), no token is decoded, and the judge still answers."""
+    barge-in holds a paused reply (``HeldStreamer``), no token is decoded, and the judge still answers."""
     from assistant.engines.local_llm import LlmEngine
     from assistant.engines.store import ModelStore
 
@@ -432,14 +433,25 @@ def test_every_torch_call_of_the_llm_runs_on_its_one_compute_thread_and_a_hold_s
     assert judged and abs(judged[0] - 1) < 1e-3
     assert len(threads) == 1 and threads.pop().startswith("llm-compute"), threads
 
-    engine.hold(True)
+    steps = [0]
+    counted = engine.model.forward
+
+    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        steps[0] += 1
+        return counted(*args, **kwargs)
+
+    engine.model.forward = counting
+    reply = HeldStreamer(engine)  # as barge-in holds it (stages/hold.py)
+    reply.hold(True)
     pieces: list[str] = []
-    held = threading.Thread(target=lambda: pieces.extend(engine.stream(question)))
+    held = threading.Thread(target=lambda: pieces.extend(reply.stream(question)))
     held.start()
-    time.sleep(1.0)  # generous: a decode step takes ~0.06 s on 2 cores
-    assert not pieces and held.is_alive()
+    time.sleep(0.5)  # generous: a decode step takes ~0.06 s on 2 cores
+    before = steps[0]
+    time.sleep(0.5)
+    assert not pieces and held.is_alive() and steps[0] == before <= 2  # a piece, then held
     assert abs(float(engine.next_token_probabilities("Hi").sum()) - 1) < 1e-3  # the judge is not held
-    engine.hold(False)
+    reply.hold(False)
     held.join(30)
     assert pieces and not held.is_alive()
 

@@ -21,7 +21,6 @@ from assistant.engines.llm_quant import dynamic_int8, weight_only_quantize
 from assistant.engines.openmp import ComputeThread
 
 log = logging.getLogger(__name__)
-MAX_HOLD_S = 30.0  # a hold nobody released (a lost event) must not leave a reply stuck for good
 
 
 class LlmEngine:
@@ -52,8 +51,6 @@ class LlmEngine:
         # the end-of-turn judge's own cache and lock: it runs at a pause, beside a generation
         self._judge_lock = threading.Lock()
         self._judge = PrefixCache(cfg.prefix_cache)
-        self._running = threading.Event()  # cleared by ``hold``
-        self._running.set()
         self.last_reused = 0  # prompt tokens taken from the cache by the latest generation
         self.judge_reused = 0  # and by the latest end-of-turn judgement
         log.info("LLM %s on %s (%s)", model_dir.name, self.device, self.quantization)
@@ -96,8 +93,6 @@ class LlmEngine:
             generated: list[int] = []
             text_so_far = ""
             for _ in range(self.cfg.max_new_tokens):
-                if not self._running.is_set():
-                    self._wait_while_held(should_stop)
                 if should_stop():
                     return
                 token = self._compute.run(self._next_token, feed, generated)
@@ -110,20 +105,6 @@ class LlmEngine:
                     continue
                 yield text[len(text_so_far) :]
                 text_so_far = text
-
-    def hold(self, on: bool) -> None:
-        """Decode nothing while ``on`` (the end-of-turn judge still runs): barge-in paused the reply,
-        and the speech that decides it must be transcribed first. Live on 2 cores, the transcript of
-        a "Stop." said over a reply took 2-3 s with the reply's decoding beside it."""
-        if on:
-            self._running.clear()
-        else:
-            self._running.set()
-
-    def _wait_while_held(self, should_stop: Callable[[], bool]) -> None:
-        end = time.monotonic() + MAX_HOLD_S
-        while not self._running.wait(0.02) and not should_stop() and time.monotonic() < end:
-            pass
 
     def _next_token(self, feed: list[int], generated: list[int]) -> int:
         """Feed ``feed`` through the reply's cache; the token chosen next (on the compute thread)."""

@@ -3,9 +3,9 @@
 The speech over the reply must be transcribed before anything is decided, and on a small CPU the
 recogniser shares the cores with the LLM's decoding: live on 2 cores, the transcript of a "Stop."
 said over a reply took 2-3 s with the reply still being generated beside it, and the reply stayed
-paused that long. ``GenerationHold`` listens to the pause and its outcome and holds the LLM between:
-the local engine itself (``listen``, ``agent``), or one conversation's ``HeldStreamer`` where the
-model serves other conversations too (the Wyoming server), so that only the paused reply waits.
+paused that long. ``GenerationHold`` listens to the pause and its outcome and holds the LLM between,
+through the conversation's ``HeldStreamer`` around the model (``listen``, ``agent``, each Wyoming
+conversation): where the model serves other conversations too, only the paused reply waits.
 """
 
 from __future__ import annotations
