@@ -99,7 +99,7 @@ def _llm_turn_engine(
     if llm is None and cfg.llm.backend == "local":
         llm = llm_engine(cfg, model_store(cfg))  # `transcribe` loads no LLM for itself
     if not isinstance(llm, LlmEngine):  # a server's model gives no next-token probabilities
-        log.warning("end of turn: llm needs llm.backend: local; using smart_turn")
+        log.info("end of turn: llm needs llm.backend: local; using smart_turn")
         return audio
     return LlmTurnEngine(llm, cfg.vad.llm_threshold, cfg.llm.system_prompt, audio)
 
@@ -251,7 +251,13 @@ def conversation_pipeline(
 
 
 def transcription_pipeline(
-    cfg: Config, recognizer: Recognizer, source: AudioSource, events: EventBus
+    cfg: Config,
+    recognizer: Recognizer,
+    source: AudioSource,
+    events: EventBus,
+    turn: TurnDetector | None = None,
 ) -> Pipeline:
-    stages: list[Stage] = [vad_stage(cfg, turn_engine(cfg)), AsrStage(cfg.asr, recognizer)]
+    """VAD and recogniser alone; ``turn``: the end-of-turn engine, loaded here when not given."""
+    turn = turn if turn is not None or cfg.vad.end_of_turn == "none" else turn_engine(cfg)
+    stages: list[Stage] = [vad_stage(cfg, turn), AsrStage(cfg.asr, recognizer)]
     return Pipeline(source, stages, events=events)

@@ -132,6 +132,17 @@ def test_the_llm_reads_the_transcript_as_an_open_message_without_its_punctuation
     assert sure.blend(None, "what time is it") > 0.8 and unsure.blend(None, "why is the sky") < 0.1
 
 
+def test_the_llm_decides_the_last_words_questions_end_on_and_the_word_list_short_messages() -> None:
+    llm = FakeLlm([0.5, 0.3, 0.2])  # P(end) 0.5: finished
+    engine = LlmTurnEngine(llm, threshold=0.01, system_prompt="")  # type: ignore[arg-type]
+    for finished in ["Where are you from?", "Can you repeat that?", "Do you know what time it is?"]:
+        assert ends_unfinished(finished) and engine.blend(None, finished) > 0.9, finished  # the LLM's
+    assert len(llm.prompts) == 3
+    assert engine.blend(None, "Turn off the lights in the") == 0.0  # no sentence ends on "the"
+    assert engine.blend(None, "Stop.") > 0.5 and engine.blend(None, "Who is") == 0.0  # by the list
+    assert len(llm.prompts) == 3  # no pass for any of these
+
+
 def test_without_an_engine_the_hangover_splits_a_paused_sentence(cfg: Config, paused: Path) -> None:
     turns, _ = transcribe(cfg, paused, None, "what is the capital of")
     assert len(turns) == 2
@@ -196,6 +207,12 @@ def test_the_loaded_llm_hears_a_finished_question_and_an_unfinished_one(cfg: Con
     for head, whole in [
         ("What is the largest", "What is the largest planet in the solar system?"),
         ("Why is the sky", "Why is the sky blue?"),
+    ]:
+        assert engine.blend(None, head) < threshold < engine.blend(None, whole), (head, whole)
+    # last words on engines/turn.py's list, which questions end on too: the LLM tells them apart
+    for head, whole in [
+        ("Can you tell me what", "Where are you from?"),
+        ("Send a message to", "Who are you talking to?"),
     ]:
         assert engine.blend(None, head) < threshold < engine.blend(None, whole), (head, whole)
     # each judgement after the first fed only the transcript: the system prompt and the template's

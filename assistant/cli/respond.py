@@ -64,7 +64,13 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     play.add_argument("--no-play", dest="play", action="store_const", const="never", help="never play")
     p.set_defaults(handler=respond)
 
-    p = sub.add_parser("transcribe", parents=parents, help="VAD + speech recognition only")
+    p = sub.add_parser(
+        "transcribe",
+        parents=parents,
+        help="VAD + speech recognition only",
+        description="Turns and their transcripts. Turns end as in every command (vad.end_of_turn: llm "
+        "loads the LLM to judge them; --set vad.end_of_turn=smart_turn judges by the last word alone).",
+    )
     p.add_argument("input", type=Path, help="recording")
     p.add_argument("--json", action="store_true", help="print JSON (one object per turn)")
     p.add_argument("--realtime", action="store_true", help="feed at real-time pace (default: fast)")
@@ -185,9 +191,12 @@ def transcribe(cfg: Config, args: argparse.Namespace) -> int:
     source = build.file_source(cfg, args.input, realtime=args.realtime)
     events, event_log = console_events(args)
     start = time.monotonic()
+    judge = f", {build.llm_label(cfg)} to judge each turn's end" if cfg.vad.end_of_turn == "llm" else ""
+    say(args, f"Loading models ({build.asr_label(cfg)}{judge})...")
     recognizer = build.whisper_engine(cfg, build.model_store(cfg))
-    say(args, f"Model ready in {time.monotonic() - start:.1f} s.")
-    pipeline = build.transcription_pipeline(cfg, recognizer, source, events)
+    turn = build.turn_engine(cfg)
+    say(args, f"Models ready in {time.monotonic() - start:.1f} s.")
+    pipeline = build.transcription_pipeline(cfg, recognizer, source, events, turn)
     run_pipeline(pipeline, args, f"Transcribing {args.input}")
     turns = [
         {"turn": t.turn, "start_s": t.start_s, "end_s": t.end_s, "text": t.transcript}

@@ -72,7 +72,7 @@ class VadConfig:
     max_utterance_s: float = _in(30.0, 5, 600)
     # end of turn from how it was said (engines/turn.py) or what (engines/llm_turn.py); "none":
     # hangover_ms alone
-    end_of_turn: Literal["smart_turn", "llm", "none"] = "smart_turn"
+    end_of_turn: Literal["smart_turn", "llm", "none"] = "llm"
     end_of_turn_threshold: float = _in(0.5, 0.0, 1.0)
     llm_threshold: float = _in(0.01, 0.0, 1.0)  # llm: the P(end) that blends to 0.5
     min_silence_ms: int = _in(200, 100, 3000)

@@ -33,6 +33,11 @@ _DANGLING_WORDS = (
     "shall", "may", "might", "must", "very",
 )  # fmt: skip
 DANGLING = frozenset(_DANGLING_WORDS)
+# The few a finished sentence all but never ends on: the LLM judge (engines/llm_turn.py) decides the
+# rest, which questions often end on ("Where are you from?", "Can you repeat that?", "... it is?")
+NEVER_LAST = frozenset(
+    ("a", "an", "the", "my", "your", "our", "their", "and", "or", "nor", "of", "than", "very")
+)
 SAMPLE_RATE = 16000
 WINDOW_S = 8  # the model's input: the last 8 s, zero-padded at the front when shorter
 PACKAGE = "pipecat"
@@ -43,14 +48,15 @@ MODEL_SHA256 = "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f
 TEXT_DOUBT = 0.2  # a transcript that does not dangle is finished with at least 1 - this
 
 
-def ends_unfinished(text: str) -> bool:
-    """The transcript stops on a word a sentence does not end on ("... the capital of")."""
+def ends_unfinished(text: str, words: frozenset[str] = DANGLING) -> bool:
+    """The transcript stops on a word a sentence does not end on ("... the capital of"): one of
+    ``words`` (or Whisper's mark for speech that trails off)."""
     if text.rstrip().endswith(("...", "…")):  # Whisper's own mark for speech that trails off
         return True
-    words = text.lower().split()
-    last = words[-1].strip(".,;:!?\"'-") if words else ""
+    said = text.lower().split()
+    last = said[-1].strip(".,;:!?\"'-") if said else ""
     # a sentence mark after the word is Whisper's guess, not the speaker's: "capital of." still dangles
-    return last in DANGLING
+    return last in words
 
 
 def blend(p_audio: float | None, text: str | None) -> float:
