@@ -135,7 +135,7 @@ def test_the_llm_reads_the_transcript_as_an_open_message_without_its_punctuation
 def test_the_llm_decides_the_last_words_questions_end_on_and_the_word_list_short_messages() -> None:
     llm = FakeLlm([0.5, 0.3, 0.2])  # P(end) 0.5: finished
     engine = LlmTurnEngine(llm, threshold=0.01, system_prompt="")  # type: ignore[arg-type]
-    for finished in ["Where are you from?", "Can you repeat that?", "Do you know what time it is?"]:
+    for finished in ["Where are you from?", "Can you repeat that?", "What's that?"]:
         assert ends_unfinished(finished) and engine.blend(None, finished) > 0.9, finished  # the LLM's
     assert len(llm.prompts) == 3
     assert engine.blend(None, "Turn off the lights in the") == 0.0  # no sentence ends on "the"

@@ -20,6 +20,8 @@ questions end on them: on sentences no threshold was tuned on, it ended 30 of 33
 list held all of them 2 s) and held 34 of 34 halves ("Can you tell me what", "Search for": at most
 0.003). A message of one or two words goes by the longer list alone: there the LLM cannot tell a
 command from a first word ("Stop." 0.012, "Next." 0.002, "Why?" 0.0003, as low as "Call ...").
+A contraction counts as two words: the LLM ends "What's that?" (0.29) and "Who's that?" (0.49),
+which the list would hold, and holds "Where's my" (0.0002).
 Smart Turn's hearing of the audio decides while no transcript is there.
 """
 
@@ -44,6 +46,7 @@ log = logging.getLogger(__name__)
 FEW_WORDS = 2  # a message this short is judged by the word list alone (see the module's note)
 CLOSING = set(".?!…")  # a token made only of these (after spaces) closes a sentence
 _PUNCT = re.compile(r"[^\w\s'-]+")  # all but letters, digits, apostrophes and hyphens
+_WORD = re.compile(r"\w+")  # a contraction is two: "what's" is "what is"
 
 
 def normalise(text: str) -> str:
@@ -93,7 +96,7 @@ class LlmTurnEngine:
         said = normalise(text or "")
         if not said:
             return 1.0 if p_audio is None else p_audio  # nothing said: the audio, or end it
-        if len(said.split()) <= FEW_WORDS:
+        if len(_WORD.findall(said)) <= FEW_WORDS:  # ("what's that": three, the LLM's to judge)
             return by_last_word(None, text)
         if ends_unfinished(text or "", NEVER_LAST):
             return 0.0
