@@ -81,6 +81,8 @@ def test_the_last_word_says_whether_a_sentence_is_finished() -> None:
         "Set a timer for",
         "Tell me about...",
         "I was wondering if you could",
+        "What is the capital of, um",  # a filler: still looking for the word
+        "Set a timer, uh...",
     ]:
         assert ends_unfinished(text), text
     for text in ["What is the capital of France?", "Set a timer for five minutes.", "What time is it?", ""]:
@@ -139,6 +141,7 @@ def test_the_llm_decides_the_last_words_questions_end_on_and_the_word_list_short
         assert ends_unfinished(finished) and engine.blend(None, finished) > 0.9, finished  # the LLM's
     assert len(llm.prompts) == 3
     assert engine.blend(None, "Turn off the lights in the") == 0.0  # no sentence ends on "the"
+    assert engine.blend(None, "How far is it to, um,") == 0.0  # nor on a filler
     assert engine.blend(None, "Stop.") > 0.5 and engine.blend(None, "Who is") == 0.0  # by the list
     assert len(llm.prompts) == 3  # no pass for any of these
 

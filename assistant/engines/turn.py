@@ -32,10 +32,12 @@ _DANGLING_WORDS = (
     "were", "be", "been", "am", "do", "does", "did", "can", "could", "would", "should", "will",
     "shall", "may", "might", "must", "very",
 )  # fmt: skip
-DANGLING = frozenset(_DANGLING_WORDS)
+# A filler as the last word: the speaker is still looking for the next one ("What is the, um")
+FILLERS = frozenset(("um", "umm", "uh", "uhh", "uhm", "er", "erm"))
+DANGLING = frozenset(_DANGLING_WORDS) | FILLERS
 # The few a finished sentence all but never ends on: the LLM judge (engines/llm_turn.py) decides the
 # rest, which questions often end on ("Where are you from?", "Can you repeat that?", "... it is?")
-NEVER_LAST = frozenset(
+NEVER_LAST = FILLERS | frozenset(
     ("a", "an", "the", "my", "your", "our", "their", "and", "or", "nor", "of", "than", "very")
 )
 SAMPLE_RATE = 16000
