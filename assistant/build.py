@@ -90,13 +90,18 @@ def turn_engine(cfg: Config, llm: TextStreamer | None = None) -> TurnDetector | 
     return engine
 
 
+def judges_turns_with_local_llm(cfg: Config) -> bool:
+    """``llm`` end of turn with a model of our own (a server's gives no next-token probabilities)."""
+    return cfg.vad.end_of_turn == "llm" and cfg.llm.backend == "local"
+
+
 def _llm_turn_engine(
     cfg: Config, llm: TextStreamer | None, audio: TurnDetector | None
 ) -> TurnDetector | None:
     from assistant.engines.llm_turn import LlmTurnEngine
     from assistant.engines.local_llm import LlmEngine
 
-    if llm is None and cfg.llm.backend == "local":
+    if llm is None and judges_turns_with_local_llm(cfg):
         llm = llm_engine(cfg, model_store(cfg))  # `transcribe` loads no LLM for itself
     if not isinstance(llm, LlmEngine):  # a server's model gives no next-token probabilities
         log.info("end of turn: llm needs llm.backend: local; using smart_turn")
@@ -255,9 +260,8 @@ def transcription_pipeline(
     recognizer: Recognizer,
     source: AudioSource,
     events: EventBus,
-    turn: TurnDetector | None = None,
+    turn: TurnDetector | None,
 ) -> Pipeline:
-    """VAD and recogniser alone; ``turn``: the end-of-turn engine, loaded here when not given."""
-    turn = turn if turn is not None or cfg.vad.end_of_turn == "none" else turn_engine(cfg)
+    """VAD and recogniser alone; ``turn``: the end-of-turn engine (``turn_engine``)."""
     stages: list[Stage] = [vad_stage(cfg, turn), AsrStage(cfg.asr, recognizer)]
     return Pipeline(source, stages, events=events)

@@ -107,7 +107,8 @@ def test_the_stages_survive_a_failing_remote_engine(cfg: Config) -> None:
     events = EventBus()
     seen = []
     events.subscribe(lambda e: seen.append(e))
-    pipeline = build.transcription_pipeline(cfg, asr, build.file_source(cfg, QUESTION, False), events)
+    source = build.file_source(cfg, QUESTION, False)
+    pipeline = build.transcription_pipeline(cfg, asr, source, events, build.turn_engine(cfg))
     pipeline.run()
     finals = [e for e in seen if isinstance(e, TranscriptFinal)]
     assert finals and all(e.text == "" for e in finals)

@@ -191,7 +191,9 @@ def transcribe(cfg: Config, args: argparse.Namespace) -> int:
     source = build.file_source(cfg, args.input, realtime=args.realtime)
     events, event_log = console_events(args)
     start = time.monotonic()
-    judge = f", {build.llm_label(cfg)} to judge each turn's end" if cfg.vad.end_of_turn == "llm" else ""
+    judge = (
+        f", {build.llm_label(cfg)} to judge each turn's end" if build.judges_turns_with_local_llm(cfg) else ""
+    )
     say(args, f"Loading models ({build.asr_label(cfg)}{judge})...")
     recognizer = build.whisper_engine(cfg, build.model_store(cfg))
     turn = build.turn_engine(cfg)
