@@ -83,6 +83,7 @@ def test_the_last_word_says_whether_a_sentence_is_finished() -> None:
         "I was wondering if you could",
         "What is the capital of, um",  # a filler: still looking for the word
         "Set a timer, uh...",
+        "Please remind me to-",  # Whisper's mark for a word broken off
     ]:
         assert ends_unfinished(text), text
     for text in ["What is the capital of France?", "Set a timer for five minutes.", "What time is it?", ""]:
@@ -142,6 +143,7 @@ def test_the_llm_decides_the_last_words_questions_end_on_and_the_word_list_short
     assert len(llm.prompts) == 3
     assert engine.blend(None, "Turn off the lights in the") == 0.0  # no sentence ends on "the"
     assert engine.blend(None, "How far is it to, um,") == 0.0  # nor on a filler
+    assert engine.blend(None, "Please remind me to-") == 0.0  # nor on a word broken off
     assert engine.blend(None, "Stop.") > 0.5 and engine.blend(None, "Who is") == 0.0  # by the list
     assert len(llm.prompts) == 3  # no pass for any of these
 

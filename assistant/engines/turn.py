@@ -52,8 +52,10 @@ TEXT_DOUBT = 0.2  # a transcript that does not dangle is finished with at least 
 
 def ends_unfinished(text: str, words: frozenset[str] = DANGLING) -> bool:
     """The transcript stops on a word a sentence does not end on ("... the capital of"): one of
-    ``words`` (or Whisper's mark for speech that trails off)."""
-    if text.rstrip().endswith(("...", "…")):  # Whisper's own mark for speech that trails off
+    ``words`` (or Whisper's mark for speech that trails off, or for a word broken off)."""
+    # Whisper's own marks: "Set a timer for..." trails off, "Please remind me to-" breaks off (the
+    # LLM gave "please remind me to-" 0.57 against the 0.5 cut: finished)
+    if text.rstrip().endswith(("...", "…", "-", "–", "—")):
         return True
     said = text.lower().split()
     last = said[-1].strip(".,;:!?\"'-") if said else ""
