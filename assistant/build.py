@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from assistant.audio.file_source import FileSource
@@ -26,6 +26,7 @@ from assistant.reply.deadline import DeadlineResponder, acknowledgements
 from assistant.reply.fastpath import FastPathResponder
 from assistant.reply.llm import LlmResponder
 from assistant.stages.asr import AsrStage
+from assistant.stages.hold import FirstClauseHold, GenerationHold, HeldStreamer
 from assistant.stages.playback import PlaybackStage
 from assistant.stages.policy import AlwaysAddressed, InterruptionRules, TurnPolicy
 from assistant.stages.responder import ResponderStage
@@ -248,9 +249,27 @@ def speaking_stages(
     ]
 
 
+def held_engines(cfg: Config, engines: Engines, events: EventBus, barge_in: bool = False) -> Engines:
+    """``engines`` with one conversation's own view of a local LLM, held between tokens while the
+    first clause of an answer is synthesised (``tts.first_clause_priority``) and, with ``barge_in``,
+    while speech over the reply is being judged (``barge_in.hold_generation``). A server's model
+    (``llm.backend: openai``) decodes on other cores: it is not held."""
+    first = cfg.tts.first_clause_priority and cfg.tts.backend == "local"
+    pause = barge_in and cfg.barge_in.hold_generation
+    if cfg.llm.backend != "local" or not (first or pause):
+        return engines
+    held = HeldStreamer(engines.llm)
+    if first:
+        FirstClauseHold(held, events)
+    if pause:
+        GenerationHold(held, events)
+    return replace(engines, llm=held)
+
+
 def conversation_pipeline(
     cfg: Config, engines: Engines, source: AudioSource, sinks: Sequence[AudioSink], events: EventBus
 ) -> Pipeline:
+    engines = held_engines(cfg, engines, events)
     stages = listening_stages(cfg, engines) + speaking_stages(cfg, engines, sinks)
     return Pipeline(source, stages, events=events)
 

@@ -15,6 +15,8 @@ them alike. The models are loaded once and shared. Settings:
                (llm.split_first_sentence=false; shipped: its subject is said while the rest is made)
   smollm2      the shipped config with the LLM before issue 16: SmolLM2-135M, int8-mlp
                (`assistant models --prepare smollm2-135m-instruct` first)
+  side_by_side the shipped config with the LLM decoding while the answer's first clause is
+               synthesised (tts.first_clause_priority=false; shipped: it waits)
 first_audio counts any sound (the deadline's acknowledgement too); answer_audio the answer itself.
 late joins: of the answer's clause-to-clause joins, those where the next clause was not synthesised
 by the time the one before had finished playing (a silence the speech did not have), and the
@@ -50,6 +52,7 @@ SETTINGS = {
     "int8_asr": ["asr.compute_type=int8"],  # the recogniser's precision before float32
     "whole_sentence": ["llm.split_first_sentence=false"],
     "smollm2": ["llm.model=smollm2-135m-instruct", "llm.quantization=int8-mlp"],
+    "side_by_side": ["tts.first_clause_priority=false"],  # the LLM decodes while the first clause is made
 }
 LATE_MS = 20  # a wait shorter than one audio block is not heard
 METRICS = ["asr_final", "llm_first_token", "first_clause", "answer_audio", "first_audio"]

@@ -84,5 +84,6 @@ def agent_file_pipeline(
     source = build.file_source(cfg, path, realtime=True)
     source.tail_silence_s += linger_s
     agent = Agent(cfg, events, desktop)
+    engines = build.held_engines(cfg, engines, events)
     stages = agent.listening(engines) + agent.speaking(engines, sinks)
     return Pipeline(source, stages, events=events)

@@ -221,6 +221,7 @@ class TtsConfig:
     sentence_silence_s: float = _in(0.0, 0, 2)
     backend: Literal["local", "wyoming"] = "local"  # "wyoming": synthesise on Wyoming servers (tts.uri)
     uri: Uris = "tcp://127.0.0.1:10200"
+    first_clause_priority: bool = True  # a local LLM waits while an answer's first clause is synthesised
 
 
 # Every desktop action the agent knows (assistant/agent/intents.py); `agent.actions` allows a subset.

@@ -11,7 +11,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from assistant import build
@@ -23,7 +22,6 @@ from assistant.core.events import Device, Ready
 from assistant.core.pipeline import Pipeline
 from assistant.core.stage import Stage
 from assistant.stages.bargein import BargeIn
-from assistant.stages.hold import GenerationHold, HeldStreamer
 from assistant.stages.playback import PlaybackStage
 
 log = logging.getLogger(__name__)
@@ -96,11 +94,7 @@ def run_listen(
         out = output_device if output_device is not None else cfg.audio.output_device
         speaker = SpeakerSink(out, block_s=0.02, on_played=far.push, latency="low")
         engines = build.load_engines(cfg, progress)
-        # a local model's paused reply is held (a server's decodes on other cores)
-        held = (
-            HeldStreamer(engines.llm) if cfg.barge_in.hold_generation and cfg.llm.backend == "local" else None
-        )
-        engines = engines if held is None else replace(engines, llm=held)
+        engines = build.held_engines(cfg, engines, events, barge_in=True)
         if speaking is None:
             speaking_stages = build.speaking_stages(cfg, engines, [speaker])
         else:
@@ -111,8 +105,6 @@ def run_listen(
         pipeline = Pipeline(guard, stages, events=events)
         playback = next((s for s in stages if isinstance(s, PlaybackStage)), None)
         BargeIn(cfg.barge_in, pipeline.scope, speaker, playback, events, mic=guard)
-        if held is not None:
-            GenerationHold(held, events)
         watchdog = Watchdog(speaker, events)
         try:
             pipeline.setup()

@@ -21,7 +21,6 @@ from assistant.reply.clauses import ClauseSplitter
 from assistant.stages.asr import AsrStage
 from assistant.stages.bargein import BargeIn
 from assistant.stages.history import Exchange
-from assistant.stages.hold import GenerationHold, HeldStreamer
 from assistant.stages.playback import PlaybackStage
 from assistant.stages.responder import ResponderStage
 from assistant.stages.tts import TtsStage
@@ -80,12 +79,12 @@ def conversation(
     audio during the reply is speech over it, judged as in `listen` (its own echo told apart by
     ``ClientEcho``), and a pause holds this conversation's reply, not the shared model."""
     barge_in = end == "tts" and cfg.wyoming.barge_in and cfg.barge_in.enabled
-    held = HeldStreamer(engines.llm) if barge_in and cfg.barge_in.hold_generation else None
-    if held is not None:
-        engines = replace(engines, llm=held)
     stages = build.listening_stages(cfg, engines)
     if end == "asr":
         return stages
+    # (a held first clause is released by its sound: a "handle" pipeline has none)
+    if end == "tts":
+        engines = build.held_engines(cfg, engines, plumbing.events, barge_in)
     speaking = build.speaking_stages(cfg, engines, [])
     responder, playback = speaking[0], speaking[-1]
     assert isinstance(responder, ResponderStage) and isinstance(playback, PlaybackStage)
@@ -100,8 +99,6 @@ def conversation(
     speaker = ClientSpeaker(outbox, cfg.wyoming.playback_lead_s, on_play=echo.played)
     client = ClientPlayback(speaker, on_reply_done)
     BargeIn(cfg.barge_in, plumbing.scope, speaker, client, plumbing.events, mic=echo)
-    if held is not None:
-        GenerationHold(held, plumbing.events)
     return [*stages, *speaking[:-1], client]
 
 
