@@ -25,34 +25,37 @@ from tests.fakes import FakeLlm, FakeRecognizer, FakeSynth
 SAMPLES = Path(__file__).resolve().parent.parent / "assistant" / "samples"
 
 
-def test_the_first_answer_clause_holds_until_its_sound_starts() -> None:
-    calls: list[tuple[bool, str]] = []
-    events = EventBus()
-    FirstClauseHold(type("T", (), {"hold": lambda _s, on, reason, *_: calls.append((on, reason))})(), events)
-    events.emit(ev.ReplyClause(1, "Hmm.", "ack"))  # prepared sound: nothing to make room for
-    assert calls == []
-    events.emit(ev.ReplyClause(1, "The capital of France", "llm"))
-    events.emit(ev.ReplyClause(1, "is Paris.", "llm"))  # only the first clause
-    assert calls == [(True, "first clause")]
-    events.emit(ev.AnswerAudio(1))
-    assert calls[-1] == (False, "first clause")
-    events.emit(ev.ReplyClause(2, "Yes.", "llm"))
-    events.emit(ev.BargeIn(3, 2))  # a cut reply has no sound to wait for
-    assert calls[-2:] == [(True, "first clause"), (False, "first clause")]
-
-
-def test_a_held_stream_runs_when_no_reason_holds_it_and_a_forgotten_hold_lapses() -> None:
-    held = HeldStreamer(FakeLlm("one two three"))
-    held.hold(True, "pause")
-    held.hold(True, "first clause")
-    held.hold(False, "first clause")
-    assert held.held()  # the pause still holds it
-    held.hold(False, "pause")
-    assert not held.held()
-    held.hold(True, "first clause", max_s=0.2)  # nobody releases this one
+def _wait_first_clause(held: HeldStreamer, waited: list[float]) -> None:
     t0 = time.monotonic()
-    assert "".join(held.stream([])) == "one two three"
-    assert 0.15 < time.monotonic() - t0 < 2.0
+    held.after_first_clause(lambda: False)
+    waited.append(time.monotonic() - t0)
+
+
+def test_the_first_clause_waits_for_its_sound_or_a_cut_or_at_most_a_second() -> None:
+    events = EventBus()
+    held = HeldStreamer(FakeLlm())
+    held.after_first_clause(lambda: False)  # no FirstClauseHold: no wait
+    FirstClauseHold(held, events)
+    for release in (
+        ev.AnswerAudio(1),
+        ev.BargeIn(2, 1),
+        ev.ReplySkipped(3, "stop"),
+        ev.SpeechError(4, "tts", "down"),
+    ):
+        waited: list[float] = []
+        thread = threading.Thread(target=_wait_first_clause, args=(held, waited))
+        thread.start()
+        time.sleep(0.2)
+        assert not waited, release  # still waiting
+        events.emit(release)
+        thread.join(2)
+        assert waited and waited[0] < 0.5, release
+    t0 = time.monotonic()
+    held.after_first_clause(lambda: False)  # nobody says the sound started
+    assert 0.9 < time.monotonic() - t0 < 2.0
+    t0 = time.monotonic()
+    held.after_first_clause(lambda: True)  # the reply was dropped
+    assert time.monotonic() - t0 < 0.1
 
 
 class _Recorded:
@@ -106,7 +109,7 @@ def run_fake(cfg: Config, priority: bool) -> _Recorded:
 
 def test_no_token_is_made_while_the_first_clause_is_synthesised(cfg: Config) -> None:
     held = run_fake(cfg, priority=True)
-    assert held.made_during_first_synthesis() <= 1  # the one already being made when it began
+    assert held.made_during_first_synthesis() == 0
     side_by_side = run_fake(cfg, priority=False)
     assert side_by_side.made_during_first_synthesis() >= 5  # (0.3 s at a token per 20 ms)
     assert "".join(c for c, *_ in held.synths) == "".join(c for c, *_ in side_by_side.synths)
@@ -120,21 +123,7 @@ def test_with_the_real_models_the_first_clause_is_made_alone_and_the_answer_is_w
     events.subscribe(log)
     source = build.file_source(cfg, SAMPLES / "question.wav", realtime=True)
     build.conversation_pipeline(cfg, replace(loaded, llm=rec, synth=rec), source, [ListSink()], events).run()
-    assert len(rec.synths) >= 2 and rec.made_during_first_synthesis() <= 1
+    assert len(rec.synths) >= 2 and rec.made_during_first_synthesis() == 0
     (done,) = log.of(ev.ReplyDone)
     assert "paris" in done.text.lower()
     assert [e.turn for e in log.of(ev.AnswerAudio)] == [1]
-
-
-def test_a_hold_waits_for_the_release_not_for_its_poll() -> None:
-    held = HeldStreamer(FakeLlm("a b"))
-    held.hold(True, "first clause")
-    got: list[float] = []
-    thread = threading.Thread(target=lambda: got.extend(time.monotonic() for _ in held.stream([])))
-    thread.start()
-    time.sleep(0.3)
-    assert got == []
-    released = time.monotonic()
-    held.hold(False, "first clause")
-    thread.join(2)
-    assert len(got) == 2 and got[0] - released < 0.1

@@ -1057,7 +1057,7 @@ def test_generation_is_held_from_a_pause_until_every_pause_is_decided() -> None:
 
     held: list[bool] = []
     events = EventBus()
-    GenerationHold(SimpleNamespace(hold=lambda on, *_: held.append(on)), events)  # type: ignore[arg-type]
+    GenerationHold(SimpleNamespace(hold=held.append), events)  # type: ignore[arg-type]
     events.emit(ev.ReplyPaused(2, 1, 3.0))
     events.emit(ev.ReplyPaused(3, 1, 3.0))  # more speech while still paused
     events.emit(ev.Interruption(2, 1, "resumed", 400.0, "", "no words"))

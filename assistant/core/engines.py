@@ -83,6 +83,15 @@ class TextStreamer(Protocol):
     def warm_up(self) -> None: ...
 
 
+@runtime_checkable
+class FirstClauseAware(TextStreamer, Protocol):
+    """A language model its reply's producer tells when the first clause is out, on the producer's
+    thread, before it asks for the next piece: it may wait there (stages/hold.py: until that
+    clause's sound has started, so that synthesising it has the cores)."""
+
+    def after_first_clause(self, should_stop: Callable[[], bool]) -> None: ...
+
+
 @dataclass(frozen=True)
 class ToolCall:
     """A function the model asked to call: its name and its arguments exactly as it wrote them (JSON

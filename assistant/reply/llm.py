@@ -17,7 +17,7 @@ import threading
 from collections.abc import Iterator, Sequence
 
 from assistant.config import LlmConfig
-from assistant.core.engines import ChatMessage, TextStreamer, Tool, ToolCall, ToolStreamer
+from assistant.core.engines import ChatMessage, FirstClauseAware, TextStreamer, Tool, ToolCall, ToolStreamer
 from assistant.reply.base import Clause, DeferredReply, ReplyStream, produce
 from assistant.reply.clauses import ClauseSplitter, ends_sentence, goes_on
 
@@ -93,6 +93,13 @@ class LlmResponder:
                     spoken.extend(m.group().lower() for m in _TOKEN.finditer(clause))
                     stream.put(Clause(clause, continues=released and not looped and goes_on(clause)))
                     sentence_done = ends_sentence(clause)
+                    if (
+                        released
+                        and not looped
+                        and len(said) == 1
+                        and isinstance(self.engine, FirstClauseAware)
+                    ):
+                        self.engine.after_first_clause(stream.cancelled.is_set)
                 return not looped
 
             for piece in self._pieces(messages, stream):

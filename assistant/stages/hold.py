@@ -7,11 +7,14 @@ paused that long. ``GenerationHold`` listens to the pause and its outcome and ho
 through the conversation's ``HeldStreamer`` around the model (``listen``, ``agent``, each Wyoming
 conversation): where the model serves other conversations too, only the paused reply waits.
 
-``FirstClauseHold`` holds it for another reason: while the first clause of an answer is being
-synthesised. On a small CPU piper and the LLM share the cores, and the clause the user is waiting
-for is synthesised at half speed beside the decoding of the next one: on 2 cores "The capital of
-France," took 86 ms alone and 193 ms with the LLM decoding (median of 7). The next clause is only
-needed once the first has played (a second or so), so it can wait the ~90 ms.
+While an answer's first clause is synthesised, its reply waits too (``tts.first_clause_priority``).
+On a small CPU piper and the LLM share the cores, and the clause the user is waiting for is made at
+half speed beside the decoding of the next one. On 2 cores "The capital of France," took 69 ms
+alone, 152 ms with a single decode step running beside it, and 193 ms beside the decoding going on.
+So the hold must begin before the next step does: the reply's producer calls
+``HeldStreamer.after_first_clause`` on its own thread once the first clause is out (an event, on
+another thread, came a step too late), and ``FirstClauseHold`` releases it when that clause's sound
+starts. The next clause is only needed once the first has played (a second or so).
 """
 
 from __future__ import annotations
@@ -23,18 +26,18 @@ from typing import Protocol, runtime_checkable
 
 from assistant.core import events as ev
 from assistant.core.bus import EventBus
-from assistant.core.engines import ANSWER_SOURCES, ChatMessage, TextStreamer
+from assistant.core.engines import ChatMessage, TextStreamer
 
 MAX_HOLD_S = 30.0  # a hold nobody released (a lost event) must not leave a reply stuck for good
-# the first clause's synthesis takes ~0.1-0.2 s on 2 cores; a hold whose audio never came (a
-# synthesiser that failed, a sink that is stuck) lapses after this and decoding goes on
+# the first clause's synthesis takes ~0.1 s on 2 cores; a wait for a sound that never came (a
+# synthesiser that hangs, a sink that is stuck, a reply prepared while the user still speaks) ends here
 FIRST_CLAUSE_MAX_S = 1.0
 POLL_S = 0.02
 
 
 @runtime_checkable
 class Holdable(Protocol):
-    def hold(self, on: bool, reason: str = ..., max_s: float = ...) -> None: ...
+    def hold(self, on: bool) -> None: ...
 
 
 class GenerationHold:
@@ -55,34 +58,22 @@ class GenerationHold:
                 self._paused.add(e.turn)
             else:
                 self._paused = {t for t in self._paused if t > e.turn}
-            self.target.hold(bool(self._paused), "pause")
+            self.target.hold(bool(self._paused))
 
 
 class FirstClauseHold:
-    """Holds ``target`` from a turn's first answer clause (``ReplyClause``) until its sound starts
-    (``AnswerAudio``), the reply is cut or skipped, or ``FIRST_CLAUSE_MAX_S`` has passed; once per
-    turn. The acknowledgement and apologies do not hold it: they are prepared sound, not synthesised."""
+    """Lets ``target``'s reply go on once the first clause's sound has started (``AnswerAudio``) or
+    there is none to wait for: the reply was cut or skipped, or synthesis failed."""
 
-    LISTENS_TO = (ev.ReplyClause, ev.AnswerAudio, ev.BargeIn, ev.ReplySkipped, ev.SpeechError)
+    LISTENS_TO = (ev.AnswerAudio, ev.BargeIn, ev.ReplySkipped, ev.SpeechError)
 
-    def __init__(self, target: Holdable, events: EventBus) -> None:
+    def __init__(self, target: HeldStreamer, events: EventBus) -> None:
         self.target = target
-        self._held: int | None = None  # the turn whose first clause is being synthesised
-        self._seen: set[int] = set()  # turns whose first clause was held already (the latest few)
-        self._lock = threading.Lock()
+        target.first_clause_waits = True
         events.subscribe(self, *self.LISTENS_TO)
 
-    def __call__(self, e: ev.Event) -> None:
-        with self._lock:
-            if isinstance(e, ev.ReplyClause):
-                if e.source not in ANSWER_SOURCES or e.turn in self._seen:
-                    return
-                self._seen = {t for t in self._seen if t > e.turn - 8} | {e.turn}
-                self._held = e.turn
-                self.target.hold(True, "first clause", FIRST_CLAUSE_MAX_S)
-            elif self._held is not None and (e.turn >= self._held or isinstance(e, ev.BargeIn)):
-                self._held = None
-                self.target.hold(False, "first clause")
+    def __call__(self, _e: ev.Event) -> None:
+        self.target.first_clause_sounded()
 
 
 class HeldStreamer:
@@ -90,35 +81,46 @@ class HeldStreamer:
     is not advanced (the consumer does not pull the next piece, so nothing is decoded for it), and
     other conversations' replies are not touched. (A model serves one reply at a time: one waiting
     behind the held reply waits at most as long as the pause, ``barge_in.decide_timeout_s``.)
-    Holds have reasons (a paused reply, the first clause's synthesis): it runs when none is on,
-    and each lapses after its ``max_s`` if nobody released it."""
+    With ``first_clause_waits``, the producer of a reply waits in ``after_first_clause`` too."""
 
     def __init__(self, inner: TextStreamer) -> None:
         self.inner = inner
-        self._holds: dict[str, float] = {}  # reason -> when it lapses (time.monotonic())
+        self.first_clause_waits = False  # set by FirstClauseHold
+        self._running = threading.Event()
+        self._running.set()
+        self._sounded = 0  # first clauses whose sound started (or that had none to wait for)
         self._changed = threading.Condition()
 
-    def hold(self, on: bool, reason: str = "pause", max_s: float = MAX_HOLD_S) -> None:
-        with self._changed:
-            if on:
-                self._holds[reason] = time.monotonic() + max_s
-            else:
-                self._holds.pop(reason, None)
-            self._changed.notify_all()
-
-    def held(self) -> bool:
-        now = time.monotonic()
-        with self._changed:
-            return any(until > now for until in self._holds.values())
+    def hold(self, on: bool) -> None:
+        if on:
+            self._running.clear()
+        else:
+            self._running.set()
 
     def stream(
         self, messages: list[ChatMessage], should_stop: Callable[[], bool] = lambda: False
     ) -> Iterator[str]:
         for piece in self.inner.stream(messages, should_stop):
-            while self.held() and not should_stop():
-                with self._changed:
-                    self._changed.wait(POLL_S)
+            end = time.monotonic() + MAX_HOLD_S
+            while not self._running.wait(POLL_S) and not should_stop() and time.monotonic() < end:
+                pass
             yield piece
+
+    def after_first_clause(self, should_stop: Callable[[], bool]) -> None:
+        """On the reply producer's thread: wait until the first clause's sound has started (or the
+        reply is stopped, or ``FIRST_CLAUSE_MAX_S`` has passed)."""
+        if not self.first_clause_waits:
+            return
+        end = time.monotonic() + FIRST_CLAUSE_MAX_S
+        with self._changed:
+            seen = self._sounded
+            while self._sounded == seen and not should_stop() and time.monotonic() < end:
+                self._changed.wait(POLL_S)
+
+    def first_clause_sounded(self) -> None:
+        with self._changed:
+            self._sounded += 1
+            self._changed.notify_all()
 
     def warm_up(self) -> None:
         self.inner.warm_up()
