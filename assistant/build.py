@@ -258,7 +258,7 @@ def held_engines(cfg: Config, engines: Engines, events: EventBus, barge_in: bool
     pause = barge_in and cfg.barge_in.hold_generation
     if cfg.llm.backend != "local" or not (first or pause):
         return engines
-    held = HeldStreamer(engines.llm)
+    held = HeldStreamer(engines.llm, first_clause_waits=first)
     if first:
         FirstClauseHold(held, events)
     if pause:

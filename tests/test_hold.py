@@ -33,8 +33,8 @@ def _wait_first_clause(held: HeldStreamer, waited: list[float]) -> None:
 
 def test_the_first_clause_waits_for_its_sound_or_a_cut_or_at_most_a_second() -> None:
     events = EventBus()
-    held = HeldStreamer(FakeLlm())
-    held.after_first_clause(lambda: False)  # no FirstClauseHold: no wait
+    HeldStreamer(FakeLlm()).after_first_clause(lambda: False)  # not asked to wait: returns at once
+    held = HeldStreamer(FakeLlm(), first_clause_waits=True)
     FirstClauseHold(held, events)
     for release in (
         ev.AnswerAudio(1),

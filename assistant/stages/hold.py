@@ -69,7 +69,6 @@ class FirstClauseHold:
 
     def __init__(self, target: HeldStreamer, events: EventBus) -> None:
         self.target = target
-        target.first_clause_waits = True
         events.subscribe(self, *self.LISTENS_TO)
 
     def __call__(self, _e: ev.Event) -> None:
@@ -81,11 +80,12 @@ class HeldStreamer:
     is not advanced (the consumer does not pull the next piece, so nothing is decoded for it), and
     other conversations' replies are not touched. (A model serves one reply at a time: one waiting
     behind the held reply waits at most as long as the pause, ``barge_in.decide_timeout_s``.)
-    With ``first_clause_waits``, the producer of a reply waits in ``after_first_clause`` too."""
+    With ``first_clause_waits``, the producer of a reply waits in ``after_first_clause`` too, until
+    ``first_clause_sounded`` (``FirstClauseHold``, from the events)."""
 
-    def __init__(self, inner: TextStreamer) -> None:
+    def __init__(self, inner: TextStreamer, first_clause_waits: bool = False) -> None:
         self.inner = inner
-        self.first_clause_waits = False  # set by FirstClauseHold
+        self.first_clause_waits = first_clause_waits
         self._running = threading.Event()
         self._running.set()
         self._sounded = 0  # first clauses whose sound started (or that had none to wait for)
