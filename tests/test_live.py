@@ -984,6 +984,7 @@ def test_with_its_voice_coming_back_it_answers_once(room, rig) -> None:
 @needs_pulse
 def test_a_second_question_over_the_reply_interrupts_it(room, rig) -> None:
     room.echo(True)  # on loudspeakers: the echo canceller must tell the user from its own voice
+    rec = None
     try:
         assistant = rig.get()
         rec = room.record(rig.work / "barge.wav")
@@ -999,8 +1000,10 @@ def test_a_second_question_over_the_reply_interrupts_it(room, rig) -> None:
         is_answer = lambda e: e["turn"] == barge["turn"] and e.get("source") in ("llm", "fastpath")  # noqa: E731
         assistant.wait_for("audio_out", 120, after=t1, where=is_answer)
         events = wait_quiet(assistant, t1, timeout_s=120)
-        audio = rec.stop()
     finally:
+        # stopped here even when an assertion failed: a recorder left open is one more client of the
+        # sound server, and the device checks of the tests after this one count them
+        audio = rec.stop() if rec is not None else None
         room.echo(False)
     # playback stopped: the cut reply's last sound is close after the detection
     detected = barge["t"] - rec.t_start
