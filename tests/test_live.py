@@ -452,6 +452,16 @@ def test_speech_over_the_reply_pauses_it_and_a_stop_word_ends_it() -> None:
             "How many legs does a spider have?",
             ("answered", "question (echo-fitted mic)"),
         ),
+        (  # the canceller kept only the end of the question: the few words lie whole inside it
+            "Spider has.",
+            "How many legs do the spider have?",
+            ("answered", "question (echo-fitted mic)"),
+        ),
+        (  # ... but a few words that share a scrap of it are not
+            "in a month.",
+            "How many months are in a year?",
+            ("resumed", "no words: the two transcripts disagree (echo-fitted mic)"),
+        ),
         (
             "I love that.",
             "in a moment.",

@@ -36,6 +36,10 @@ ALIKE_RUN = 6  # they share a run of this many letters (a word or two: "aspiderh
 # and was answered. Transcripts of up to SHORT_WORDS words must match to ALIKE_SHORT, letters alone
 # ("what's the time" and "what is the time": 0.88)
 SHORT_WORDS, ALIKE_SHORT = 3, 0.8
+# ... unless the other heard a sentence of LONG_WORDS or more and the few words lie inside it, nearly
+# whole (live, the canceller lost all but the end of a question: "Spider has." against "How many legs
+# do the spider have?", a run of 8 of 9 letters; what a hum made matched by 5-7 of 10)
+LONG_WORDS, CONTAINED = 5, 0.8
 # a hum however Whisper spells it ("Mmm.", "Mmhmm", "Hm."): a backchannel, never a word
 HUM = re.compile(r"h?m+(h?m+)*|m+h+m*")
 # what Whisper makes of a cough, a breath or a scrap of echo (it was trained on subtitled videos):
@@ -119,6 +123,10 @@ class InterruptionRules:
             return False
         match = SequenceMatcher(None, a, b, autojunk=False)
         if min(len(w) for w in words) <= SHORT_WORDS:
+            if max(len(w) for w in words) >= LONG_WORDS:  # one lost most of a question the other heard
+                short = min(a, b, key=len)
+                run = match.find_longest_match(0, len(a), 0, len(b)).size
+                return run >= ALIKE_RUN and run >= CONTAINED * len(short)
             return match.ratio() >= ALIKE_SHORT
         return match.ratio() >= ALIKE or match.find_longest_match(0, len(a), 0, len(b)).size >= ALIKE_RUN
 
