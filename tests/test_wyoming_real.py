@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import logging
 import re
 import subprocess
 import sys
@@ -298,8 +299,9 @@ def test_stop_said_over_a_spoken_reply_ends_it_and_the_run(served, sounds) -> No
     assert wait_for_no_pipeline_threads() == set()  # the run ended
 
 
-def test_an_mm_hmm_over_a_spoken_reply_lets_it_go_on(served, sounds) -> None:
+def test_an_mm_hmm_over_a_spoken_reply_lets_it_go_on(served, sounds, caplog) -> None:
     _, port, _ = served
+    caplog.set_level(logging.INFO, logger="assistant.stages.bargein")
 
     def went_on(talk: Conversation) -> bool:  # reply audio again, well after the pause was decided
         return any(e.type == "audio-chunk" and at > (talk.t_sound or at) + 3.5 for at, e in talk.events)
@@ -308,6 +310,7 @@ def test_an_mm_hmm_over_a_spoken_reply_lets_it_go_on(served, sounds) -> None:
     after = talk.kinds_after(talk.t_sound)
     story = told(talk)
     assert "voice-started" in after, story  # heard as speech: it paused the reply
+    assert any(" paused by " in r.getMessage() for r in caplog.records), story  # (the log says so)
     assert not {"transcript", "not-handled", "handled-start", "audio-start"} & set(after), story
     assert went_on(talk), story  # the same reply went on after the pause
 
@@ -331,21 +334,22 @@ def test_a_question_over_a_spoken_reply_is_answered_instead(served, sounds) -> N
     assert [e.type for e in answer].count("audio-start") == 1, story  # and it was spoken
 
 
-def test_a_satellite_hearing_its_own_reply_never_interrupts_it(served, sounds) -> None:
+def test_a_satellite_hearing_its_own_reply_never_interrupts_it(served, sounds, caplog) -> None:
     """A satellite without echo cancelling: its microphone hears the reply (half as loud). Without
     ClientEcho the start of "A car engine ..." came back as "I core in." or "Hi, Corey." and stopped
     or answered the reply; now the echo is heard as speech and never pauses or ends the reply."""
     _, port, _ = served
+    caplog.set_level(logging.INFO, logger="assistant.stages.bargein")
     listening = lambda t: bool(t.t_reply) and time.monotonic() - t.t_reply > 4.5  # noqa: E731
     talk = asyncio.run(talk_over_reply(port, sounds["long"], None, 0.0, listening, 150, echo=0.5))
     after = talk.kinds_after(talk.t_reply)
     story = told(replace(talk, t_sound=talk.t_reply))
     assert "voice-started" in after, story  # the echo was heard as speech: the test tests something
     assert not {"transcript", "not-handled", "audio-stop", "audio-start"} & set(after), story
-    assert talk.t_reply is not None
-    chunks = [at for at, e in talk.events if e.type == "audio-chunk"]
-    gaps = [b - a for a, b in zip(chunks, chunks[1:], strict=False) if a > talk.t_reply + 0.5]
-    assert max(gaps) < 1.0, story  # never paused either (a paced reply stalls at most for synthesis)
+    # never paused either: asked of barge-in's log, not of the gaps between audio chunks, since on a
+    # busy machine a long clause's synthesis can stall the paced reply about as long as a pause would
+    paused = [r.getMessage() for r in caplog.records if " paused by " in r.getMessage()]
+    assert not paused, f"{paused}\n{story}"
 
 
 def bench_exe() -> Path:
