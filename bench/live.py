@@ -150,8 +150,10 @@ def interruption(server: PulseServer, assistant: Assistant, question: Path, soun
     playback = [
         e["kind"] for e in events if e["kind"] in ("playback_started", "playback_stopped") and e["wall"] < t1
     ]
+    sent = any(e["kind"] == "reply_audio_done" and e["wall"] < t1 for e in events if e["wall"] >= t0)
     return {
-        "over": playback[-1:] == ["playback_started"],  # the reply still played when the sound began
+        # the reply still played when the sound began, or was still to come (a wait between clauses)
+        "over": playback[-1:] == ["playback_started"] or not sent,
         "outcome": final["outcome"] if final else "none",
         "said_after": bool(after and final and final["outcome"] == "stopped"),
         "self": len(cuts),

@@ -1,6 +1,6 @@
 """End of user speech -> first sound, per pipeline setting, over the recorded questions.
 
-    .venv/bin/python bench/respond.py [--variants piper,espeak_us] [--questions N] [--fast]
+    .venv/bin/python bench/respond.py [--variants piper,espeak_us] [--questions N] [--fast] [--long]
 
 Every recording runs through the real pipeline (same code as `assistant respond`, real-time pace by
 default) once per setting, the settings alternating recording by recording so a busy machine hurts
@@ -17,16 +17,21 @@ them alike. The models are loaded once and shared. Settings:
                (`assistant models --prepare smollm2-135m-instruct` first)
   side_by_side the shipped config with the LLM decoding while the answer's first clause is
                synthesised (tts.first_clause_priority=false; shipped: it waits)
+  no_early_phrases  the shipped config with a long clause said whole however little audio is
+               ahead of it (llm.early_phrases=false)
+--long asks for explanations instead of the short questions (long answers, where a clause that is
+not ready when the one before it has played leaves a silence inside the answer).
 first_audio counts any sound (the deadline's acknowledgement too); answer_audio the answer itself.
 late joins: of the answer's clause-to-clause joins, those where the next clause was not synthesised
-by the time the one before had finished playing (a silence the speech did not have), and the
-longest such wait.
+by the time the one before had finished playing (a silence the speech did not have), the longest
+such wait and all such silence summed.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import statistics
 import sys
 import tempfile
@@ -40,7 +45,7 @@ from assistant.core.engines import ANSWER_SOURCES
 from assistant.core.events import AudioOut
 from assistant.eval.stats import percentile
 from assistant.eval.turns import build_turns
-from tests.speech.make_speech import load_questions, render
+from tests.speech.make_speech import VARIANTS, Case, Turn, load_questions, render, render_audio
 
 NO_DEADLINE = ["deadline.first_audio_ms=10000", "deadline.answer_ms=60000", "deadline.reply_ms=60000"]
 SETTINGS = {
@@ -53,7 +58,18 @@ SETTINGS = {
     "whole_sentence": ["llm.split_first_sentence=false"],
     "smollm2": ["llm.model=smollm2-135m-instruct", "llm.quantization=int8-mlp"],
     "side_by_side": ["tts.first_clause_priority=false"],  # the LLM decodes while the first clause is made
+    "no_early_phrases": ["llm.early_phrases=false"],
 }
+EXPLANATIONS = (  # --long: questions whose answers run to several sentences
+    "Explain how a car engine works.",
+    "How does a refrigerator keep food cold?",
+    "Why do we have seasons on Earth?",
+    "Tell me how plants make their food.",
+    "How does the internet work?",
+    "Explain how a rainbow forms.",
+    "Why is the ocean salty?",
+    "How do airplanes stay in the air?",
+)
 LATE_MS = 20  # a wait shorter than one audio block is not heard
 METRICS = ["asr_final", "llm_first_token", "first_clause", "answer_audio", "first_audio"]
 
@@ -95,15 +111,20 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=0, help="only the first N questions")
     parser.add_argument("--settings", default="plain,speculative,default,full_window")
     parser.add_argument("--fast", action="store_true", help="feed as fast as possible (compute only)")
+    parser.add_argument("--long", action="store_true", help="explanations (long answers) instead")
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="applies to every setting"
     )
     args = parser.parse_args()
 
-    cases = [c.id for c in load_questions() if not c.multi_turn]
-    cases = cases[: args.questions] if args.questions else cases
     out = Path(tempfile.mkdtemp(prefix="bench-respond-"))
-    recordings = [render(c, v, out) for v in args.variants.split(",") for c in cases]
+    if args.long:
+        asked = EXPLANATIONS[: args.questions] if args.questions else EXPLANATIONS
+        recordings = [render_long(text, v, out) for v in args.variants.split(",") for text in asked]
+    else:
+        cases = [c.id for c in load_questions() if not c.multi_turn]
+        cases = cases[: args.questions] if args.questions else cases
+        recordings = [render(c, v, out) for v in args.variants.split(",") for c in cases]
     settings = args.settings.split(",")
     configs = {name: load_config(overrides=[*args.set, *SETTINGS[name]]) for name in settings}
     engines = build.load_engines(configs[settings[0]])
@@ -139,7 +160,7 @@ def main() -> None:
     print(
         f"{'setting':12}"
         + "".join(f"{m:>22}" for m in METRICS)
-        + f"{'answer x ' + base:>16}{'fallbacks':>11}{'acks':>6}{'turns':>7}{'late joins':>14}"
+        + f"{'answer x ' + base:>16}{'fallbacks':>11}{'acks':>6}{'turns':>7}{'late joins':>22}"
     )
     for name in settings:
         cells = []
@@ -155,13 +176,24 @@ def main() -> None:
             f"{name:12}"
             + "".join(f"{c:>22}" for c in cells)
             + f"{ratio:16.2f}{fallbacks[name]:11d}{acks[name]:6d}{turns[name]:7d}"
-            + f"{late_joins(waits[name]):>14}"
+            + f"{late_joins(waits[name]):>22}"
         )
 
 
 def late_joins(waits: list[float]) -> str:
     late = [w for w in waits if w > LATE_MS]
-    return f"{len(late)}/{len(waits)}" + (f" <={max(late):.0f}" if late else "")
+    return f"{len(late)}/{len(waits)}" + (f" <={max(late):.0f} ={sum(late):.0f}" if late else "")
+
+
+def render_long(text: str, variant: str, out: Path) -> Path:
+    """One explanation question spoken in ``variant``, as a recording under ``out``."""
+    import soundfile as sf
+
+    audio, rate = render_audio(Case(text, (Turn(text, ()),)), VARIANTS[variant])
+    path = out / variant / (re.sub(r"\W+", "_", text.lower()).strip("_") + ".wav")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, audio, rate)
+    return path
 
 
 if __name__ == "__main__":

@@ -3,8 +3,10 @@ from __future__ import annotations
 from assistant.reply.clauses import ClauseSplitter, clean_for_speech, goes_on
 
 
-def split(text: str, step: int = 3, split_first_sentence: bool = False) -> list[str]:
-    splitter = ClauseSplitter(split_first_sentence=split_first_sentence)
+def split(
+    text: str, step: int = 3, split_first_sentence: bool = False, early_phrases: bool = False
+) -> list[str]:
+    splitter = ClauseSplitter(split_first_sentence=split_first_sentence, early_phrases=early_phrases)
     out: list[str] = []
     for i in range(0, len(text), step):  # arrive in small pieces, like tokens
         out += splitter.feed(text[i : i + step])
@@ -40,6 +42,35 @@ def test_the_first_sentence_is_cut_where_its_verb_starts_once_its_subject_has_th
     # only the cut mid-sentence goes on; a clause that ends in punctuation does not
     assert [goes_on(c) for c in early("The capital of France is Paris.")] == [True, False]
     assert not goes_on("Sure,")
+
+
+def test_while_little_audio_is_ahead_a_long_clause_ends_before_a_phrase() -> None:
+    """The live gap this fixes: "A car engine" (about 1 s of speech) was followed by 1.9 s of
+    generating and synthesising "is a type of mechanical system that converts ... energy."."""
+
+    def early(text: str) -> list[str]:
+        return split(text, split_first_sentence=True, early_phrases=True)
+
+    engine = "A car engine is a type of mechanical system that converts chemical energy into motion."
+    assert early(engine) == [
+        "A car engine",
+        "is a type of mechanical system",  # over twice the 3 words said before it
+        "that converts chemical energy into motion.",  # 9 said: a budget of 18, never reached
+    ]
+    assert [goes_on(c) for c in early(engine)] == [True, True, False]  # said as going on
+    assert split(engine, split_first_sentence=True) == [  # off
+        "A car engine",
+        "is a type of mechanical system that converts chemical energy into motion.",
+    ]
+    assert early("Well, you know, it is good and cheap and it works by magic.") == [
+        "Well, you know,",
+        "it is good and cheap",  # the last phrase start once over budget, 4 words in at least
+        "and it works by magic.",
+    ]
+    # the first clause is never cut this way
+    assert early("Spiders eat flies and moths and ants and bees and wasps.") == [
+        "Spiders eat flies and moths and ants and bees and wasps."
+    ]
 
 
 def test_no_cut_inside_numbers_or_without_a_following_space() -> None:

@@ -5,7 +5,10 @@ is released at a sentence end, or at a comma/semicolon/colon once it has a few w
 first clause may be short. With ``split_first_sentence``, a first sentence with a subject of a few
 words is released at its verb ("The capital of France | is Paris."): the subject is synthesised and
 playing while the rest is generated (a clause without closing punctuation goes on in the next one).
-A full stop after an abbreviation ("Dr.", "e.g.") or an initial ("J. K.") is not a sentence end. Text is cleaned for speech: no markdown, code blocks, emoji or URLs reach the
+With ``early_phrases``, while little audio is ahead (the words already released, doubled, is the
+budget) a clause over budget ends before its last word that starts a phrase ("is a type of engine | that burns
+fuel"): a 3-word first clause plays about a second, too short to cover the generation and synthesis
+of a 15-word second one. A full stop after an abbreviation ("Dr.", "e.g.") or an initial ("J. K.") is not a sentence end. Text is cleaned for speech: no markdown, code blocks, emoji or URLs reach the
 voice, and symbols, units and abbreviations are written out the way they are read aloud
 ("5 km" -> "5 kilometers", "2 * 3 = 6" -> "2 times 3 equals 6", "e.g." -> "for example").
 """
@@ -76,6 +79,12 @@ _CLAUSE_END = re.compile(r"[,;:\u2014](?=\s)")
 _PREDICATE = re.compile(
     r"\s(?=(?:is|are|was|were|has|have|had|equals|means|can|will|would|does|did)\b)", re.IGNORECASE
 )
+# words that start a phrase, cut before once a clause is over budget (followed by a space: whole)
+_PHRASE_START = re.compile(
+    r"\s(?=(?:that|which|who|where|when|while|because|and|but|or|so|into|by|with|from|through|using)\s)",
+    re.IGNORECASE,
+)
+PHRASE_MIN_WORDS = 4  # an early phrase cut leaves at least this many words in the clause
 _OPEN_END = re.compile(r"\w$")  # a clause that ends on a word: its sentence goes on
 # a full stop after these does not end the sentence ("Dr. Smith", "e.g. tea", "J. K. Rowling")
 # or after a list number at the start of a line ("1. Boil the water.")
@@ -115,9 +124,12 @@ class ClauseSplitter:
         min_words: int = 6,
         max_chars: int = 200,
         split_first_sentence: bool = False,
+        early_phrases: bool = False,
     ) -> None:
         self.first_min_words = first_min_words
         self.split_first_sentence = split_first_sentence
+        self.early_phrases = early_phrases
+        self._released_words = 0
         self.min_words = min_words
         self.max_chars = max_chars
         self._buffer = ""
@@ -136,6 +148,7 @@ class ClauseSplitter:
             clause = clean_for_speech(clause)
             if clause:
                 self._emitted += 1
+                self._released_words += len(clause.split())
                 yield clause
 
     def flush(self) -> str:
@@ -166,6 +179,14 @@ class ClauseSplitter:
         for clause in _CLAUSE_END.finditer(buf):
             if len(buf[: clause.end()].split()) >= min_words:
                 return clause.end()
+        if self.early_phrases and self._emitted > 0 and len(buf.split()) > 2 * self._released_words:
+            starts = [
+                p.start()
+                for p in _PHRASE_START.finditer(buf)
+                if len(buf[: p.start()].split()) >= PHRASE_MIN_WORDS
+            ]
+            if starts:  # the latest: the clause as long as the budget allows
+                return starts[-1]
         if self.split_first_sentence and self._emitted == 0:
             for verb in _PREDICATE.finditer(buf):  # cut where the verb begins: it need not be whole
                 subject = _CLAUSE_END.split(buf[: verb.start()])[-1]  # "Sure, the capital": 2 words

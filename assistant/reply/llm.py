@@ -71,7 +71,9 @@ class LlmResponder:
         leaks = _ngrams(_words(messages[0]["content"]), 4) if messages[0]["role"] == "system" else set()
 
         def work(stream: ReplyStream) -> None:
-            splitter = ClauseSplitter(split_first_sentence=self.cfg.split_first_sentence)
+            splitter = ClauseSplitter(
+                split_first_sentence=self.cfg.split_first_sentence, early_phrases=self.cfg.early_phrases
+            )
             said: set[str] = set()
             spoken: list[str] = []  # the reply's words so far, for the loop check
             sentence_done = False  # the last clause spoken ended a sentence
