@@ -45,7 +45,16 @@ from assistant.core.engines import ANSWER_SOURCES
 from assistant.core.events import AudioOut
 from assistant.eval.stats import percentile
 from assistant.eval.turns import build_turns
-from tests.speech.make_speech import VARIANTS, Case, Turn, load_questions, render, render_audio
+from tests.speech.make_speech import (
+    VARIANTS,
+    Case,
+    Turn,
+    load_questions,
+    render,
+    render_audio,
+    wav_path,
+    write_wav,
+)
 
 NO_DEADLINE = ["deadline.first_audio_ms=10000", "deadline.answer_ms=60000", "deadline.reply_ms=60000"]
 SETTINGS = {
@@ -186,13 +195,11 @@ def late_joins(waits: list[float]) -> str:
 
 
 def render_long(text: str, variant: str, out: Path) -> Path:
-    """One explanation question spoken in ``variant``, as a recording under ``out``."""
-    import soundfile as sf
-
-    audio, rate = render_audio(Case(text, (Turn(text, ()),)), VARIANTS[variant])
-    path = out / variant / (re.sub(r"\W+", "_", text.lower()).strip("_") + ".wav")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, audio, rate)
+    """One explanation question spoken in ``variant``, written as ``render`` writes a case."""
+    case = Case(re.sub(r"\W+", "_", text.lower()).strip("_"), (Turn(text, ()),))
+    audio, rate = render_audio(case, VARIANTS[variant])
+    path = wav_path(case.id, variant, out)
+    write_wav(path, audio, rate, text)
     return path
 
 
