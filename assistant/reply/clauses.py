@@ -5,11 +5,12 @@ is released at a sentence end, or at a comma/semicolon/colon once it has a few w
 first clause may be short. With ``split_first_sentence``, a first sentence with a subject of a few
 words is released at its verb ("The capital of France | is Paris."): the subject is synthesised and
 playing while the rest is generated (a clause without closing punctuation goes on in the next one).
-With ``early_phrases``, while little audio is ahead (the words already released, doubled, is the
-budget) a clause over budget ends before its last word that starts a phrase ("is a type of engine | that burns
-fuel"): a 3-word first clause plays about a second, too short to cover the generation and synthesis
-of a 15-word second one. A full stop after an abbreviation ("Dr.", "e.g.") or an initial ("J. K.") is not a sentence end. Text is cleaned for speech: no markdown, code blocks, emoji or URLs reach the
-voice, and symbols, units and abbreviations are written out the way they are read aloud
+With ``early_phrases``, while little audio is ahead (the budget: twice the words already released),
+a clause over budget ends before its last word that starts a phrase ("is a type of engine | that
+burns fuel"): a 3-word first clause plays about a second, too short to cover the generation and
+synthesis of a 15-word second one. A full stop after an abbreviation ("Dr.", "e.g.") or an initial
+("J. K.") is not a sentence end. Text is cleaned for speech: no markdown, code blocks, emoji or URLs
+reach the voice, and symbols, units and abbreviations are written out the way they are read aloud
 ("5 km" -> "5 kilometers", "2 * 3 = 6" -> "2 times 3 equals 6", "e.g." -> "for example").
 """
 
