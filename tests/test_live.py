@@ -266,6 +266,46 @@ def test_echo_that_gets_past_the_gate_is_neither_speech_nor_words() -> None:
     assert 0.8 * user_rms < kept < 1.25 * user_rms, (kept, user_rms)
 
 
+class PromptedRecognizer:
+    """Records which passes were told what to expect (Whisper's initial prompt)."""
+
+    def __init__(self) -> None:
+        self.prompts: list[str | None] = []
+
+    def transcribe(self, pcm: np.ndarray) -> str:
+        self.prompts.append(None)
+        return "mm-hmm"
+
+    def transcribe_with_prompt(self, pcm: np.ndarray, prompt: str) -> str:
+        self.prompts.append(prompt)
+        return "mm-hmm"
+
+    def warm_up(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("over_a_loudspeaker", [False, True])
+def test_speech_over_a_loudspeaker_reply_is_recognised_expecting_a_backchannel_or_a_stop(
+    over_a_loudspeaker: bool,
+) -> None:
+    """Both passes of a turn over a loudspeaker's reply (the canceller's output and the echo-fitted
+    mic) get asr.over_reply_prompt; any other turn is recognised as it is."""
+    from assistant.config import AsrConfig
+    from assistant.core.stage import StageContext
+    from assistant.stages.asr import AsrStage
+
+    recognizer = PromptedRecognizer()
+    asr = AsrStage(AsrConfig(speculative=False, over_reply_prompt="Mm-hmm. Stop."), recognizer)  # type: ignore[arg-type]
+    asr.setup(StageContext(TurnScope(), EventBus(), threading.Event()))
+    pcm = np.full(320, 1000, np.int16)
+    near = pcm // 2 if over_a_loudspeaker else None
+    list(asr.process(ev.SpeechStarted(1, 0.0)))
+    for i in range(40):
+        list(asr.process(AudioChunk(1, pcm, RATE, i * 0.02, time.monotonic(), voiced=True, near=near)))
+    list(asr.process(ev.SpeechEnded(1, 0.8, t_decided=time.monotonic())))
+    assert recognizer.prompts == (["Mm-hmm. Stop."] * 2 if over_a_loudspeaker else [None])
+
+
 def test_the_gate_stays_open_while_the_user_has_the_floor() -> None:
     """Quiet syllables of a barge-in under the echo's tail must not become pauses in the turn."""
     cfg = BargeInConfig(echo="gate", gate_margin_db=6.0)

@@ -101,6 +101,8 @@ class AsrConfig:
     window_s: float = _in(12.0, 1.0, 30.0)
     partial_interval_ms: PartialMs = 0
     speculative: bool = True
+    # Whisper's initial prompt for speech over a reply on a loudspeaker (None or "": none): see config.yaml
+    over_reply_prompt: str | None = "Mm-hmm. Uh-huh. Yeah. Okay. Stop."
     # backend "wyoming": recognise on Wyoming servers (one tcp://host:port or a list) instead of here
     backend: Literal["local", "wyoming"] = "local"
     uri: Uris = "tcp://127.0.0.1:10300"

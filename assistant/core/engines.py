@@ -46,6 +46,14 @@ class Recognizer(Protocol):
     def warm_up(self) -> None: ...
 
 
+@runtime_checkable
+class PromptableRecognizer(Protocol):
+    """A recogniser that can be told what it is likely to hear (Whisper's initial prompt): over a
+    reply, a few words most interruptions are ("Mm-hmm. Stop.")."""
+
+    def transcribe_with_prompt(self, pcm: np.ndarray, prompt: str) -> str: ...
+
+
 class RecognitionStream(Protocol):
     """One turn's audio, given to a remote recogniser as it is spoken (see StreamingRecognizer)."""
 

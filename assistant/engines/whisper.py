@@ -55,24 +55,29 @@ class WhisperEngine:
         self._tokenizer = Tokenizer(
             self.model.hf_tokenizer, multilingual, task="transcribe", language=cfg.language or "en"
         )
-        self._prompt = [*self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
+        self._task_tokens = [*self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
         self._suppress = get_suppressed_tokens(self._tokenizer, [-1])
         # a multilingual model with no language set must detect it: only the full path does that
         self._short_ok = cfg.window_s < FULL_WINDOW_S and (cfg.language or not multilingual)
         self._full_warm = False
 
     def transcribe(self, pcm: np.ndarray) -> str:
+        return self.transcribe_with_prompt(pcm, "")
+
+    def transcribe_with_prompt(self, pcm: np.ndarray, prompt: str) -> str:
+        """``prompt``: text the speech is likely to follow or resemble (Whisper's initial prompt,
+        the "previous text" it was trained to continue); "" for none."""
         if len(pcm) == 0:
             return ""
         audio = int16_to_float(pcm)
         seconds = len(audio) / PIPELINE_RATE
         if self._short_ok and FULL_WINDOW_UNDER_S <= seconds < FULL_WINDOW_S - WINDOW_PAD_S:
-            text = self._transcribe_short(audio, max(self.cfg.window_s, seconds + WINDOW_PAD_S))
+            text = self._transcribe_short(audio, max(self.cfg.window_s, seconds + WINDOW_PAD_S), prompt)
             if text is not None:
                 return text
-        return self.transcribe_full(audio)
+        return self.transcribe_full(audio, prompt)
 
-    def transcribe_full(self, audio: np.ndarray) -> str:
+    def transcribe_full(self, audio: np.ndarray, prompt: str = "") -> str:
         """faster-whisper's own transcription: the 30 s window, its temperature fallback."""
         segments, _info = self.model.transcribe(
             audio,
@@ -81,13 +86,19 @@ class WhisperEngine:
             condition_on_previous_text=False,
             without_timestamps=True,
             vad_filter=False,
+            initial_prompt=prompt or None,
         )
         # the generator does the work lazily: consume it here, on this thread
         return " ".join(s.text.strip() for s in segments).strip()
 
-    def _transcribe_short(self, audio: np.ndarray, window_s: float) -> str | None:
+    def _transcribe_short(self, audio: np.ndarray, window_s: float, prompt: str = "") -> str | None:
         """One greedy pass on a window of ``window_s``; None when its text must not be trusted."""
         from faster_whisper.transcribe import get_compression_ratio
+
+        start = self._task_tokens
+        if prompt:  # as faster-whisper lays out an initial prompt: previous text, then the task
+            previous = self._tokenizer.encode(" " + prompt.strip())[-(self.model.max_length // 2 - 1) :]
+            start = [self._tokenizer.sot_prev, *previous, *start]
 
         features = self.model.feature_extractor(audio)
         content = features.shape[-1] - 1  # as faster-whisper counts it: the last frame is padding
@@ -96,7 +107,7 @@ class WhisperEngine:
         window[:, :content] = features[:, :content]  # zeros after, as faster-whisper pads
         result = self.model.model.generate(
             self.model.encode(window),
-            [self._prompt],
+            [start],
             beam_size=self.cfg.beam_size,
             max_length=self.model.max_length,
             return_scores=True,

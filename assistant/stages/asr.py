@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from functools import partial
 
 import numpy as np
 
@@ -28,6 +29,7 @@ from assistant.audio.convert import PIPELINE_RATE
 from assistant.config import AsrConfig
 from assistant.core.engines import (
     EngineUnavailable,
+    PromptableRecognizer,
     RecognitionStream,
     Recognizer,
     StreamingRecognizer,
@@ -259,6 +261,14 @@ class AsrStage(Stage):
         if len(audio) == 0:
             return ""
         recognize = self.engine.transcribe if turn.stream is None else turn.stream.transcribe
+        prompt = self.cfg.over_reply_prompt
+        if (
+            turn.near is not None
+            and prompt
+            and turn.stream is None
+            and isinstance(self.engine, PromptableRecognizer)
+        ):
+            recognize = partial(self.engine.transcribe_with_prompt, prompt=prompt)  # speech over a reply
         try:
             text = recognize(np.concatenate([audio, np.zeros(int(TAIL_ZEROS_S * PIPELINE_RATE), np.int16)]))
         except EngineUnavailable:
