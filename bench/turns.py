@@ -89,6 +89,8 @@ def main() -> None:
     parser.add_argument("--fast", action="store_true", help="feed as fast as possible (decisions only)")
     parser.add_argument("--held-out", action="store_true", help="HELD_OUT sentences, later questions")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="every setting")
+    parser.add_argument("--settings", default=",".join(SETTINGS), help="which of them, comma-separated")
+    parser.add_argument("--show", action="store_true", help="print the turns of every hesitation split")
     args = parser.parse_args()
 
     out = Path(tempfile.gettempdir()) / "bench-turns"
@@ -104,32 +106,39 @@ def main() -> None:
         if i.kind == "question"
         or (i.kind == "hesitation" and int(i.path.stem.split("_")[1]) < (args.sentences or len(corpus)))
     ]
-    configs = {name: load_config(overrides=[*args.set, *o]) for name, o in SETTINGS.items()}
-    loaded = build.load_engines(configs["llm"])  # one copy of each model, the LLM shared
-    turn_engines = {
-        "llm": loaded.turn,
-        "smart_turn": build.turn_engine(configs["smart_turn"]),
-        "hangover": None,
-    }
-    engines = {n: dataclasses.replace(loaded, turn=turn_engines[n]) for n in SETTINGS}
+    settings = args.settings.split(",")
+    if unknown := set(settings) - set(SETTINGS):
+        parser.error(f"--settings: unknown {', '.join(sorted(unknown))}; known: {', '.join(SETTINGS)}")
+    configs = {name: load_config(overrides=[*args.set, *SETTINGS[name]]) for name in settings}
+    # one copy of each model, the LLM shared
+    loaded = build.load_engines(load_config(overrides=[*args.set, *SETTINGS["llm"]]))
+    turn_engines = {"llm": loaded.turn}
+    if "smart_turn" in configs:
+        turn_engines["smart_turn"] = build.turn_engine(configs["smart_turn"])
+    engines = {n: dataclasses.replace(loaded, turn=turn_engines.get(n)) for n in settings}
     print(f"{len(items)} recordings ({args.voices}), {'fast' if args.fast else 'real-time'}", file=sys.stderr)
 
-    whole = {n: 0 for n in SETTINGS}
+    whole = {n: 0 for n in settings}
     hesitations = sum(i.kind == "hesitation" for i in items)
-    decided: dict[str, list[float]] = {n: [] for n in SETTINGS}
-    answer: dict[str, list[float]] = {n: [] for n in SETTINGS}
-    held = {n: 0 for n in SETTINGS}
-    acks = {n: 0 for n in SETTINGS}
-    parts: dict[str, tuple[list[float], list[float]]] = {n: ([], []) for n in SETTINGS}
-    turns = {n: 0 for n in SETTINGS}
+    decided: dict[str, list[float]] = {n: [] for n in settings}
+    answer: dict[str, list[float]] = {n: [] for n in settings}
+    held = {n: 0 for n in settings}
+    acks = {n: 0 for n in settings}
+    parts: dict[str, tuple[list[float], list[float]]] = {n: ([], []) for n in settings}
+    turns = {n: 0 for n in settings}
     for k, item in enumerate(items):
-        for name in list(SETTINGS) if k % 2 == 0 else list(SETTINGS)[::-1]:
+        for name in settings if k % 2 == 0 else settings[::-1]:
             run = run_one(configs[name], engines[name], item.path, args.fast)
             found = run.turns
             turns[name] += len(found)
             acks[name] += sum(t.acknowledged for t in found)
             if item.kind == "hesitation":
-                whole[name] += kept_whole(item, found)
+                kept = kept_whole(item, found)
+                whole[name] += kept
+                if args.show and not kept:
+                    print(
+                        f"  split ({name}): {item.text!r} -> {[t.transcript for t in found]}", file=sys.stderr
+                    )
                 continue
             held[name] += run.held
             if len(found) == 1:
@@ -142,7 +151,7 @@ def main() -> None:
 
     print(f"\n{hesitations} hesitations, {len(items) - hesitations} complete questions; ms median / p95")
     print(f"{'setting':12}{'kept whole':>12}{'decided':>16}{'held':>6}{'answer audio':>16}{'ack rate':>10}")
-    for name in SETTINGS:
+    for name in settings:
         share = whole[name] / hesitations if hesitations else 0.0
         ack_rate = acks[name] / turns[name] if turns[name] else 0.0
         print(
@@ -150,7 +159,7 @@ def main() -> None:
             f"{cell(answer[name]):>16}{ack_rate:10.0%}"
         )
     print("\ncomplete questions, where the decision's time went (ms, median): transcript / judgement")
-    for name in SETTINGS:
+    for name in settings:
         spec, judge = (f"{statistics.median(v):.0f}" if v else "-" for v in parts[name])
         print(f"{name:12}{spec:>12}{judge:>10}")
 
