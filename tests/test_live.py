@@ -27,6 +27,7 @@ from assistant.core.turn import TurnScope
 from assistant.live.view import JsonlLog, LiveView, PlainLog
 from assistant.stages.bargein import BargeIn
 from tests import pulse
+from tests.speech.make_speech import word_errors
 
 RATE = 16000
 
@@ -998,7 +999,11 @@ def test_a_spoken_question_gets_a_spoken_reply(room, rig, cfg) -> None:
     events = wait_quiet(assistant, t0)
     audio = rec.stop()
     finals = [e for e in events if e["kind"] == "transcript_final"]
-    assert finals and "capital" in finals[0]["text"].lower() and "france" in finals[0]["text"].lower()
+    # the question heard, to a word: through the virtual devices tiny.en now and then hears piper's
+    # "France" as "friends" (2 of ~5 CI runs); recognition itself is held to raw faster-whisper's
+    # word errors by tests/test_golden.py, this test is about the spoken reply
+    question = rig.questions["capital_france"].with_suffix(".txt").read_text()
+    assert finals and word_errors(question, finals[0]["text"])[0] <= 1, finals[0]["text"]
     said = " ".join(e["text"] for e in events if e["kind"] == "audio_out")
     heard = recognise(cfg, audio)
     assert said and heard, (said, heard)
