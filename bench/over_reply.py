@@ -17,13 +17,11 @@ from __future__ import annotations
 import argparse
 import collections
 
-import numpy as np
-
 from assistant import build
-from assistant.audio.convert import PIPELINE_RATE, float_to_int16, resample
 from assistant.config import load_config
 from assistant.stages.policy import InterruptionRules
-from tests.speech.make_speech import SYNTH_RATE, synth_espeak, synth_piper, trim_silence, word_errors
+from tests.speech.make_speech import word_errors
+from tests.speech.sounds import over_reply, said
 
 REPLIES = [
     "A car engine burns fuel in its cylinders, and the pistons turn the crankshaft.",
@@ -42,20 +40,6 @@ SOUNDS = {
     "What time is it?": "question",
 }
 OFFSETS_S = (0.4, 1.2, 2.0, 2.8)
-
-
-def said(text: str, voice: str) -> np.ndarray:
-    audio = synth_piper(text) if voice == "piper" else synth_espeak(text, "en-us")
-    audio = resample(trim_silence(audio, SYNTH_RATE), SYNTH_RATE, PIPELINE_RATE)
-    return audio / np.abs(audio).max() * 0.5
-
-
-def over(user: np.ndarray, reply: np.ndarray, offset_s: float) -> np.ndarray:
-    mix = np.concatenate([np.zeros(PIPELINE_RATE // 4), user, np.zeros(PIPELINE_RATE // 4)])
-    start = int(offset_s * PIPELINE_RATE)
-    echo = reply[start : start + len(mix)]
-    mix[: len(echo)] += echo
-    return float_to_int16(mix)
 
 
 def right(rules: InterruptionRules, sound: str, want: str, text: str) -> bool:
@@ -85,7 +69,7 @@ def main() -> None:
             user = said(sound, voice)
             for reply in replies:
                 for offset_s in OFFSETS_S:
-                    mix = over(user, reply, offset_s)
+                    mix = over_reply(user, reply, offset_s)
                     for prompt in prompts:
                         text = whisper.transcribe_with_prompt(mix, prompt)
                         ok = right(rules, sound, want, text)

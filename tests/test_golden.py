@@ -147,17 +147,7 @@ def test_over_a_reply_the_prompt_hears_a_backchannel_and_a_question_word_for_wor
     import ctranslate2
 
     from assistant.stages.policy import InterruptionRules
-    from tests.speech.make_speech import SYNTH_RATE, synth_piper, trim_silence
-
-    def said(text: str) -> np.ndarray:
-        audio = resample(trim_silence(synth_piper(text), SYNTH_RATE), SYNTH_RATE, PIPELINE_RATE)
-        return audio / np.abs(audio).max() * 0.5
-
-    def over_reply(user: np.ndarray, offset_s: float) -> np.ndarray:
-        mix = np.concatenate([np.zeros(PIPELINE_RATE // 4), user, np.zeros(PIPELINE_RATE // 4)])
-        start = int(offset_s * PIPELINE_RATE)
-        mix += np.pad(reply[start : start + len(mix)], (0, max(0, start + len(mix) - len(reply))))
-        return float_to_int16(mix)
+    from tests.speech.sounds import over_reply, said
 
     reply = said("A car engine burns fuel in its cylinders, and the pistons turn the crankshaft.") * 10 ** (
         -16 / 20
@@ -165,7 +155,7 @@ def test_over_a_reply_the_prompt_hears_a_backchannel_and_a_question_word_for_wor
     rules = InterruptionRules(cfg.barge_in)
     heard: dict[str, list[str]] = {"prompt": [], "none": []}
     for sound, offset_s in itertools.product(("Mm-hmm.", "Uh-huh.", "Yeah."), (0.4, 1.2, 2.0, 2.8)):
-        mix = over_reply(said(sound), offset_s)
+        mix = over_reply(said(sound), reply, offset_s)
         for name, prompt in (("prompt", cfg.asr.over_reply_prompt), ("none", "")):
             ctranslate2.set_random_seed(0)
             heard[name].append(whisper.transcribe_with_prompt(mix, prompt or ""))
@@ -173,7 +163,9 @@ def test_over_a_reply_the_prompt_hears_a_backchannel_and_a_question_word_for_wor
     assert right["prompt"] >= 8 and right["prompt"] > right["none"] + 2, heard
 
     question = "How many legs does a spider have?"
-    text = whisper.transcribe_with_prompt(over_reply(said(question), 1.1), cfg.asr.over_reply_prompt or "")
+    text = whisper.transcribe_with_prompt(
+        over_reply(said(question), reply, 1.1), cfg.asr.over_reply_prompt or ""
+    )
     assert word_errors(question, text)[0] == 0, text
 
 

@@ -56,9 +56,8 @@ class ConfigError(ValueError):
 
 # string keys where "" is a meaningful value
 _EMPTY_OK = frozenset({"llm.system_prompt", "barge_in.stop_reply"})
-_EMPTY_IS_OFF = frozenset(
-    {"agent.event_log", "asr.over_reply_prompt"}
-)  # optional keys where "" means None: the feature off
+# optional keys where "" means None: the feature off
+_EMPTY_IS_OFF = frozenset({"agent.event_log", "asr.over_reply_prompt"})
 _TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string", Path: "a path"}
 
 

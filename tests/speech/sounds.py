@@ -21,6 +21,28 @@ def spoken(text: str, path: Path, post_s: float = 1.0) -> Path:
     return write(path, np.concatenate([np.zeros(int(0.1 * RATE)), audio * 0.7, np.zeros(int(post_s * RATE))]))
 
 
+def said(text: str, voice: str = "piper") -> np.ndarray:
+    """``text`` in piper's voice (or espeak-ng's en-us: ``voice="espeak"``), 16 kHz float, peak 0.5,
+    no silence around it: a sound to mix over a reply (``over_reply``)."""
+    from assistant.audio.convert import resample
+    from tests.speech.make_speech import SYNTH_RATE, synth_espeak, synth_piper, trim_silence
+
+    audio = synth_piper(text) if voice == "piper" else synth_espeak(text, "en-us")
+    audio = resample(trim_silence(audio, SYNTH_RATE), SYNTH_RATE, RATE)
+    return audio / np.abs(audio).max() * 0.5
+
+
+def over_reply(user: np.ndarray, reply: np.ndarray, offset_s: float) -> np.ndarray:
+    """``user`` (a quarter second of silence either side) with ``reply`` from ``offset_s`` on under it,
+    as 16 kHz int16: what the microphone hears when the user talks over the assistant."""
+    from assistant.audio.convert import float_to_int16
+
+    mix = np.concatenate([np.zeros(RATE // 4), user, np.zeros(RATE // 4)])
+    echo = reply[int(offset_s * RATE) :][: len(mix)]
+    mix[: len(echo)] += echo
+    return float_to_int16(mix)
+
+
 def cough(path: Path) -> Path:
     """Two short bursts of low-passed noise with a sharp attack: a cough, no words."""
     rng = np.random.default_rng(14)
