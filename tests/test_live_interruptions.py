@@ -77,7 +77,10 @@ def settle(assistant: pulse.Assistant, since: float, timeout_s: float = 180.0) -
     """Events after ``since`` once every transcript has its reply done (or skipped), every pause is
     decided, the speaker silent (its last playback event a stop) and nothing happened for 2.5 s (the
     machine may be busy: no fixed waits). Not just any reply: a question heard after a short reply
-    had ended was still being answered, silently, when bench/live.py's next run spoke over it."""
+    had ended was still being answered, silently, when bench/live.py's next run spoke over it.
+    Only turns begun since ``since`` must be answered: an echo of the previous test's reply heard
+    as "Okay." (turn 4) was transcribed late, after the new question (turn 5) had superseded it,
+    and a superseded turn is dropped without a reply event, so waiting for one never settled."""
     end = time.monotonic() + timeout_s
     events: list[dict] = []
     while time.monotonic() < end:
@@ -87,7 +90,9 @@ def settle(assistant: pulse.Assistant, since: float, timeout_s: float = 180.0) -
         paused = {e["turn"] for e in events if e["kind"] == "reply_paused"}
         undecided = paused - {e["turn"] for e in events if e["kind"] == "interruption"}
         quiet = time.time() - (events[-1]["wall"] if events else since) > 2.5
+        begun = {e["turn"] for e in events if e["kind"] == "speech_started"}
         heard = {e["turn"] for e in events if e["kind"] == "transcript_final" and e.get("text")}
+        heard &= begun
         unanswered = heard - {e["turn"] for e in events if e["kind"] in ("reply_done", "reply_skipped")}
         if (
             "reply_done" in kinds
