@@ -78,7 +78,7 @@ def turn_engine(cfg: Config, llm: TextStreamer | None = None) -> TurnDetector | 
     from assistant.engines.turn import SmartTurnEngine, TurnModelMissing
 
     try:
-        audio: SmartTurnEngine | None = SmartTurnEngine()
+        audio: SmartTurnEngine | None = SmartTurnEngine(doubt=cfg.vad.last_word_doubt)
     except TurnModelMissing as exc:
         audio = None
         without = "the transcript alone" if cfg.vad.end_of_turn == "llm" else "vad.hangover_ms"
@@ -107,7 +107,7 @@ def _llm_turn_engine(
     if not isinstance(llm, LlmEngine):  # a server's model gives no next-token probabilities
         log.info("end of turn: llm needs llm.backend: local; using smart_turn")
         return audio
-    return LlmTurnEngine(llm, cfg.vad.llm_threshold, cfg.llm.system_prompt, audio)
+    return LlmTurnEngine(llm, cfg.vad.llm_threshold, cfg.llm.system_prompt, audio, cfg.vad.last_word_doubt)
 
 
 def vad_stage(cfg: Config, turn: TurnDetector | None) -> VadStage:

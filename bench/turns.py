@@ -9,7 +9,9 @@ conversation pipeline (same code as `assistant respond`, real-time pace by defau
 the settings alternating recording by recording so a busy machine hurts them alike:
   hangover     vad.end_of_turn=none: the fixed vad.hangover_ms (the baseline)
   smart_turn   the transcript's last word, Smart Turn's hearing of the audio without a transcript
-  llm          the last word, then the LLM's P(the message ends here) (engines/llm_turn.py)
+  llm          the last word, then the LLM's P(the message ends here) (engines/llm_turn.py); a last
+               word the recogniser doubted (vad.last_word_doubt) is also judged left out
+  llm_trusting llm, every recognised last word taken as said (vad.last_word_doubt=0)
 Printed per setting: the share of hesitation recordings answered as one turn with the whole
 sentence, end of speech -> end-of-turn decision for the complete questions (median, p95), how many
 complete questions were held open to vad.max_silence_ms (judged unfinished), end of speech -> first
@@ -25,6 +27,7 @@ transcript judges themselves, add `--fast --set vad.max_silence_ms=10000`.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import statistics
 import sys
@@ -45,6 +48,7 @@ SETTINGS = {
     "hangover": ["vad.end_of_turn=none"],
     "smart_turn": ["vad.end_of_turn=smart_turn"],
     "llm": ["vad.end_of_turn=llm"],
+    "llm_trusting": ["vad.end_of_turn=llm", "vad.last_word_doubt=0"],
 }
 
 
@@ -52,6 +56,7 @@ SETTINGS = {
 class Run:
     turns: list[TurnRecord]
     held: bool  # the last pause was judged unfinished (held to max_silence_ms)
+    judged: list[EndOfTurn]  # every judgement, for --show
     transcript_ms: float | None  # end of speech -> the last pause's speculative transcript
     judge_ms: float | None  # the last judgement's own time
 
@@ -66,7 +71,7 @@ def run_one(cfg, engines: build.Engines, path: Path, fast: bool) -> Run:  # type
     transcript_ms = (spec[-1].t - ended[-1].t) * 1000 if spec and ended else None
     judge_ms = judged[-1].infer_ms if judged else None
     turns = [t for t in build_turns(log.events) if t.transcript.strip()]
-    return Run(turns, held, transcript_ms, judge_ms)
+    return Run(turns, held, judged, transcript_ms, judge_ms)
 
 
 def kept_whole(item: Item, turns: list[TurnRecord]) -> bool:
@@ -90,7 +95,7 @@ def main() -> None:
     parser.add_argument("--held-out", action="store_true", help="HELD_OUT sentences, later questions")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="every setting")
     parser.add_argument("--settings", default=",".join(SETTINGS), help="which of them, comma-separated")
-    parser.add_argument("--show", action="store_true", help="print the turns of every hesitation split")
+    parser.add_argument("--show", action="store_true", help="print every hesitation split and question held")
     args = parser.parse_args()
 
     out = Path(tempfile.gettempdir()) / "bench-turns"
@@ -113,6 +118,9 @@ def main() -> None:
     # one copy of each model, the LLM shared
     loaded = build.load_engines(load_config(overrides=[*args.set, *SETTINGS["llm"]]))
     turn_engines = {"llm": loaded.turn}
+    if "llm_trusting" in configs:
+        turn_engines["llm_trusting"] = trusting = copy.copy(loaded.turn)
+        trusting.doubt = 0.0  # type: ignore[union-attr]
     if "smart_turn" in configs:
         turn_engines["smart_turn"] = build.turn_engine(configs["smart_turn"])
     engines = {n: dataclasses.replace(loaded, turn=turn_engines.get(n)) for n in settings}
@@ -136,11 +144,16 @@ def main() -> None:
                 kept = kept_whole(item, found)
                 whole[name] += kept
                 if args.show and not kept:
+                    said = [(j.text, j.last_word_p and round(j.last_word_p, 2)) for j in run.judged]
                     print(
-                        f"  split ({name}): {item.text!r} -> {[t.transcript for t in found]}", file=sys.stderr
+                        f"  split ({name}): {item.text!r} -> {[t.transcript for t in found]}; judged {said}",
+                        file=sys.stderr,
                     )
                 continue
             held[name] += run.held
+            if args.show and run.held:
+                last = run.judged[-1]
+                print(f"  held ({name}): {last.text!r}, last word p={last.last_word_p}", file=sys.stderr)
             if len(found) == 1:
                 for values, value in zip(parts[name], (run.transcript_ms, run.judge_ms), strict=True):
                     values += [] if value is None else [value]

@@ -18,7 +18,8 @@ from assistant import build
 from assistant.audio.file_source import FileSource
 from assistant.config import Config, load_config
 from assistant.core.bus import EventBus, EventLog
-from assistant.core.events import EndOfTurn
+from assistant.core.engines import Heard
+from assistant.core.events import EndOfTurn, TranscriptSpeculative
 from assistant.core.pipeline import Pipeline
 from assistant.engines.llm_turn import LlmTurnEngine, normalise
 from assistant.engines.turn import blend, ends_unfinished
@@ -43,10 +44,10 @@ class FakeTurn:
         self.calls += 1
         return self.p
 
-    def blend(self, p_audio: float | None, text: str | None) -> float:
+    def blend(self, p_audio: float | None, text: str | None, last_word_p: float | None = None) -> float:
         if text is not None:
             self.judged_on.append(threading.current_thread().name)
-        return blend(p_audio, text)
+        return blend(p_audio, text, last_word_p)
 
     def warm_up(self) -> None:
         pass
@@ -148,6 +149,58 @@ def test_the_llm_decides_the_last_words_questions_end_on_and_the_word_list_short
     assert len(llm.prompts) == 3  # no pass for any of these
 
 
+class HeadLlm(FakeLlm):
+    """Judges a message finished unless it ends on "for"."""
+
+    def next_token_probabilities(self, prompt: str) -> np.ndarray:
+        self.prompts.append(prompt)
+        return np.array([1.0, 0.0, 0.0] if prompt.endswith(" for") else [0.0, 0.5, 0.5])
+
+
+def test_a_doubted_last_word_is_also_judged_left_out() -> None:
+    """tiny.en closes "Set a timer for ... ten minutes" at the pause as "Set a timer for it." with
+    its "it" at 0.2-0.4: a last word under vad.last_word_doubt is read as maybe not said."""
+    head = "Set a timer for it."
+    assert blend(None, head, 0.3, doubt=0.5) == 0.0  # the word list: "set a timer for" dangles
+    assert blend(None, head, 0.9, doubt=0.5) > 0.5 and blend(None, head, 0.3) > 0.5  # sure, or off
+    assert blend(None, "What is the capital of France?", 0.3, doubt=0.5) > 0.5  # a name: not a stand-in
+    assert blend(None, "Stop.", 0.1, doubt=0.5) > 0.5  # one word: nothing left to judge
+
+    llm = HeadLlm([0.0, 0.0, 0.0])
+    engine = LlmTurnEngine(llm, threshold=0.01, system_prompt="", doubt=0.5)  # type: ignore[arg-type]
+    assert engine.blend(None, head, 0.95) > 0.9 and len(llm.prompts) == 1  # sure: one pass
+    assert engine.blend(None, head) > 0.9 and len(llm.prompts) == 2  # not measured: trusted
+    assert engine.blend(None, head, 0.3) < 0.1  # doubted: "set a timer for" is unfinished
+    assert llm.prompts[-2:] == ["<user>set a timer for it", "<user>set a timer for"]
+    assert engine.blend(None, "What is the capital of it", 0.3) == 0.0  # "of": no second pass
+    assert len(llm.prompts) == 5
+
+
+def test_the_recogniser_tells_the_judge_how_sure_it_was_of_the_last_word(cfg: Config, paused: Path) -> None:
+    class Doubtful(FakeRecognizer):
+        def hear(self, pcm: np.ndarray, prompt: str = "") -> Heard:
+            return Heard(self.transcribe(pcm), 0.3)
+
+    seen: list[float | None] = []
+
+    class Judge(FakeTurn):
+        def blend(self, p_audio: float | None, text: str | None, last_word_p: float | None = None) -> float:
+            if text is not None:
+                seen.append(last_word_p)
+            return blend(p_audio, text, last_word_p, doubt=0.5)
+
+    events, log = EventBus(), EventLog()
+    events.subscribe(log)
+    stages = [
+        VadStage(cfg.vad, cfg.audio.frame_ms, Judge(0.9), await_transcript=True),
+        AsrStage(cfg.asr, engine=Doubtful("set a timer for it")),
+    ]
+    Pipeline(FileSource(paused, realtime=False, tail_silence_s=2.5), stages, events=events).run()
+    spec = log.of(TranscriptSpeculative)
+    assert spec and spec[0].last_word_p == 0.3 and seen[0] == 0.3
+    assert len(build_turns(log.events)) == 1  # held through the pause: "set a timer for" dangles
+
+
 def test_without_an_engine_the_hangover_splits_a_paused_sentence(cfg: Config, paused: Path) -> None:
     turns, _ = transcribe(cfg, paused, None, "what is the capital of")
     assert len(turns) == 2
@@ -199,6 +252,18 @@ def test_smart_turn_hears_a_finished_question_and_an_unfinished_one() -> None:
     pause = np.zeros(3200, np.int16)  # 200 ms, where the VAD asks
     finished = engine.complete(np.concatenate([audio[: loud[-1]], pause]))
     assert finished > 0.5
+
+
+@pytest.mark.real
+def test_the_recogniser_is_surer_of_a_real_last_word_than_of_one_cut_short(cfg: Config) -> None:
+    """Scored passes hear what plain ones do, on the short window (the whole question, 3.6 s) and on
+    the full one (its first 1.2 s, a word cut in the middle: "What is the cap?")."""
+    whisper = build.whisper_engine(cfg, build.model_store(cfg))
+    audio, rate = sf.read(SAMPLES / "question.wav", dtype="int16")
+    whole, cut = whisper.hear(audio), whisper.hear(audio[: int(1.2 * rate)])
+    assert (whole.text, cut.text) == (whisper.transcribe(audio), whisper.transcribe(audio[: int(1.2 * rate)]))
+    assert whole.last_word_p is not None and cut.last_word_p is not None
+    assert whole.last_word_p > 0.8 and cut.last_word_p < whole.last_word_p - 0.2, (whole, cut)
 
 
 @pytest.mark.real

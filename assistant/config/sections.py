@@ -75,6 +75,7 @@ class VadConfig:
     end_of_turn: Literal["smart_turn", "llm", "none"] = "llm"
     end_of_turn_threshold: float = _in(0.5, 0.0, 1.0)
     llm_threshold: float = _in(0.01, 0.0, 1.0)  # llm: the P(end) that blends to 0.5
+    last_word_doubt: float = _in(0.5, 0.0, 1.0)  # a last word recognised less surely may be unsaid
     min_silence_ms: int = _in(200, 100, 3000)
     max_silence_ms: int = _in(2000, 100, 10000)
 

@@ -54,6 +54,24 @@ class PromptableRecognizer(Protocol):
     def transcribe_with_prompt(self, pcm: np.ndarray, prompt: str) -> str: ...
 
 
+@dataclass(frozen=True)
+class Heard:
+    """A transcript, and how sure the recogniser was of its last word (None: not measured). tiny.en
+    often closes the first half of a sentence at a pause with a word that was not said ("Set a
+    timer for it.", the last word at 0.3-0.4 where a question's real last word is ~0.99), so the
+    end-of-turn judgement may doubt it (engines/llm_turn.py)."""
+
+    text: str
+    last_word_p: float | None = None
+
+
+@runtime_checkable
+class ScoredRecognizer(Protocol):
+    """A recogniser that also says how sure it was of the last word (``Heard``)."""
+
+    def hear(self, pcm: np.ndarray, prompt: str = "") -> Heard: ...
+
+
 class RecognitionStream(Protocol):
     """One turn's audio, given to a remote recogniser as it is spoken (see StreamingRecognizer)."""
 
@@ -135,11 +153,12 @@ class WakeWordDetector(Protocol):
 class TurnDetector(Protocol):
     """At a pause: the probability (0..1) that the speaker has finished the turn, from its audio
     (16 kHz mono, ending at the pause), then ``blend``ed with the speculative transcript when it
-    is known (None: not yet; ``blend`` may read the text with a language model, engines/llm_turn.py).
-    The VAD holds an unfinished turn open longer."""
+    is known (None: not yet; ``blend`` may read the text with a language model, engines/llm_turn.py)
+    and how sure the recogniser was of its last word (``last_word_p``, None: not known). The VAD
+    holds an unfinished turn open longer."""
 
     def complete(self, pcm: np.ndarray) -> float: ...
 
-    def blend(self, p_audio: float | None, text: str | None) -> float: ...
+    def blend(self, p_audio: float | None, text: str | None, last_word_p: float | None = None) -> float: ...
 
     def warm_up(self) -> None: ...

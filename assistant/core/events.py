@@ -105,6 +105,7 @@ class EndOfTurn(Event):
     complete: bool
     infer_ms: float | None
     silence_ms: int
+    last_word_p: float | None = _optional()  # the recogniser's probability of the text's last word
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,7 @@ class TranscriptPartial(Event):
 class TranscriptSpeculative(Event):
     text: str
     until: float | None = _optional()  # the pause it was made at (input timeline): the VAD waits on it
+    last_word_p: float | None = _optional()  # the recogniser's probability of the last word
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from assistant.engines.turn import NEVER_LAST, ends_unfinished
+from assistant.engines.turn import NEVER_LAST, ends_unfinished, without_last_word
 from assistant.engines.turn import blend as by_last_word
 
 if TYPE_CHECKING:
@@ -65,9 +65,11 @@ class LlmTurnEngine:
         threshold: float,
         system_prompt: str,
         audio: SmartTurnEngine | None = None,
+        doubt: float = 0.0,
     ) -> None:
         self.llm = llm
         self.threshold = threshold
+        self.doubt = doubt  # a last word the recogniser was less sure of may not have been said
         self.system_prompt = system_prompt
         self.audio = audio
         tokenizer = llm.tokenizer
@@ -92,7 +94,16 @@ class LlmTurnEngine:
         """The audio's say, for a pause whose transcript is not there yet."""
         return self.audio.complete(pcm) if self.audio is not None else 1.0
 
-    def blend(self, p_audio: float | None, text: str | None) -> float:
+    def blend(self, p_audio: float | None, text: str | None, last_word_p: float | None = None) -> float:
+        """The odds for ``text`` and, when the recogniser doubted its last word, the lower of
+        those and the odds for the text without it (engines/turn.py's ``without_last_word``)."""
+        score = self._odds(p_audio, text)
+        shorter = without_last_word(normalise(text or ""), last_word_p, self.doubt)
+        if shorter is None or score == 0.0:
+            return score
+        return min(score, self._odds(None, shorter))
+
+    def _odds(self, p_audio: float | None, text: str | None) -> float:
         said = normalise(text or "")
         if not said:
             return 1.0 if p_audio is None else p_audio  # nothing said: the audio, or end it

@@ -14,12 +14,14 @@ has the word errors per window on the pipeline's VAD-cut turns).
 from __future__ import annotations
 
 import logging
+import string
 from pathlib import Path
 
 import numpy as np
 
 from assistant.audio.convert import PIPELINE_RATE, int16_to_float
 from assistant.config import AsrConfig
+from assistant.core.engines import Heard
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +60,8 @@ class WhisperEngine:
         self._task_tokens = [*self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
         self._suppress = get_suppressed_tokens(self._tokenizer, [-1])
         # a multilingual model with no language set must detect it: only the full path does that
-        self._short_ok = cfg.window_s < FULL_WINDOW_S and (cfg.language or not multilingual)
+        self._language_known = bool(cfg.language or not multilingual)
+        self._short_ok = cfg.window_s < FULL_WINDOW_S and self._language_known
         self._full_warm = False
 
     def transcribe(self, pcm: np.ndarray) -> str:
@@ -67,15 +70,30 @@ class WhisperEngine:
     def transcribe_with_prompt(self, pcm: np.ndarray, prompt: str) -> str:
         """``prompt``: text the speech is likely to follow or resemble (Whisper's initial prompt,
         the "previous text" it was trained to continue); "" for none."""
+        return self._recognise(pcm, prompt, scored=False).text
+
+    def hear(self, pcm: np.ndarray, prompt: str = "") -> Heard:
+        """The transcript and the last word's probability, from the decoder's own scores. Audio
+        the short window does not take is given faster-whisper's first try on the full window
+        here, for its scores (faster-whisper's word timestamps would give them through a second,
+        aligning pass: measured +400 ms on a 1 s turn, 2 cores)."""
+        return self._recognise(pcm, prompt, scored=True)
+
+    def _recognise(self, pcm: np.ndarray, prompt: str, scored: bool) -> Heard:
         if len(pcm) == 0:
-            return ""
+            return Heard("")
         audio = int16_to_float(pcm)
         seconds = len(audio) / PIPELINE_RATE
         if self._short_ok and FULL_WINDOW_UNDER_S <= seconds < FULL_WINDOW_S - WINDOW_PAD_S:
-            text = self._transcribe_short(audio, max(self.cfg.window_s, seconds + WINDOW_PAD_S), prompt)
-            if text is not None:
-                return text
-        return self.transcribe_full(audio, prompt)
+            heard = self._transcribe_short(audio, max(self.cfg.window_s, seconds + WINDOW_PAD_S), prompt)
+            if heard is not None:
+                return heard
+        if scored and self._language_known and seconds < FULL_WINDOW_S - WINDOW_PAD_S:
+            # faster-whisper's first try on the full window, done here for its scores
+            heard = self._transcribe_short(audio, FULL_WINDOW_S, prompt)
+            if heard is not None:
+                return heard
+        return Heard(self.transcribe_full(audio, prompt))
 
     def transcribe_full(self, audio: np.ndarray, prompt: str = "") -> str:
         """faster-whisper's own transcription: the 30 s window, its temperature fallback."""
@@ -91,7 +109,7 @@ class WhisperEngine:
         # the generator does the work lazily: consume it here, on this thread
         return " ".join(s.text.strip() for s in segments).strip()
 
-    def _transcribe_short(self, audio: np.ndarray, window_s: float, prompt: str = "") -> str | None:
+    def _transcribe_short(self, audio: np.ndarray, window_s: float, prompt: str = "") -> Heard | None:
         """One greedy pass on a window of ``window_s``; None when its text must not be trusted."""
         from faster_whisper.transcribe import get_compression_ratio
 
@@ -111,6 +129,7 @@ class WhisperEngine:
             beam_size=self.cfg.beam_size,
             max_length=self.model.max_length,
             return_scores=True,
+            return_logits_vocab=True,  # the last word's probability: no slower (measured 69 / 73 ms)
             suppress_blank=True,
             suppress_tokens=self._suppress,
         )[0]
@@ -121,7 +140,25 @@ class WhisperEngine:
         if ratio > COMPRESSION_RATIO_MAX or avg_logprob < AVG_LOGPROB_MIN:
             log.debug("short window unsure (ratio %.2f, logprob %.2f): full window", ratio, avg_logprob)
             return None
-        return text
+        return Heard(text, self._last_word_p(tokens, result.logits[0]))
+
+    def _last_word_p(self, tokens: list[int], logits: list) -> float | None:  # type: ignore[type-arg]
+        """The mean probability of the last word's tokens, as faster-whisper's word timestamps
+        count a word's (its closing punctuation apart: "it." is " it")."""
+        pieces = [self._tokenizer.decode([t]) for t in tokens]
+        word = [
+            i for i, piece in enumerate(pieces) if piece.strip() and piece.strip() not in string.punctuation
+        ]
+        if not word or len(logits) < len(tokens):
+            return None
+        first = word[-1]
+        while first > 0 and not pieces[first].startswith(" ") and first - 1 in word:
+            first -= 1  # a word is its tokens back to the one that starts with a space
+        probs = []
+        for i in range(first, word[-1] + 1):
+            step = np.asarray(logits[i], dtype=np.float64)
+            probs.append(float(np.exp(step[tokens[i]] - step.max()) / np.exp(step - step.max()).sum()))
+        return float(np.mean(probs))
 
     def warm_up(self) -> None:
         silence = np.zeros(PIPELINE_RATE // 2, dtype=np.int16)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from functools import partial
 
@@ -29,9 +29,11 @@ from assistant.audio.convert import PIPELINE_RATE
 from assistant.config import AsrConfig
 from assistant.core.engines import (
     EngineUnavailable,
+    Heard,
     PromptableRecognizer,
     RecognitionStream,
     Recognizer,
+    ScoredRecognizer,
     StreamingRecognizer,
     take_failures,
 )
@@ -138,12 +140,16 @@ class AsrStage(Stage):
             and (msg.awaited or _caught_up(msg, SPECULATE_WITHIN_S))
         ):
             turn = self._turn
-            text = self._try_transcribe(self._samples_until(turn, msg.t_input))
-            if text is None:
+            heard = self._try_transcribe(self._samples_until(turn, msg.t_input), scored=True)
+            if heard is None:
                 return  # no speculation: the final pass tries again
-            turn.spec_text, turn.spec_until = text, msg.t_input
+            turn.spec_text, turn.spec_until = heard.text, msg.t_input
             # `until` names the pause, so the VAD's end-of-turn decision knows which one it hears
-            self.ctx.events.emit(TranscriptSpeculative(turn.number, turn.spec_text, until=msg.t_input))
+            self.ctx.events.emit(
+                TranscriptSpeculative(
+                    turn.number, heard.text, until=msg.t_input, last_word_p=heard.last_word_p
+                )
+            )
             # downstream may start answering; a SpeechResumed or a different final text voids it
             yield Transcript(turn.number, turn.spec_text, False, None, time.monotonic(), speculative=True)
         elif isinstance(msg, SpeechResumed):
@@ -177,11 +183,11 @@ class AsrStage(Stage):
         if turn.voiced_run < PARTIAL_AFTER_VOICED_S * PIPELINE_RATE:
             return
         turn.partial_at = turn.samples
-        text = self._try_transcribe(turn.samples)
-        if text is None:
+        heard = self._try_transcribe(turn.samples)
+        if heard is None:
             return
-        self.ctx.events.emit(TranscriptPartial(turn.number, text))
-        yield Transcript(turn.number, text, final=False, ended=None, t=time.monotonic())
+        self.ctx.events.emit(TranscriptPartial(turn.number, heard.text))
+        yield Transcript(turn.number, heard.text, final=False, ended=None, t=time.monotonic())
 
     def _final(self, ended: SpeechEnded) -> Transcript:
         turn = self._turn
@@ -194,7 +200,7 @@ class AsrStage(Stage):
             text = turn.spec_text or ""
         else:
             try:
-                text = self._transcribe(self._samples_until(turn, ended.t_input + END_PAD_S), turn)
+                text = self._transcribe(self._samples_until(turn, ended.t_input + END_PAD_S), turn).text
             except EngineUnavailable as exc:  # a remote recogniser: this turn is lost, the pipeline is not
                 log.warning("speech recognition failed for turn %d: %s", turn.number, exc)
                 self.ctx.events.emit(SpeechError(turn.number, "asr", str(exc)))
@@ -217,7 +223,7 @@ class AsrStage(Stage):
             return None
         audio = np.concatenate(turn.near)[: self._samples_until(turn, ended.t_input + END_PAD_S)]
         try:
-            return self._pass(audio, turn)
+            return self._pass(audio, turn).text
         except EngineUnavailable:
             return None
 
@@ -229,7 +235,7 @@ class AsrStage(Stage):
         energy = np.abs(search[: frames * CUT_FRAME].reshape(frames, CUT_FRAME).astype(np.int32)).sum(1)
         cut = len(audio) - len(search) + int(np.argmin(energy)) * CUT_FRAME + CUT_FRAME // 2
         try:
-            text = self._pass(audio[:cut], turn)
+            text = self._pass(audio[:cut], turn).text
         except EngineUnavailable as exc:  # the window's audio goes all the same: memory stays bounded
             log.warning(
                 "speech recognition failed for %.1f s of turn %d: %s", cut / PIPELINE_RATE, turn.number, exc
@@ -248,43 +254,49 @@ class AsrStage(Stage):
     def _samples_until(turn: _Turn, t_input: float) -> int:
         return max(0, min(turn.samples, round((t_input - turn.t_input_start) * PIPELINE_RATE)))
 
-    def _transcribe(self, samples: int, turn: _Turn | None = None) -> str:
+    def _transcribe(self, samples: int, turn: _Turn | None = None, scored: bool = False) -> Heard:
         """The turn's text up to ``samples`` (counted from its start): committed text, and a pass
-        over the audio kept since."""
+        over the audio kept since (``scored``: with the last word's probability, where known)."""
         turn = turn or self._turn
         assert turn is not None
         kept = samples - turn.kept_from
         audio = np.concatenate(turn.chunks)[:kept] if turn.chunks and kept > 0 else np.zeros(0, np.int16)
-        return f"{turn.committed} {self._pass(audio, turn)}".strip()
+        heard = self._pass(audio, turn, scored)
+        return replace(heard, text=f"{turn.committed} {heard.text}".strip())
 
-    def _pass(self, audio: np.ndarray, turn: _Turn) -> str:
+    def _pass(self, audio: np.ndarray, turn: _Turn, scored: bool = False) -> Heard:
         if len(audio) == 0:
-            return ""
-        recognize = self.engine.transcribe if turn.stream is None else turn.stream.transcribe
-        prompt = self.cfg.over_reply_prompt
-        if (
-            turn.near is not None
-            and prompt
-            and turn.stream is None
-            and isinstance(self.engine, PromptableRecognizer)
-        ):
-            recognize = partial(self.engine.transcribe_with_prompt, prompt=prompt)  # speech over a reply
+            return Heard("")
+        prompt = self.cfg.over_reply_prompt if turn.near is not None else ""
+        recognize = self._recognizer(turn, prompt, scored)
         try:
-            text = recognize(np.concatenate([audio, np.zeros(int(TAIL_ZEROS_S * PIPELINE_RATE), np.int16)]))
+            heard = recognize(np.concatenate([audio, np.zeros(int(TAIL_ZEROS_S * PIPELINE_RATE), np.int16)]))
         except EngineUnavailable:
             take_failures(self.engine)  # nobody took over: the caller reports the loss (or retries)
             raise
         self._report_failovers(turn.number)
-        return text
+        return heard
+
+    def _recognizer(self, turn: _Turn, prompt: str, scored: bool) -> Callable[[np.ndarray], Heard]:
+        """The engine's call for this pass: a remote stream's, the prompted one over a reply
+        (``prompt``), the scored one for a pause's judgement, else plain transcription."""
+        if turn.stream is not None:
+            return lambda pcm: Heard(turn.stream.transcribe(pcm))  # type: ignore[union-attr]
+        if scored and isinstance(self.engine, ScoredRecognizer):
+            return partial(self.engine.hear, prompt=prompt)
+        if prompt and isinstance(self.engine, PromptableRecognizer):
+            text = partial(self.engine.transcribe_with_prompt, prompt=prompt)  # speech over a reply
+            return lambda pcm: Heard(text(pcm))
+        return lambda pcm: Heard(self.engine.transcribe(pcm))
 
     def _report_failovers(self, turn: int) -> None:
         for server, error in take_failures(self.engine):  # a remote server failed, another answered
             self.ctx.events.emit(SpeechFailover(turn, "asr", server, error))
 
-    def _try_transcribe(self, samples: int) -> str | None:
+    def _try_transcribe(self, samples: int, scored: bool = False) -> Heard | None:
         """A partial or speculative pass: None when it failed (the final pass tries again)."""
         try:
-            return self._transcribe(samples)
+            return self._transcribe(samples, scored=scored)
         except EngineUnavailable as exc:
             log.warning("speech recognition failed (a partial or speculative pass): %s", exc)
             return None

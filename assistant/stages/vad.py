@@ -93,8 +93,9 @@ class VadStage(Stage):
         self._limit_ms = self._unjudged_ms()  # silence that ends this pause's turn
         self._judged = False
         self._pause_t = -1.0  # input time of this pause's SpeechPaused
-        # (pause, its speculative transcript, the engine's verdict on it, ms the verdict took)
-        self._spec: tuple[float, str, float, float] | None = None
+        # (pause, its speculative transcript, the engine's verdict on it, ms the verdict took, the
+        # recogniser's probability of its last word)
+        self._spec: tuple[float, str, float, float, float | None] | None = None
         self._spec_lock = threading.Lock()  # set from the recogniser's thread
         self._spec_ready = threading.Condition(self._spec_lock)
 
@@ -109,10 +110,10 @@ class VadStage(Stage):
         if event.turn != self._turn or until is None or until != self._pause_t or self.engine is None:
             return  # a pause the speaker has already talked past: no verdict needed
         t0 = time.monotonic()
-        score = self.engine.blend(None, event.text)
+        score = self.engine.blend(None, event.text, event.last_word_p)
         judge_ms = round((time.monotonic() - t0) * 1000, 1)
         with self._spec_ready:
-            self._spec = (until, event.text, score, judge_ms)
+            self._spec = (until, event.text, score, judge_ms, event.last_word_p)
             self._spec_ready.notify_all()
 
     def process(self, msg: Message) -> Iterator[Message]:
@@ -193,9 +194,9 @@ class VadStage(Stage):
         """Once per pause: has the speaker finished? Sets the silence that ends this turn."""
         self._judged = True
         spec = self._transcript() if self.await_transcript else None
-        text, p_audio = None, None
+        text, p_audio, last_word_p = None, None, None
         if spec is not None:
-            text, score, infer_ms = spec
+            text, score, infer_ms, last_word_p = spec
         else:
             t0 = time.monotonic()
             p_audio = round(engine.complete(np.concatenate(self._heard)), 3)
@@ -204,12 +205,14 @@ class VadStage(Stage):
         done = score >= self.cfg.end_of_turn_threshold
         self._limit_ms = self._silence_ms if done else self.cfg.max_silence_ms
         self.ctx.events.emit(
-            EndOfTurn(self._turn, p_audio, text, round(score, 3), done, infer_ms, self._silence_ms)
+            EndOfTurn(
+                self._turn, p_audio, text, round(score, 3), done, infer_ms, self._silence_ms, last_word_p
+            )
         )
 
-    def _transcript(self) -> tuple[str, float, float] | None:
-        """This pause's speculative transcript, the verdict on it and the ms it took, waited for as
-        long as the pause could still last."""
+    def _transcript(self) -> tuple[str, float, float, float | None] | None:
+        """This pause's speculative transcript, the verdict on it, the ms it took and its last
+        word's probability, waited for as long as the pause could still last."""
         wait_s = max(0, self.cfg.max_silence_ms - self._silence_ms) / 1000
         with self._spec_ready:
             self._spec_ready.wait_for(
