@@ -680,6 +680,7 @@ def test_speech_that_is_the_played_audio_coming_back_is_its_own_echo(user: bool)
         return
     assert outcome is not None and outcome.outcome == "echo" and outcome.interrupted == 1
     assert not speaker.paused and log.first(ev.ReplyPaused, 2) is None
+    events.emit(ev.SpeechEnded(2, 5.6, t_decided=time.monotonic()))
     events.emit(ev.TranscriptFinal(2, "That's it."))  # what Whisper made of the echo: ignored
     assert speaker.cleared == 0 and not scope.is_stale(1)
     mic.likeness = 0.3  # the user now, over the reply
@@ -706,12 +707,58 @@ def test_a_new_turn_that_is_the_echo_of_a_filler_is_reported_as_echo() -> None:
     assert scope.floor == 0  # its own echo cancels nothing
     now = time.monotonic()
     ended = SpeechEnded(1, 1.5, t_decided=now)
+    events.emit(ended)
     assert not policy.opens_early(ended, True)
     assert policy.verdict(Transcript(1, "Hmm.", True, ended, now)).action == "resume"
     mic.likeness = 0.05  # a user this time
     events.emit(ev.SpeechStarted(2, 3.0))
     assert log.first(ev.Interruption, 2) is None and log.first(ev.ReplyPaused, 2) is None
     assert scope.floor == 2  # a user's new turn makes older replies in the making moot
+
+
+@pytest.mark.parametrize("playing", [True, False])
+def test_speech_taken_for_echo_at_its_onset_that_goes_on_as_a_user_is_paused_for_and_answered(
+    playing: bool,
+) -> None:
+    """Live, a question's soft first syllable over a loud reply read 0.84 at the VAD's onset and the
+    question was ignored while the reply played on. While echo-judged speech goes on it is checked
+    again: once it is a user's, the reply pauses (late) and the transcript decides as ever. And
+    speech that stays the played audio is never paused for."""
+    events, log, scope = EventBus(), EventLog(), TurnScope()
+    events.subscribe(log)
+    speaker, mic = FakeSpeaker(pending=2.0 if playing else 0.0), FakeMic(0.84)
+    BargeIn(BargeInConfig(), scope, speaker, FakePlayback(), events, mic=mic)
+    events.emit(ev.TranscriptFinal(1, "how does an engine work"))
+    events.emit(ev.AudioOut(1, "A car engine works by converting energy", 2.0, t=time.monotonic() - 0.5))
+    if not playing:
+        events.emit(ev.ReplyAudioDone(1))
+        events.emit(ev.PlaybackStopped(-1))
+    events.emit(ev.SpeechStarted(2, time.monotonic()))
+    assert log.first(ev.Interruption, 2).outcome == "echo"  # type: ignore[union-attr]
+    time.sleep(0.5)  # still the echo: checked twice, nothing changes
+    assert not speaker.paused and log.first(ev.ReplyPaused, 2) is None
+    mic.likeness = 0.3  # the user grows louder than the echo
+    end = time.monotonic() + 5
+    while log.first(ev.ReplyPaused, 2) is None and time.monotonic() < end:
+        time.sleep(0.02)
+    paused = log.first(ev.ReplyPaused, 2)
+    assert paused is not None and speaker.paused
+    events.emit(ev.SpeechEnded(2, 5.6, t_decided=time.monotonic()))
+    events.emit(ev.TranscriptFinal(2, "How many legs does a spider have?"))
+    assert log.of(ev.Interruption)[-1].outcome == "answered" and scope.is_stale(1)
+
+
+def test_echo_judged_speech_that_ended_is_not_checked_again() -> None:
+    events, log = EventBus(), EventLog()
+    events.subscribe(log)
+    mic = FakeMic(0.95)
+    BargeIn(BargeInConfig(), TurnScope(), FakeSpeaker(2.0), None, events, mic=mic)
+    events.emit(ev.TranscriptFinal(1, "tell me a story"))
+    events.emit(ev.SpeechStarted(2, time.monotonic()))
+    events.emit(ev.SpeechEnded(2, 5.6, t_decided=time.monotonic()))
+    mic.likeness = 0.1  # the next sound, not this turn's
+    time.sleep(0.5)
+    assert log.first(ev.ReplyPaused, 2) is None
 
 
 def test_a_cough_at_the_end_of_an_echo_like_window_pauses_the_reply() -> None:

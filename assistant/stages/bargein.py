@@ -28,26 +28,14 @@ from assistant.core import events as ev
 from assistant.core.bus import EventBus
 from assistant.core.engines import ANSWER_SOURCES
 from assistant.core.turn import TurnScope
+from assistant.stages.echo_turns import ECHO_SPEECH_S, EchoTurns, MicLevels
 from assistant.stages.policy import InterruptionRules
 
 log = logging.getLogger(__name__)
 ECHO_WORDS = 30  # the reply's last words heard before a pause: a transcript of only these is echo
-ECHO_SPEECH_S = 0.5  # the speech's last this many seconds before the pause are checked for echo
-ECHO_ONSET_S = 0.25  # ... and so are its last vad.min_speech_ms alone: live, a cough over a loud echo
-# read 0.89 over 0.5 s (mostly the echo before it) and was taken for the assistant's own voice. (Each
-# 0.1 s of it, tried: a cough passed, but the echo at a reply's start paused and stopped the reply)
-ECHO_LIKENESS = 0.8  # squared correlation with the played audio above which it is echo: a user
-# alone gives ~0; a user as loud as the echo ~0.5; the echo alone ~1 (a linear path)
 AFTER_PAUSE_S = (0.2, 0.5)  # the mic this long after the pause: the echo has died out by then
 SILENT_AFTER = 0.01  # its loudest frame under this part of the loudest before: no one speaks. Live,
 # the echo left exactly 0 there in 8 self-pauses of 8; a user's "Stop." left 0.024 to 1 of it
-
-
-class MicLevels(Protocol):
-    def echo_likeness(self, t0: float, t1: float) -> float | None: ...
-    def peak_level(self, t0: float, t1: float) -> float | None: ...
-    @property
-    def echo_path(self) -> bool: ...
 
 
 class Speaker(Protocol):
@@ -116,13 +104,14 @@ class BargeIn:
         self._replying: set[int] = set()  # turns with a transcript whose reply is not done playing
         self._done: set[int] = set()  # turns whose reply audio is all queued for the speaker
         self._pauses: dict[int, _Pause] = {}  # speech turn -> the pause it made, until decided
-        self._echoes: set[int] = set()  # turns that were the assistant's own voice
+        self._echoes = EchoTurns(mic, events)  # turns that were the assistant's own voice
         events.subscribe(self, *self.LISTENS_TO)
 
     def __call__(self, e: ev.Event) -> None:
         if isinstance(e, ev.SpeechStarted):
             self._on_speech(e)
         elif isinstance(e, ev.SpeechEnded):
+            self._echoes.ended(e.turn)
             self._check_after(e.turn)
             self._arm_timeout(e.turn)
         elif isinstance(e, ev.AudioOut) and e.source in ANSWER_SOURCES:
@@ -159,26 +148,36 @@ class BargeIn:
         if cut is None and not paused and self.speaker.pending_s() <= 0:
             # nothing to pause; unless it is the echo of what just played (a filler), a new turn
             # makes older replies still in the making moot, as ever
-            if not self._echo_turn(e.turn, time.monotonic()):
+            if not self._echoes.judge(e.turn, time.monotonic()):
                 self.scope.interrupt(e.turn)
+            else:  # (a user after all: paused for, so that its transcript decides)
+                self._echoes.watch(e.turn, lambda _likeness: self._pause(e.turn, None, e.t))
             return
         if not self.cfg.pause:
             self._cut(e.turn, cut, time.monotonic(), round((time.monotonic() - e.t) * 1000, 1))
             return
-        if not paused and self._echo_turn(e.turn, time.monotonic(), cut):
-            return  # its own voice got past the canceller: the reply goes on, never paused
+        if not paused and self._echoes.judge(e.turn, time.monotonic(), cut):
+            # its own voice got past the canceller: the reply goes on, never paused, unless the
+            # speech turns out to be a user's after all (a soft first syllable over a loud reply)
+            self._echoes.watch(e.turn, lambda _likeness: self._pause(e.turn, cut, e.t))
+            return
+        self._pause(e.turn, cut, e.t)
+
+    def _pause(self, turn: int, cut: int | None, t_onset: float) -> None:
+        """Pause the speaker for speech that began at ``t_onset``, until its transcript decides."""
         self.speaker.pause()
         now = time.monotonic()
-        reaction_ms = round((now - e.t) * 1000, 1)
+        reaction_ms = round((now - t_onset) * 1000, 1)
         with self._lock:
+            paused = [p for p in self._pauses.values() if not p.resumed]
             if paused:  # still paused for earlier speech: keep its time and what had been heard
                 first = min(paused, key=lambda p: p.t)
                 pause = _Pause(first.cut, first.t, first.spoken, reaction_ms)
             else:
                 pause = _Pause(cut, now, self._spoken(cut, now), reaction_ms)
-            self._pauses[e.turn] = pause
-        log.info("barge-in: turn %s paused by turn %d", pause.cut, e.turn)
-        self.events.emit(ev.ReplyPaused(e.turn, pause.cut, reaction_ms, t=now))
+            self._pauses[turn] = pause
+        log.info("barge-in: turn %s paused by turn %d", pause.cut, turn)
+        self.events.emit(ev.ReplyPaused(turn, pause.cut, reaction_ms, t=now))
 
     def _check_after(self, turn: int) -> None:
         """At the end of speech that paused a reply: did the mic fall silent once the speaker did?
@@ -210,25 +209,6 @@ class BargeIn:
                 return
             pause.resumed = True
         self._resume(turn, pause, "", "no transcript in time")
-
-    def _echo_turn(self, turn: int, t: float, cut: int | None = None) -> bool:
-        """Speech over a reply (or just after a "Hmm." filler) that is the played audio coming back:
-        reported as ``echo`` (the policy neither opens nor answers it) and its transcript ignored.
-        Checked before pausing: live, such echo paused the reply for 3-7 ms, an audible hiccup, and
-        a stop phrase Whisper made of it ("That's it.") ended the reply. (A few FFTs: ms.)"""
-        mic = self.mic
-        likeness = None if mic is None else mic.echo_likeness(t - ECHO_SPEECH_S, t)
-        if mic is None or likeness is None or likeness < ECHO_LIKENESS:
-            return False
-        onset = mic.echo_likeness(t - ECHO_ONSET_S, t)
-        if onset is not None and onset < ECHO_LIKENESS:
-            return False  # the speech itself is not the played audio
-        log.info("barge-in: turn %d is the assistant's own echo (%.2f)", turn, likeness)
-        with self._lock:
-            self._echoes = {t for t in self._echoes if t > turn - 10} | {turn}
-        reason = f"echo: {likeness:.2f} of it was the played audio"
-        self.events.emit(ev.Interruption(turn, cut, "echo", 0.0, "", reason))
-        return True
 
     def _decide(self, turn: int, pause: _Pause, text: str, near_text: str | None = None) -> None:
         if pause.timer is not None:
