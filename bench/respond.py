@@ -19,6 +19,9 @@ them alike. The models are loaded once and shared. Settings:
                synthesised (tts.first_clause_priority=false; shipped: it waits)
   no_early_phrases  the shipped config with a long clause said whole however little audio is
                ahead of it (llm.early_phrases=false)
+  no_lookup    the shipped config decoding one token a step, with no draft from the prompt
+               (llm.lookup_tokens=0; shipped: up to 4 guesses a step on a GPU or unquantised;
+               the CPU's int8 never guesses, so there the two are alike)
 --long asks for explanations instead of the short questions (long answers, where a clause that is
 not ready when the one before it has played leaves a silence inside the answer).
 first_audio counts any sound (the deadline's acknowledgement too); answer_audio the answer itself.
@@ -68,6 +71,7 @@ SETTINGS = {
     "smollm2": ["llm.model=smollm2-135m-instruct", "llm.quantization=int8-mlp"],
     "side_by_side": ["tts.first_clause_priority=false"],  # the LLM decodes while the first clause is made
     "no_early_phrases": ["llm.early_phrases=false"],
+    "no_lookup": ["llm.lookup_tokens=0"],  # one token a decode step, no guesses from the prompt
 }
 EXPLANATIONS = (  # --long: questions whose answers run to several sentences
     "Explain how a car engine works.",

@@ -394,6 +394,7 @@ def test_prefix_cache_reuses_the_conversation_and_changes_nothing(cfg: Config) -
         reply = "".join(int8.stream([system, *history, {"role": "user", "content": text}]))
         history += [{"role": "user", "content": text}, {"role": "assistant", "content": reply}]
     assert int8.quantization == "int8-channel" and int8.last_reused > reused[0]  # the CPU default
+    assert int8.last_drafted == 0  # prompt lookup would change its answers (tests/test_lookup.py)
     import torch
     from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
 

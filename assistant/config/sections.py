@@ -126,6 +126,7 @@ class LlmConfig:
     speculative: bool = True
     split_first_sentence: bool = True  # the first sentence's subject is said while the rest is made
     early_phrases: bool = True  # while little audio is ahead, a long clause ends before a phrase
+    lookup_tokens: int = _in(4, 0, 16)  # guesses from the prompt checked a step (not CPU int8)
     # backend "openai": stream from an OpenAI-compatible server instead of loading `model` here
     backend: Literal["local", "openai"] = "local"
     base_url: str = "http://127.0.0.1:8000/v1"
