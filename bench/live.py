@@ -204,8 +204,8 @@ def interruptions(
                 good = sum(1 for r in ok if r["outcome"] == "stopped" and not r["said_after"])
             elif want == "answered":
                 good = sum(1 for r in ok if r["outcome"] == "answered")
-            else:  # resumed, or never paused
-                good = sum(1 for r in ok if r["outcome"] in ("resumed", "none"))
+            else:  # resumed, or never paused (none; echo: the sound read as the played audio)
+                good = sum(1 for r in ok if r["outcome"] in ("resumed", "none", "echo"))
             pauses = [r["pause_ms"] for r in ok if r["pause_ms"] is not None]
             decided = [r["decide_ms"] for r in ok if r["decide_ms"] is not None]
             selfs = sum(r["self"] for r in ok)
