@@ -270,6 +270,8 @@ def pipeline_section(
     variants = {"llm cpu": ["llm.device=cpu"]}
     if cuda:
         variants["llm cuda"] = ["llm.device=cuda"]
+        # prompt lookup (llm.lookup_tokens) is on for the GPU's weights: what it gains there
+        variants["llm cuda, no lookup"] = ["llm.device=cuda", "llm.lookup_tokens=0"]
         if asr_cuda:
             variants["llm cuda + asr cuda"] = [
                 "llm.device=cuda",
@@ -282,6 +284,8 @@ def pipeline_section(
     engines = {"llm cpu": base}
     if cuda:
         engines["llm cuda"] = replace(base, llm=build.llm_engine(configs["llm cuda"], store))
+        no_lookup = configs["llm cuda, no lookup"]
+        engines["llm cuda, no lookup"] = replace(base, llm=build.llm_engine(no_lookup, store))
         if asr_cuda:
             name = "llm cuda + asr cuda"
             engines[name] = replace(
