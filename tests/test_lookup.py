@@ -35,8 +35,8 @@ def test_no_draft_when_the_tail_occurs_nowhere_before_or_none_is_wanted() -> Non
 
 @pytest.mark.real
 def test_prompt_lookup_keeps_the_greedy_answers_and_saves_steps(cfg: Config) -> None:
-    """fp32, where feeding a draft with the next token changes no numbers (int8's activation scale
-    spans the tensor fed, so there it is a slightly other rounding, as the prefix cache is)."""
+    """fp32, where feeding a draft with the next token changes no numbers (CPU int8's activation
+    scale spans the tensor fed, so there no draft is fed: tests/test_responder.py checks that)."""
     from assistant.engines.local_llm import LlmEngine
     from assistant.engines.store import ModelStore
 

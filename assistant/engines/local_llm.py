@@ -106,7 +106,8 @@ class LlmEngine:
             while len(generated) < self.cfg.max_new_tokens:
                 if should_stop():
                     return
-                draft = lookup_draft(ids + generated, self._draft_tokens(generated), telling=self._telling)
+                wanted = self._draft_tokens(generated)
+                draft = lookup_draft(ids + generated, wanted, telling=self._telling) if wanted else []
                 tokens = self._compute.run(self._next_tokens, feed, draft, generated)
                 self.last_drafted += len(draft)
                 self.last_accepted += len(tokens) - 1

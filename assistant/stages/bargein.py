@@ -151,7 +151,7 @@ class BargeIn:
             if not self._echoes.judge(e.turn, time.monotonic()):
                 self.scope.interrupt(e.turn)
             else:  # (a user after all: paused for, so that its transcript decides)
-                self._echoes.watch(e.turn, lambda _likeness: self._pause(e.turn, None, e.t))
+                self._echoes.watch(e.turn, lambda: self._pause(e.turn, None, e.t))
             return
         if not self.cfg.pause:
             self._cut(e.turn, cut, time.monotonic(), round((time.monotonic() - e.t) * 1000, 1))
@@ -159,7 +159,7 @@ class BargeIn:
         if not paused and self._echoes.judge(e.turn, time.monotonic(), cut):
             # its own voice got past the canceller: the reply goes on, never paused, unless the
             # speech turns out to be a user's after all (a soft first syllable over a loud reply)
-            self._echoes.watch(e.turn, lambda _likeness: self._pause(e.turn, cut, e.t))
+            self._echoes.watch(e.turn, lambda: self._pause(e.turn, cut, e.t))
             return
         self._pause(e.turn, cut, e.t)
 

@@ -73,9 +73,9 @@ class EchoTurns:
         self.events.emit(ev.Interruption(turn, cut, "echo", 0.0, "", reason))
         return True
 
-    def watch(self, turn: int, on_user: Callable[[float], None], checks: int = RECHECKS) -> None:
+    def watch(self, turn: int, on_user: Callable[[], None], checks: int = RECHECKS) -> None:
         """Check ``turn`` again in RECHECK_S, and so on while it is spoken; when its latest speech
-        is not the played audio, forget the verdict and call ``on_user`` with the likeness."""
+        is not the played audio, forget the verdict and call ``on_user``."""
         if checks <= 0:
             return
         timer = threading.Timer(RECHECK_S, self._recheck, (turn, on_user, checks - 1))
@@ -87,7 +87,7 @@ class EchoTurns:
         with self._lock:
             self._speaking.discard(turn)
 
-    def _recheck(self, turn: int, on_user: Callable[[float], None], checks: int) -> None:
+    def _recheck(self, turn: int, on_user: Callable[[], None], checks: int) -> None:
         with self._lock:
             if turn not in self._speaking:
                 return
@@ -100,7 +100,7 @@ class EchoTurns:
             self._echoes.discard(turn)
             self._speaking.discard(turn)
         log.info("barge-in: turn %d was a user over the echo after all (%.2f)", turn, likeness)
-        on_user(likeness)
+        on_user()
 
     def _likeness(self, t0: float, t1: float) -> float | None:
         return None if self.mic is None else self.mic.echo_likeness(t0, t1)
