@@ -402,3 +402,24 @@ def test_a_short_misheard_word_over_a_reply_counts_as_stop(cfg: Config, tmp_path
         assert h.say("Hey assistant, volume up.") == ["Done."]  # a short command is kept
     finally:
         h.close()
+
+
+def test_a_yes_or_no_said_over_the_proposal_answers_it(cfg: Config, tmp_path: Path) -> None:
+    """ "Yes." said before "... Say yes to confirm." has played out cuts the prompt (barge_in.pause
+    off, or a recording: no pause to decide it) and confirms, where it used to count as a
+    backchannel, stop the prompt and drop the action."""
+    h = AgentHarness(cfg, tmp_path, followup_s=5.0)
+    try:
+        assert h.say("Hey assistant, type hello world.") == ["Type: hello world? Say yes to confirm."]
+        h.events.emit(BargeIn(h.turn + 1, interrupted=h.turn, spoken="Type: hello"))
+        assert h.say("Yes.") == ["Typed."]
+        assert h.runner.ran[-1][-1] == "hello world"
+        assert h.say("Hey assistant, open the calculator.")[-1].endswith("Say yes to confirm.")
+        h.events.emit(BargeIn(h.turn + 1, interrupted=h.turn, spoken="Open the"))
+        assert h.say("No.") == ["Okay, I won't."]
+        assert h.runner.spawned == []
+        h.events.emit(BargeIn(h.turn + 1, interrupted=h.turn, spoken="Okay"))
+        assert h.say("Yes.") == []  # nothing awaits an answer: a backchannel over a cut reply stops
+        assert h.log.first(Stopped, h.turn) is not None
+    finally:
+        h.close()

@@ -148,7 +148,8 @@ def say_wav(folder: Path, name: str, text: str) -> Path:
 
 def test_live_agent_answers_only_when_addressed_stops_and_announces(tmp_path: Path) -> None:
     """`assistant agent` on the virtual microphone and speaker: a question without the wake phrase
-    gets no answer, "stop" over a reply silences it, and a timer is heard when due."""
+    gets no answer, "stop" over a reply silences it, a "yes" said over "... Say yes to confirm."
+    confirms (not a backchannel that lets the prompt play on), and a timer is heard when due."""
     import time
 
     from tests import pulse
@@ -157,12 +158,14 @@ def test_live_agent_answers_only_when_addressed_stops_and_announces(tmp_path: Pa
     addressed = say_wav(tmp_path, "addressed", "Hey assistant, tell me a long story about a brave dragon.")
     stop = say_wav(tmp_path, "stop", "Stop it.")
     timer = say_wav(tmp_path, "timer", "Hey assistant, set a timer for two seconds.")
+    yes = say_wav(tmp_path, "yes", "Yes.")
     with pulse.PulseServer() as room:
         # no echo path in this room: the headphones setting. (On loudspeakers, AEC3 mutes the onset
         # of each syllable said over the reply, and a short "stop" may not be heard at all.)
         agent = pulse.Assistant(
-            room, tmp_path, "--set", "barge_in.echo=none", "--set", "agent.wake_word=none", command="agent"
-        )
+            room, tmp_path, "--set", "barge_in.echo=none", "--set", "agent.wake_word=none",
+            "--set", "agent.confirm=[timer]", command="agent",
+        )  # fmt: skip
         try:
             assert agent.wait_for("ready", 120), agent.stderr()[-2000:]
             t0 = time.time()
@@ -186,6 +189,12 @@ def test_live_agent_answers_only_when_addressed_stops_and_announces(tmp_path: Pa
             rec = room.record(tmp_path / "timer.wav")
             t2 = time.time()
             room.say(timer).wait()
+            proposed = agent.wait_for("audio_out", 30, after=t2, where=lambda e: "Say yes" in e["text"])
+            assert proposed, agent.timeline(t2)
+            time.sleep(0.3)  # the prompt is still playing
+            room.say(yes).wait()
+            answered = agent.wait_for("interruption", 15, after=t2)
+            assert answered and answered["outcome"] == "answered", agent.timeline(t2)
             announced = agent.wait_for(
                 "audio_out", 30, after=t2, where=lambda e: e["source"] == "announcement"
             )

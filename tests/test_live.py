@@ -588,6 +588,22 @@ def test_a_cough_a_backchannel_or_its_own_echo_resumes_the_reply(said: str, reas
     assert log.first(ev.Interruption, 3).outcome == "answered"  # type: ignore[union-attr]
 
 
+def test_a_yes_or_no_over_a_proposal_answers_it() -> None:
+    """ "Yes." over "Open the editor? Say yes to confirm." is the answer the agent awaits, not a
+    backchannel nor the prompt's own word; once the proposal is settled it is a backchannel again."""
+    events, log, scope, speaker, _ = paused_reply()
+    events.emit(ev.Action(-1, "open_app", "proposed"))
+    events.emit(ev.TranscriptFinal(2, "Yes."))
+    outcome = log.first(ev.Interruption, 2)
+    assert outcome is not None and (outcome.outcome, outcome.reason) == ("answered", "answers the proposal")
+    assert scope.is_stale(1) and speaker.cleared == 1  # the prompt is cut; the answer is answered
+    events.emit(ev.Action(-1, "open_app", "done"))
+    events.emit(ev.AudioOut(2, "Opening the editor.", 0.5))
+    events.emit(ev.SpeechStarted(3, 9.0))
+    events.emit(ev.TranscriptFinal(3, "Yes."))
+    assert log.first(ev.Interruption, 3).outcome == "resumed"  # type: ignore[union-attr]
+
+
 def test_a_question_over_the_reply_cancels_it_and_is_answered() -> None:
     events, log, scope, speaker, _ = paused_reply()
     events.emit(ev.TranscriptFinal(2, "What is the capital of Spain?"))

@@ -15,6 +15,7 @@ import pytest
 from assistant.config import BargeInConfig, Config
 from assistant.core.bus import EventBus, EventLog
 from assistant.core.events import (
+    Action,
     AudioOut,
     BargeIn,
     Event,
@@ -536,3 +537,11 @@ def test_interruption_rules_stop_resume_or_answer() -> None:
     )
     assert custom.decide("Halt!")[0] == "stop" and custom.decide("Aha.")[0] == "resume"
     assert custom.decide("Paris.")[0] == "answer"
+    # while the agent awaits yes or no for a proposed action, either answers it (even as the
+    # prompt's own word); a backchannel is still one, and a stop still stops
+    prompt = "Open the calculator? Say yes to confirm."
+    rules.note(Action(-1, "open_app", "proposed"))
+    for text, expected in [("Yes.", "answer"), ("Yeah.", "answer"), ("No.", "answer"), ("Mm-hmm.", "resume"), ("Stop.", "stop")]:  # fmt: skip
+        assert rules.decide(text, prompt)[0] == expected, text
+    rules.note(Action(-1, "open_app", "declined"))
+    assert rules.decide("Yes.", prompt)[0] == "resume"

@@ -84,6 +84,7 @@ class BargeIn:
         ev.ReplyAudioDone,
         ev.ReplySkipped,
         ev.PlaybackStopped,
+        ev.Action,  # the agent's proposals: a yes or no over one answers it (InterruptionRules.note)
     )
 
     def __init__(
@@ -137,6 +138,8 @@ class BargeIn:
             with self._lock:
                 if all(p.resumed for p in self._pauses.values()):  # paused, it plays silence: no end
                     self._replying -= self._done
+        elif isinstance(e, ev.Action):
+            self.rules.note(e)
 
     def _on_speech(self, e: ev.SpeechStarted) -> None:
         if not self.cfg.enabled:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from difflib import SequenceMatcher
 from typing import Any, Literal, Protocol
 
 from assistant.config import BargeInConfig
-from assistant.core.events import BargeIn, Event, Interruption, ReplyPaused
+from assistant.core.events import Action, BargeIn, Event, Interruption, ReplyPaused
 from assistant.core.messages import SpeechEnded, Transcript
 from assistant.reply.intents import default_matcher, normalise
 
@@ -55,6 +56,10 @@ NOISE_TRANSCRIPTS = frozenset(
         "thank you so much",
     }
 )
+# a yes or no over a reply while the agent awaits one for a proposed action (agent/actions.py) answers
+# it: not a backchannel, nor the prompt's own "Say yes" coming back, nor a short word that stops
+ANSWERS = ("yes", "no")
+ANSWER_WINDOW_S = 30.0  # as long as the agent takes a "yes" for a proposal
 
 
 @dataclass(frozen=True)
@@ -75,12 +80,22 @@ class InterruptionRules:
 
     ``played``: the reply's words heard lately (a transcript made only of them is the assistant's own
     voice coming back); ``can_resume``: False when the reply was already cut (no pause to undo), so
-    what would resume it stops it instead (the reply is gone; answering a cough would be worse)."""
+    what would resume it stops it instead (the reply is gone; answering a cough would be worse).
+    ``note`` the agent's ``Action`` events: while an action is proposed, a yes or no answers it."""
 
     def __init__(self, cfg: BargeInConfig | None = None) -> None:
         self.cfg = cfg or BargeInConfig()
         self.stop_phrases = {normalise(p) for p in self.cfg.stop_phrases} - {""}
         self.backchannel_words = {w for p in self.cfg.backchannels for w in normalise(p).split()}
+        self._proposed_at: float | None = None  # an action awaits yes or no since (monotonic)
+
+    def note(self, action: Action) -> None:
+        """An action was proposed (the agent awaits yes or no) or settled (done, declined, ...)."""
+        self._proposed_at = action.t if action.outcome == "proposed" else None
+
+    def awaits_answer(self) -> bool:
+        at = self._proposed_at
+        return at is not None and time.monotonic() - at <= ANSWER_WINDOW_S
 
     def decide(self, text: str, played: str = "", can_resume: bool = True) -> tuple[Outcome, str]:
         """The outcome and why (for reports)."""
@@ -92,6 +107,11 @@ class InterruptionRules:
         if norm in NOISE_TRANSCRIPTS:
             return resume, "noise"
         intent = default_matcher().match(text)
+        if intent is not None and intent.name in ANSWERS and self.awaits_answer():
+            # "Yes." said before "... Say yes to confirm." has ended answers it, though "yes" is a
+            # backchannel and a word of the prompt, and "no" a stop phrase (live, the prompt's own
+            # voice is judged echo from the mic's levels before a transcript: stages/echo_turns.py)
+            return "answer", "answers the proposal"
         if (intent is not None and intent.name == "stop") or self._has_stop_phrase(words, intent is None):
             return "stop", "stop phrase"
         heard = set(normalise(played).split())
@@ -143,10 +163,10 @@ class InterruptionRules:
 
 class Interruptions:
     """Which turns interrupted a reply, and what each turned out to be: the part of a policy that
-    applies ``InterruptionRules``. Fed ``ReplyPaused``, ``Interruption`` and ``BargeIn`` events (any
-    thread); ``outcome`` for a turn that came over a reply, else None."""
+    applies ``InterruptionRules``. Fed ``ReplyPaused``, ``Interruption``, ``BargeIn`` and ``Action``
+    events (any thread); ``outcome`` for a turn that came over a reply, else None."""
 
-    listens_to: tuple[type[Event], ...] = (ReplyPaused, Interruption, BargeIn)
+    listens_to: tuple[type[Event], ...] = (ReplyPaused, Interruption, BargeIn, Action)
 
     def __init__(self, rules: InterruptionRules | None = None) -> None:
         self.rules = rules or InterruptionRules()
@@ -156,6 +176,9 @@ class Interruptions:
         self._cut: set[int] = set()  # turns that cut a reply without a pause (barge_in.pause off)
 
     def on_event(self, event: Any) -> None:
+        if isinstance(event, Action):
+            self.rules.note(event)
+            return
         with self._lock:
             if isinstance(event, ReplyPaused):
                 self._paused.add(event.turn)
