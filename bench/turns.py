@@ -12,6 +12,7 @@ the settings alternating recording by recording so a busy machine hurts them ali
   llm          the last word, then the LLM's P(the message ends here) (engines/llm_turn.py); a last
                word the recogniser doubted (vad.last_word_doubt) is also judged left out
   llm_trusting llm, every recognised last word taken as said (vad.last_word_doubt=0)
+  asr_float32  llm, with recognition in float32 (the asr.compute_type before int16; its own copy)
 Printed per setting: the share of hesitation recordings answered as one turn with the whole
 sentence, end of speech -> end-of-turn decision for the complete questions (median, p95), how many
 complete questions were held open to vad.max_silence_ms (judged unfinished), end of speech -> first
@@ -49,6 +50,7 @@ SETTINGS = {
     "smart_turn": ["vad.end_of_turn=smart_turn"],
     "llm": ["vad.end_of_turn=llm"],
     "llm_trusting": ["vad.end_of_turn=llm", "vad.last_word_doubt=0"],
+    "asr_float32": ["vad.end_of_turn=llm", "asr.compute_type=float32"],
 }
 
 
@@ -116,14 +118,21 @@ def main() -> None:
         parser.error(f"--settings: unknown {', '.join(sorted(unknown))}; known: {', '.join(SETTINGS)}")
     configs = {name: load_config(overrides=[*args.set, *SETTINGS[name]]) for name in settings}
     # one copy of each model, the LLM shared
-    loaded = build.load_engines(load_config(overrides=[*args.set, *SETTINGS["llm"]]))
+    loaded_cfg = load_config(overrides=[*args.set, *SETTINGS["llm"]])
+    loaded = build.load_engines(loaded_cfg)
     turn_engines = {"llm": loaded.turn}
     if "llm_trusting" in configs:
         turn_engines["llm_trusting"] = trusting = copy.copy(loaded.turn)
         trusting.doubt = 0.0  # type: ignore[union-attr]
     if "smart_turn" in configs:
         turn_engines["smart_turn"] = build.turn_engine(configs["smart_turn"])
+    turn_engines["asr_float32"] = loaded.turn
     engines = {n: dataclasses.replace(loaded, turn=turn_engines.get(n)) for n in settings}
+    for name in settings:  # a setting that recognises otherwise gets its own recogniser
+        if configs[name].asr != loaded_cfg.asr:
+            recognizer = build.whisper_engine(configs[name], build.model_store(configs[name]))
+            recognizer.warm_up()
+            engines[name] = dataclasses.replace(engines[name], recognizer=recognizer)
     print(f"{len(items)} recordings ({args.voices}), {'fast' if args.fast else 'real-time'}", file=sys.stderr)
 
     whole = {n: 0 for n in settings}

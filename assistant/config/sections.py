@@ -93,8 +93,8 @@ class AsrConfig:
     model: str = "tiny.en"
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     compute_type: Literal[
-        "int8", "int8_float16", "int8_float32", "float16", "bfloat16", "float32", "default"
-    ] = "float32"
+        "int8", "int8_float16", "int8_float32", "int16", "float16", "bfloat16", "float32", "default"
+    ] = "int16"
     beam_size: int = _in(1, 1, 10)
     language: str | None = "en"
     cpu_threads: int = _in(2, 0, 64)

@@ -50,8 +50,9 @@ class WhisperEngine:
         if device == "auto":
             device = "cuda" if _cuda_available() else "cpu"
         self.cfg = cfg
+        self.compute_type = supported_compute_type(device, cfg.compute_type)
         self.model = WhisperModel(
-            str(model_dir), device=device, compute_type=cfg.compute_type, cpu_threads=cfg.cpu_threads
+            str(model_dir), device=device, compute_type=self.compute_type, cpu_threads=cfg.cpu_threads
         )
         multilingual = self.model.model.is_multilingual
         self._tokenizer = Tokenizer(
@@ -166,6 +167,18 @@ class WhisperEngine:
         if self._short_ok and not self._full_warm:  # once: the first fallback should not pay set-up
             self.transcribe_full(int16_to_float(silence))
             self._full_warm = True
+
+
+def supported_compute_type(device: str, wanted: str) -> str:
+    """``wanted``, or float32 where this machine's CTranslate2 cannot run it: int16 needs its MKL
+    backend, which it uses on Intel CPUs (on AMD it picks oneDNN, which has no int16 kernels)."""
+    import ctranslate2
+
+    if wanted in ("default", "auto") or wanted in ctranslate2.get_supported_compute_types(device):
+        return wanted
+    fallback = "float32" if device == "cpu" else "float16"
+    log.warning("asr.compute_type %s is not supported on this %s: using %s", wanted, device, fallback)
+    return fallback
 
 
 def _cuda_available() -> bool:
