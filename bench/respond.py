@@ -10,7 +10,8 @@ them alike. The models are loaded once and shared. Settings:
   default      + the deadline fallback (the shipped config)
   ack_1200     the shipped config with the filler due at 1200 ms (the default until the 12 s window)
   full_window  the shipped config with Whisper's own 30 s encoder window (asr.window_s=30; shipped: 12)
-  int8_asr     the shipped config with the recogniser in int8 (shipped: float32)
+  int8_asr     the shipped config with the recogniser in int8 (shipped: int16)
+  float32_asr  the shipped config with the recogniser in float32 (the default before int16)
   whole_sentence  the shipped config with the first sentence synthesised whole
                (llm.split_first_sentence=false; shipped: its subject is said while the rest is made)
   smollm2      the shipped config with the LLM before issue 16: SmolLM2-135M, int8-mlp
@@ -67,6 +68,7 @@ SETTINGS = {
     "ack_1200": ["deadline.first_audio_ms=1200"],  # the filler's deadline before the window was 12 s
     "full_window": ["asr.window_s=30"],
     "int8_asr": ["asr.compute_type=int8"],  # the recogniser's precision before float32
+    "float32_asr": ["asr.compute_type=float32"],  # its precision before int16
     "whole_sentence": ["llm.split_first_sentence=false"],
     "smollm2": ["llm.model=smollm2-135m-instruct", "llm.quantization=int8-mlp"],
     "side_by_side": ["tts.first_clause_priority=false"],  # the LLM decodes while the first clause is made

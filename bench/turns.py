@@ -13,6 +13,7 @@ the settings alternating recording by recording so a busy machine hurts them ali
                word the recogniser doubted (vad.last_word_doubt) is also judged left out
   llm_trusting llm, every recognised last word taken as said (vad.last_word_doubt=0)
   asr_float32  llm, with recognition in float32 (the asr.compute_type before int16; its own copy)
+  asr_window10 llm, with asr.window_s=10 (its own recogniser)
 Printed per setting: the share of hesitation recordings answered as one turn with the whole
 sentence, end of speech -> end-of-turn decision for the complete questions (median, p95), how many
 complete questions were held open to vad.max_silence_ms (judged unfinished), end of speech -> first
@@ -51,6 +52,7 @@ SETTINGS = {
     "llm": ["vad.end_of_turn=llm"],
     "llm_trusting": ["vad.end_of_turn=llm", "vad.last_word_doubt=0"],
     "asr_float32": ["vad.end_of_turn=llm", "asr.compute_type=float32"],
+    "asr_window10": ["vad.end_of_turn=llm", "asr.window_s=10"],
 }
 
 
@@ -126,7 +128,7 @@ def main() -> None:
         trusting.doubt = 0.0  # type: ignore[union-attr]
     if "smart_turn" in configs:
         turn_engines["smart_turn"] = build.turn_engine(configs["smart_turn"])
-    turn_engines["asr_float32"] = loaded.turn
+    turn_engines["asr_float32"] = turn_engines["asr_window10"] = loaded.turn
     engines = {n: dataclasses.replace(loaded, turn=turn_engines.get(n)) for n in settings}
     for name in settings:  # a setting that recognises otherwise gets its own recogniser
         if configs[name].asr != loaded_cfg.asr:
