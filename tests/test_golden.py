@@ -112,6 +112,25 @@ def test_a_window_too_short_to_trust_falls_back_to_the_full_one(cfg: Config, spe
             assert len(text.split()) <= len(reference.split()) + 2, (variant, case_id, text)
 
 
+def test_int16_runs_where_ctranslate2_has_it_and_float32_where_it_does_not(
+    cfg: Config, whisper: WhisperEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shipped int16 needs CTranslate2's MKL kernels (Intel CPUs); elsewhere the recogniser
+    falls back to float32 and still hears (AMD machines pick oneDNN, which has no int16)."""
+    import ctranslate2
+
+    from assistant.engines.whisper import supported_compute_type
+
+    assert cfg.asr.compute_type == "int16"
+    if "int16" in ctranslate2.get_supported_compute_types("cpu"):
+        assert whisper.model.model.compute_type == "int16"
+    monkeypatch.setattr(ctranslate2, "get_supported_compute_types", lambda device: {"float32", "int8"})
+    assert supported_compute_type("cpu", "int16") == "float32"
+    assert supported_compute_type("cpu", "int8") == "int8"
+    engine = WhisperEngine(ModelStore(cfg.models.cache_dir).asr_path(cfg.asr.model), cfg.asr)
+    assert engine.model.model.compute_type == "float32"
+
+
 def test_only_a_turn_long_enough_is_encoded_on_the_short_window(
     whisper: WhisperEngine, speech_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
