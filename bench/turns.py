@@ -122,13 +122,13 @@ def main() -> None:
     # one copy of each model, the LLM shared
     loaded_cfg = load_config(overrides=[*args.set, *SETTINGS["llm"]])
     loaded = build.load_engines(loaded_cfg)
-    turn_engines = {"llm": loaded.turn}
+    # a setting that judges as the loaded one does (whatever else it changes) shares its judge
+    turn_engines = {n: loaded.turn for n in settings if configs[n].vad == loaded_cfg.vad}
     if "llm_trusting" in configs:
         turn_engines["llm_trusting"] = trusting = copy.copy(loaded.turn)
         trusting.doubt = 0.0  # type: ignore[union-attr]
     if "smart_turn" in configs:
         turn_engines["smart_turn"] = build.turn_engine(configs["smart_turn"])
-    turn_engines["asr_float32"] = turn_engines["asr_window10"] = loaded.turn
     engines = {n: dataclasses.replace(loaded, turn=turn_engines.get(n)) for n in settings}
     for name in settings:  # a setting that recognises otherwise gets its own recogniser
         if configs[name].asr != loaded_cfg.asr:

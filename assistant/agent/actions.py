@@ -30,11 +30,11 @@ from assistant.core.engines import ChatMessage, ToolCall
 from assistant.core.events import Action
 from assistant.reply.base import Clause, DeferredReply, Reply, Responder, ready_answer
 from assistant.reply.fastpath import spoken_answer
+from assistant.stages.policy import ANSWER_WINDOW_S  # a "yes" later than this confirms nothing
 
 log = logging.getLogger(__name__)
 
 MAX_TIMER_S = 24 * 3600
-CONFIRM_WINDOW_S = 30.0  # a "yes" later than this confirms nothing
 MAX_SPOKEN_CLIPBOARD = 300  # characters read out
 CLIPBOARD_SAYS = "The clipboard says: "
 # The clipboard is spoken, never kept: the history goes into every later prompt, which
@@ -120,7 +120,7 @@ class ActionResponder:
         intent = self.match(text)
         pending, self._pending = self._pending, None
         if pending is not None:
-            fresh = time.monotonic() - pending[1] <= CONFIRM_WINDOW_S
+            fresh = time.monotonic() - pending[1] <= ANSWER_WINDOW_S
             if intent is not None and intent.name == "yes" and fresh:
                 return self._execute(pending[0], pending[2])
             outcome = "declined" if intent and intent.name in ("no", "stop") else "dropped"

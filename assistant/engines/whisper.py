@@ -50,9 +50,9 @@ class WhisperEngine:
         if device == "auto":
             device = "cuda" if _cuda_available() else "cpu"
         self.cfg = cfg
-        self.compute_type = supported_compute_type(device, cfg.compute_type)
+        compute_type = supported_compute_type(device, cfg.compute_type)
         self.model = WhisperModel(
-            str(model_dir), device=device, compute_type=self.compute_type, cpu_threads=cfg.cpu_threads
+            str(model_dir), device=device, compute_type=compute_type, cpu_threads=cfg.cpu_threads
         )
         multilingual = self.model.model.is_multilingual
         self._tokenizer = Tokenizer(

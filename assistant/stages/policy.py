@@ -59,7 +59,7 @@ NOISE_TRANSCRIPTS = frozenset(
 # a yes or no over a reply while the agent awaits one for a proposed action (agent/actions.py) answers
 # it: not a backchannel, nor the prompt's own "Say yes" coming back, nor a short word that stops
 ANSWERS = ("yes", "no")
-ANSWER_WINDOW_S = 30.0  # as long as the agent takes a "yes" for a proposal
+ANSWER_WINDOW_S = 30.0  # the agent takes a "yes" this long after its proposal (agent/actions.py)
 
 
 @dataclass(frozen=True)
