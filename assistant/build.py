@@ -19,7 +19,7 @@ from assistant.core.bus import EventBus
 from assistant.core.engines import Recognizer, Synthesizer, TextStreamer, Tool, TurnDetector, WakeWordDetector
 from assistant.core.pipeline import AudioSource, Pipeline
 from assistant.core.stage import Stage
-from assistant.engines.openmp import load_ctranslate2_apart
+from assistant.engines.openmp import load_ctranslate2_apart, single_threaded_blas
 from assistant.engines.store import ModelStore
 from assistant.reply.base import Responder
 from assistant.reply.deadline import DeadlineResponder, acknowledgements
@@ -60,6 +60,7 @@ def load_engines(cfg: Config, progress: Progress = _quiet) -> Engines:
     """Load the models in parallel: start-up costs the slowest one, not the sum."""
     if cfg.asr.backend == "local":
         load_ctranslate2_apart()  # before the LLM's loader imports torch (engines/openmp.py)
+    single_threaded_blas()
     store = model_store(cfg)
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="load") as pool:
         recognizer = pool.submit(whisper_engine, cfg, store)
@@ -132,7 +133,7 @@ def whisper_engine(cfg: Config, store: ModelStore) -> Recognizer:
     from assistant.engines.whisper import WhisperEngine
 
     load_ctranslate2_apart()
-
+    single_threaded_blas()  # its spinning workers slow the encoder (engines/openmp.py)
     return WhisperEngine(store.asr_path(cfg.asr.model), cfg.asr)
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from assistant import build
 from assistant.audio.convert import PIPELINE_RATE, float_to_int16, int16_to_float, resample, to_mono
 from assistant.audio.file_source import FileSource
 from assistant.cli.main import main
@@ -38,7 +39,18 @@ VARIANTS = ["piper", "espeak_us", "espeak_gb", "espeak_f3", "phone_8k", "reverb"
 
 @pytest.fixture(scope="module")
 def whisper(cfg: Config) -> WhisperEngine:
-    return WhisperEngine(ModelStore(cfg.models.cache_dir).asr_path(cfg.asr.model), cfg.asr)
+    engine = build.whisper_engine(cfg, ModelStore(cfg.models.cache_dir))  # as every command loads it
+    assert isinstance(engine, WhisperEngine)
+    return engine
+
+
+def test_numpy_blas_runs_on_one_thread_beside_the_recogniser(whisper: WhisperEngine) -> None:
+    """OpenBLAS's idle workers spin on the cores the encoder needs (engines/openmp.py: a pass
+    1.26x as long, bench/asr_window.py --blas-threads 1,2): loading the recogniser limits them."""
+    from threadpoolctl import threadpool_info
+
+    pools = [p for p in threadpool_info() if p["user_api"] == "blas"]
+    assert pools and all(p["num_threads"] == 1 for p in pools), pools
 
 
 def load_16k(path: Path) -> np.ndarray:

@@ -9,11 +9,18 @@ int8-channel, one decode step: 47 ms on the thread that loaded the model, 70-74 
 thread, and 75-80 ms everywhere once faster-whisper had transcribed anything: torch loads its
 libgomp into the global symbol scope, so a CTranslate2 loaded after it runs on torch's runtime too.
 
-Hence two measures:
+numpy's OpenBLAS does the same in its own way: after a matrix product (Whisper's mel filterbank,
+once per recognition pass) its worker threads spin for a while, on the cores CTranslate2 is about to
+encode on. Measured on the 2-core machine, tiny.en int16, a 1.8 s question in the 12 s window: the
+encoder took 93-115 ms right after the feature extraction against 54 ms with OpenBLAS on one thread
+(bench/asr_window.py prints both); numpy's products here are far too small to gain from threads.
+
+Hence three measures:
 - ``load_ctranslate2_apart`` imports CTranslate2 before torch, with its symbols bound at load, so
   it keeps its own libgomp;
 - ``ComputeThread``: every torch call of the local LLM (loading, quantising, each decode step, the
-  end-of-turn judgement) runs on one long-lived thread, so torch's runtime has one pool.
+  end-of-turn judgement) runs on one long-lived thread, so torch's runtime has one pool;
+- ``single_threaded_blas``: numpy's BLAS on the calling thread only (threadpoolctl).
 """
 
 from __future__ import annotations
@@ -46,6 +53,14 @@ def load_ctranslate2_apart() -> None:
         pass
     finally:
         sys.setdlopenflags(flags)
+
+
+def single_threaded_blas() -> None:
+    """numpy's BLAS (OpenBLAS, MKL, BLIS) on one thread from now on, for the whole process: its
+    idle workers would otherwise spin on the cores recognition runs on (see the module's note)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
 
 
 class ComputeThread:
