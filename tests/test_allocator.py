@@ -131,11 +131,13 @@ def test_piper_gives_back_what_a_long_sentence_took() -> None:
         from pathlib import Path
         from assistant import build
         from assistant.config import load_config
-        from assistant.engines.piper import ARENA_SHRINKAGE
+        from assistant.engines.piper import ARENA_SHRINKAGE, STOP_SPINNING
         def rss(): return int(re.search(r"VmRSS:\\s+(\\d+)", Path("/proc/self/status").read_text())[1]) / 1024
         cfg = load_config("config.yaml")
         engine = build.piper_engine(cfg, build.model_store(cfg))
         assert engine.voice.session.run_options.get_run_config_entry(ARENA_SHRINKAGE[0]) == "cpu:0"
+        options = engine.voice.session.get_session_options()  # (its workers stop when a run returns)
+        assert options.get_session_config_entry(STOP_SPINNING[0]) == STOP_SPINNING[1]
         engine.synthesize_all("Hello there.")
         start = rss()
         words = "the quick brown fox jumps over a lazy dog while seven spiders spin webs of silk".split()

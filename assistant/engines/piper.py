@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,11 @@ from assistant.config import TtsConfig
 # with keep their arena, and what a long one took is given back.
 ARENA_SHRINKAGE = ("memory.enable_memory_arena_shrinkage", "cpu:0")
 SHRINK_AFTER_IDS = 200  # phoneme ids (piper interleaves pads: ~12-15 words); longer runs shrink
+# onnxruntime's workers spin after each run by default, on the cores the LLM decodes on while a
+# clause is spoken: measured on the 2-core machine (bench/spinning.py), the first decode step after
+# synthesising "The capital of France," took 89 ms against 52 with no spinning at all, but the
+# synthesis then took 1.11x as long. Spinning that stops the moment a run returns keeps both.
+STOP_SPINNING = ("session.force_spinning_stop", "1")
 
 
 class _ShrinkingSession:
@@ -44,10 +50,18 @@ class _ShrinkingSession:
 
 class PiperEngine:
     def __init__(self, model: Path, config: Path, cfg: TtsConfig) -> None:
+        import onnxruntime
         from piper import PiperVoice, SynthesisConfig
+        from piper.config import PiperConfig
 
-        self.voice = PiperVoice.load(str(model), config_path=str(config))
-        self.voice.session = _ShrinkingSession(self.voice.session)  # type: ignore[assignment]
+        # as PiperVoice.load makes it, but with session options of our own (STOP_SPINNING)
+        options = onnxruntime.SessionOptions()
+        options.add_session_config_entry(*STOP_SPINNING)
+        session = onnxruntime.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        self.voice = PiperVoice(
+            session=_ShrinkingSession(session),  # type: ignore[arg-type]
+            config=PiperConfig.from_dict(json.loads(config.read_text(encoding="utf-8"))),
+        )
         self.sample_rate = int(self.voice.config.sample_rate)
         self._syn = SynthesisConfig(length_scale=cfg.length_scale)
         self._gap = np.zeros(int(cfg.sentence_silence_s * self.sample_rate), dtype=np.int16)
