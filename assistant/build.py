@@ -118,6 +118,11 @@ def vad_stage(cfg: Config, turn: TurnDetector | None) -> VadStage:
     return VadStage(cfg.vad, cfg.audio.frame_ms, turn, await_transcript=cfg.asr.speculative)
 
 
+def asr_stage(cfg: Config, recognizer: Recognizer) -> AsrStage:
+    """The recogniser behind a VAD: every pass hears the pause the VAD speculates at."""
+    return AsrStage(cfg.asr, recognizer, end_pad_s=cfg.vad.pause_ms / 1000)
+
+
 def longest_pause_ms(cfg: Config) -> int:
     """The most silence that can still belong to a turn."""
     vad = cfg.vad
@@ -198,7 +203,7 @@ def file_source(cfg: Config, path: Path, realtime: bool) -> FileSource:
 
 def listening_stages(cfg: Config, engines: Engines) -> list[Stage]:
     """VAD + ASR: audio in, transcripts out."""
-    return [vad_stage(cfg, engines.turn), AsrStage(cfg.asr, engines.recognizer)]
+    return [vad_stage(cfg, engines.turn), asr_stage(cfg, engines.recognizer)]
 
 
 def responder_chain(
@@ -283,5 +288,5 @@ def transcription_pipeline(
     turn: TurnDetector | None,
 ) -> Pipeline:
     """VAD and recogniser alone; ``turn``: the end-of-turn engine (``turn_engine``)."""
-    stages: list[Stage] = [vad_stage(cfg, turn), AsrStage(cfg.asr, recognizer)]
+    stages: list[Stage] = [vad_stage(cfg, turn), asr_stage(cfg, recognizer)]
     return Pipeline(source, stages, events=events)

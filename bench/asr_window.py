@@ -2,6 +2,7 @@
 golden test corpus.
 
     .venv/bin/python bench/asr_window.py [--windows 30,20,15,12,10] [--compute-types float32,int16]
+                                         [--blas-threads 1,2] [--set vad.pause_ms=60]
 
 Every file of tests/test_golden.py's corpus (6 questions x 8 voice and channel variants) runs
 through the pipeline's VAD and recogniser (the test's own `pipeline_transcript`) once per
@@ -9,7 +10,8 @@ through the pipeline's VAD and recogniser (the test's own `pipeline_transcript`)
 first compute type) is the baseline, as in the test, whose bound is raw + 1% of the words. Printed:
 word errors per setting (and per variant), the median time of one recognition pass over each
 file's speech (trimmed as the VAD cuts it, within 0.1 s), side by side in the same run, then every
-transcript that has an error.
+transcript that has an error. ``--blas-threads`` times each pass once per count of numpy's BLAS
+threads (the recogniser runs with 1: engines/openmp.py), alternating, in columns of their own.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from assistant import build
 from assistant.audio.convert import PIPELINE_RATE, int16_to_float
@@ -47,8 +50,13 @@ def main() -> None:
     parser.add_argument(
         "--compute-types", default=None, help="asr.compute_type values, comma-separated (default: config's)"
     )
+    parser.add_argument(
+        "--blas-threads", default="1", help="numpy BLAS thread counts to time each pass with, comma-separated"
+    )
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="every setting")
     args = parser.parse_args()
-    cfg = load_config()
+    blas = [int(b) for b in args.blas_threads.split(",")]
+    cfg = load_config(overrides=args.set)
     store = build.model_store(cfg)
     windows = [float(w) for w in args.windows.split(",")]
     types = args.compute_types.split(",") if args.compute_types else [cfg.asr.compute_type]
@@ -61,7 +69,7 @@ def main() -> None:
     raw_engine = engines[(types[0], max(windows))]
     raw = words = 0
     errors = {s: dict.fromkeys(VARIANTS, 0) for s in settings}
-    pass_ms: dict[Setting, list[float]] = {s: [] for s in settings}
+    pass_ms: dict[tuple[Setting, int], list[float]] = {(s, b): [] for s in settings for b in blas}
     wrong: list[tuple[Setting, str, str, str]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for variant in VARIANTS:
@@ -78,15 +86,21 @@ def main() -> None:
                     errors[s][variant] += e
                     if e:
                         wrong.append((s, variant, case_id, text))
-                    t0 = time.perf_counter()
-                    engines[s].hear(speech)
-                    pass_ms[s].append((time.perf_counter() - t0) * 1000)
+                    for b in blas:  # (a pass computes its features, then encodes: as in the pipeline)
+                        with threadpool_limits(limits=b, user_api="blas"):
+                            t0 = time.perf_counter()
+                            engines[s].hear(speech)
+                            pass_ms[(s, b)].append((time.perf_counter() - t0) * 1000)
     print(f"{words} words; raw faster-whisper ({types[0]}, whole files, 30 s window): {raw} word errors")
-    base = statistics.median(pass_ms[settings[0]])
-    print(f"{'compute_type':>12} {'window_s':>8} {'errors':>6} {'pass ms':>8} {'ratio':>6}  per variant")
+    base = statistics.median(pass_ms[(settings[0], blas[0])])
+    heads = "".join(f"{f'pass ms, blas {b}':>17}{'ratio':>6}" for b in blas)
+    print(f"{'compute_type':>12} {'window_s':>8} {'errors':>6}{heads}  per variant")
     for s in settings:
-        ms = statistics.median(pass_ms[s])
-        print(f"{s[0]:>12} {s[1]:8.0f} {sum(errors[s].values()):6d} {ms:8.0f} {ms / base:6.2f}  {errors[s]}")
+        times = ""
+        for b in blas:
+            ms = statistics.median(pass_ms[(s, b)])
+            times += f"{ms:17.0f}{ms / base:6.2f}"
+        print(f"{s[0]:>12} {s[1]:8.0f} {sum(errors[s].values()):6d}{times}  {errors[s]}")
     for s, variant, case_id, text in wrong:
         print(f"  {s[0]} {s[1]:.0f} s  {variant}/{case_id}: {text}")
 

@@ -14,6 +14,9 @@ the settings alternating recording by recording so a busy machine hurts them ali
   llm_trusting llm, every recognised last word taken as said (vad.last_word_doubt=0)
   asr_float32  llm, with recognition in float32 (the asr.compute_type before int16; its own copy)
   asr_window10 llm, with asr.window_s=10 (its own recogniser)
+  blas_all     llm, with numpy's BLAS on every core, as before engines/openmp.py kept it to one
+  pause60      llm, the recogniser speculating after 60 ms of silence (vad.pause_ms), not 100
+  pause80      the same after 80 ms
 Printed per setting: the share of hesitation recordings answered as one turn with the whole
 sentence, end of speech -> end-of-turn decision for the complete questions (median, p95), how many
 complete questions were held open to vad.max_silence_ms (judged unfinished), end of speech -> first
@@ -31,10 +34,13 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import os
 import statistics
 import sys
 import tempfile
 from pathlib import Path
+
+from threadpoolctl import threadpool_limits
 
 from assistant import build
 from assistant.audio.sinks import ListSink
@@ -53,7 +59,12 @@ SETTINGS = {
     "llm_trusting": ["vad.end_of_turn=llm", "vad.last_word_doubt=0"],
     "asr_float32": ["vad.end_of_turn=llm", "asr.compute_type=float32"],
     "asr_window10": ["vad.end_of_turn=llm", "asr.window_s=10"],
+    "blas_all": ["vad.end_of_turn=llm"],
+    "pause60": ["vad.end_of_turn=llm", "vad.pause_ms=60"],
+    "pause80": ["vad.end_of_turn=llm", "vad.pause_ms=80"],
 }
+JUDGE_FIELDS = ("end_of_turn", "llm_threshold", "last_word_doubt")  # what the judge is made with
+BLAS_THREADS = {"blas_all": os.cpu_count() or 1}  # numpy's BLAS threads per setting (else 1)
 
 
 @dataclasses.dataclass
@@ -123,7 +134,11 @@ def main() -> None:
     loaded_cfg = load_config(overrides=[*args.set, *SETTINGS["llm"]])
     loaded = build.load_engines(loaded_cfg)
     # a setting that judges as the loaded one does (whatever else it changes) shares its judge
-    turn_engines = {n: loaded.turn for n in settings if configs[n].vad == loaded_cfg.vad}
+    turn_engines = {
+        n: loaded.turn
+        for n in settings
+        if all(getattr(configs[n].vad, f) == getattr(loaded_cfg.vad, f) for f in JUDGE_FIELDS)
+    }
     if "llm_trusting" in configs:
         turn_engines["llm_trusting"] = trusting = copy.copy(loaded.turn)
         trusting.doubt = 0.0  # type: ignore[union-attr]
@@ -147,7 +162,8 @@ def main() -> None:
     turns = {n: 0 for n in settings}
     for k, item in enumerate(items):
         for name in settings if k % 2 == 0 else settings[::-1]:
-            run = run_one(configs[name], engines[name], item.path, args.fast)
+            with threadpool_limits(limits=BLAS_THREADS.get(name, 1), user_api="blas"):
+                run = run_one(configs[name], engines[name], item.path, args.fast)
             found = run.turns
             turns[name] += len(found)
             acks[name] += sum(t.acknowledged for t in found)

@@ -257,6 +257,7 @@ def test_missing_implicit_default_means_defaults(monkeypatch: pytest.MonkeyPatch
             "deadline.answer_ms (4000)",
         ),
         ("vad:\n  pre_roll_ms: 40\n", "vad.onset_ms (60)", "vad.pre_roll_ms (40)"),
+        ("vad:\n  pause_ms: 300\n", "vad.pause_ms (300)", "vad.min_silence_ms (200)"),
     ],
 )
 def test_contradicting_values_name_both_keys_and_the_file(

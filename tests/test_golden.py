@@ -26,7 +26,6 @@ from assistant.core.pipeline import Pipeline
 from assistant.engines.store import ModelStore
 from assistant.engines.whisper import WhisperEngine
 from assistant.eval.turns import build_turns
-from assistant.stages.asr import AsrStage
 from assistant.stages.vad import VadStage
 from tests.speech.make_speech import load_questions, render, word_errors
 
@@ -65,7 +64,7 @@ def load_16k_array(pcm: np.ndarray, rate: int) -> np.ndarray:
 def pipeline_transcript(cfg: Config, whisper: WhisperEngine, path: Path) -> str:
     events, log = EventBus(), EventLog()
     events.subscribe(log)
-    stages = [VadStage(cfg.vad, cfg.audio.frame_ms), AsrStage(cfg.asr, engine=whisper)]
+    stages = [VadStage(cfg.vad, cfg.audio.frame_ms), build.asr_stage(cfg, whisper)]
     Pipeline(FileSource(path, realtime=False, tail_silence_s=1.0), stages, events=events).run()
     return " ".join(t.transcript for t in build_turns(log.events))
 

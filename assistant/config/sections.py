@@ -70,6 +70,7 @@ class VadConfig:
     pre_roll_ms: int = _in(300, 0, 2000)
     onset_ms: int = _in(60, 10, 1000)
     max_utterance_s: float = _in(30.0, 5, 600)
+    pause_ms: int = _in(100, 40, 1000)  # silence before the recogniser speculates (a pause)
     # end of turn from how it was said (engines/turn.py) or what (engines/llm_turn.py); "none":
     # hangover_ms alone
     end_of_turn: Literal["smart_turn", "llm", "none"] = "llm"
@@ -85,6 +86,9 @@ class VadConfig:
         _in_order(self, "vad.", "onset_ms", "pre_roll_ms", why)
         why = "an unfinished turn would be held for less time than a finished one waits"
         _in_order(self, "vad.", "min_silence_ms", "max_silence_ms", why)
+        why = "a pause's transcript would come after the turn was judged or ended"
+        _in_order(self, "vad.", "pause_ms", "min_silence_ms", why)
+        _in_order(self, "vad.", "pause_ms", "hangover_ms", why)
         return self
 
 

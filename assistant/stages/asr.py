@@ -56,16 +56,15 @@ from assistant.core.messages import (
     Transcript,
 )
 from assistant.core.stage import Stage, StageContext
-from assistant.stages.vad import PAUSE_MS
 
 log = logging.getLogger(__name__)
 
-# The final and the speculative pass hear exactly the same input: the audio up to PAUSE_MS after the
+# The final and the speculative pass hear exactly the same input: the audio up to vad.pause_ms after the
 # last voiced frame (all the speculative pass can have), then TAIL_ZEROS_S of digital silence. So a
 # reused speculation is what the final pass would have said, and recognition does not depend on
 # timing. Measured on the golden corpus: this cut matched raw faster-whisper on the whole file (10
 # word errors in 328 both); 0.1 s of audio without the zeros made 13, 0.2 s made 10, 0.3 s 16.
-END_PAD_S = PAUSE_MS / 1000
+END_PAD_S = 0.1  # vad.pause_ms's default; the wiring passes the configured pause (build.py)
 TAIL_ZEROS_S = 0.1
 # Partial and speculative passes only pay off when the stage keeps up with the audio; when input is
 # queued (a fast file replay, or a busy machine) they would only delay the final transcript.
@@ -101,9 +100,12 @@ class _Turn:
 class AsrStage(Stage):
     name = "asr"
 
-    def __init__(self, cfg: AsrConfig, engine: Recognizer) -> None:
+    def __init__(self, cfg: AsrConfig, engine: Recognizer, end_pad_s: float = END_PAD_S) -> None:
+        """``end_pad_s``: the audio every pass hears after the last voiced frame, the VAD's pause
+        (``vad.pause_ms``): all a speculative pass at that pause can have."""
         self.cfg = cfg
         self.engine = engine
+        self.end_pad_s = end_pad_s
         self._turn: _Turn | None = None
 
     def setup(self, ctx: StageContext) -> None:
@@ -168,7 +170,7 @@ class AsrStage(Stage):
         assert turn.stream is not None
         if msg.voiced:
             turn.voiced_until = turn.samples
-        turn.stream.feed(msg.pcm, turn.voiced_until + round(END_PAD_S * PIPELINE_RATE) - turn.kept_from)
+        turn.stream.feed(msg.pcm, turn.voiced_until + round(self.end_pad_s * PIPELINE_RATE) - turn.kept_from)
 
     def _close_stream(self) -> None:
         if self._turn is not None and self._turn.stream is not None:
@@ -200,7 +202,7 @@ class AsrStage(Stage):
             text = turn.spec_text or ""
         else:
             try:
-                text = self._transcribe(self._samples_until(turn, ended.t_input + END_PAD_S), turn).text
+                text = self._transcribe(self._samples_until(turn, ended.t_input + self.end_pad_s), turn).text
             except EngineUnavailable as exc:  # a remote recogniser: this turn is lost, the pipeline is not
                 log.warning("speech recognition failed for turn %d: %s", turn.number, exc)
                 self.ctx.events.emit(SpeechError(turn.number, "asr", str(exc)))
@@ -221,7 +223,7 @@ class AsrStage(Stage):
         asked twice."""
         if turn.near is None or turn.kept_from > 0 or turn.stream is not None:
             return None
-        audio = np.concatenate(turn.near)[: self._samples_until(turn, ended.t_input + END_PAD_S)]
+        audio = np.concatenate(turn.near)[: self._samples_until(turn, ended.t_input + self.end_pad_s)]
         try:
             return self._pass(audio, turn).text
         except EngineUnavailable:

@@ -55,7 +55,6 @@ from assistant.core.stage import Stage, StageContext
 
 log = logging.getLogger(__name__)
 
-PAUSE_MS = 100  # silence after which speculative recognition starts
 TURN_WINDOW_MS = 8000  # the audio an end-of-turn engine hears (Smart Turn's input is the last 8 s)
 
 
@@ -176,7 +175,7 @@ class VadStage(Stage):
             yield SpeechResumed(self._turn, frame.t_input, frame.t_arrival)
         self._heard.append(frame.pcm)
         yield replace(frame, turn=self._turn, voiced=voiced)  # (keeps the echo guard's mark)
-        if not voiced and not self._paused and self._silence_ms >= PAUSE_MS:
+        if not voiced and not self._paused and self._silence_ms >= self.cfg.pause_ms:
             self._paused = True
             self._pause_t = frame.t_input + self.frame_ms / 1000
             awaited = self.engine is not None and self.await_transcript
