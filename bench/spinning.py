@@ -79,9 +79,9 @@ def main() -> None:
             step[name].append(step_ms)
     print(f"{args.rounds} rounds each, alternating; ms, median")
     print(f"{'piper session':14}{'synthesis':>10}{'ratio':>7}{'next decode step':>18}{'ratio':>7}")
+    base_s, base_d = statistics.median(synth["spinning"]), statistics.median(step["spinning"])
     for name in sessions:
         s, d = statistics.median(synth[name]), statistics.median(step[name])
-        base_s, base_d = statistics.median(synth["spinning"]), statistics.median(step["spinning"])
         print(f"{name:14}{s:10.1f}{s / base_s:7.2f}{d:18.1f}{d / base_d:7.2f}")
 
 

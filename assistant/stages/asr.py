@@ -64,7 +64,8 @@ log = logging.getLogger(__name__)
 # reused speculation is what the final pass would have said, and recognition does not depend on
 # timing. Measured on the golden corpus: this cut matched raw faster-whisper on the whole file (10
 # word errors in 328 both); 0.1 s of audio without the zeros made 13, 0.2 s made 10, 0.3 s 16.
-END_PAD_S = 0.1  # vad.pause_ms's default; the wiring passes the configured pause (build.py)
+# (vad.pause_ms's default, for a stage built by hand in tests; build.asr_stage passes the config's)
+END_PAD_S = 0.1
 TAIL_ZEROS_S = 0.1
 # Partial and speculative passes only pay off when the stage keeps up with the audio; when input is
 # queued (a fast file replay, or a busy machine) they would only delay the final transcript.

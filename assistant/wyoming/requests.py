@@ -18,7 +18,6 @@ from assistant.core.pipeline import Pipeline
 from assistant.core.stage import Stage
 from assistant.core.turn import TurnScope
 from assistant.reply.clauses import ClauseSplitter
-from assistant.stages.asr import AsrStage
 from assistant.stages.bargein import BargeIn
 from assistant.stages.history import Exchange
 from assistant.stages.playback import PlaybackStage
@@ -40,7 +39,11 @@ from assistant.wyoming.wire import PcmConverter
 def transcription(cfg: Config, engines: build.Engines, outbox: Outbox) -> list[Stage]:
     """One voice command (audio-start .. audio-stop) to a transcript, with chunks on the way."""
     asr = replace(cfg.asr, partial_interval_ms=cfg.wyoming.partial_interval_ms)
-    return [UtteranceStage(), AsrStage(asr, engines.recognizer), TranscriptEvents(outbox)]
+    return [
+        UtteranceStage(),
+        build.asr_stage(replace(cfg, asr=asr), engines.recognizer),
+        TranscriptEvents(outbox),
+    ]
 
 
 def synthesis(cfg: Config, engines: build.Engines, outbox: Outbox, streaming: bool) -> list[Stage]:
