@@ -13,7 +13,8 @@ numpy's OpenBLAS does the same in its own way: after a matrix product (Whisper's
 once per recognition pass) its worker threads spin for a while, on the cores CTranslate2 is about to
 encode on. Measured on the 2-core machine, tiny.en int16, a 1.8 s question in the 12 s window: the
 encoder took 93-115 ms right after the feature extraction against 54 ms with OpenBLAS on one thread
-(bench/asr_window.py prints both); numpy's products here are far too small to gain from threads.
+(timed step by step; `bench/asr_window.py --blas-threads 1,2` prints whole passes: 144 against 181
+ms); numpy's products here are far too small to gain from threads.
 
 Hence three measures:
 - ``load_ctranslate2_apart`` imports CTranslate2 before torch, with its symbols bound at load, so
