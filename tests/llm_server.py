@@ -148,6 +148,21 @@ class TransformersServer:
         fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    def threads_state(self) -> str:
+        """Each server thread's scheduler state and what it waits in (Linux /proc), for a failure's
+        message: running (R), sleeping (S) or blocked on I/O (D)."""
+        assert self.process is not None
+        states = []
+        for task in sorted(Path(f"/proc/{self.process.pid}/task").iterdir()):
+            try:
+                name = (task / "comm").read_text().strip()
+                state = (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                wchan = (task / "wchan").read_text().strip() or "-"
+            except OSError:  # the thread ended meanwhile
+                continue
+            states.append(f"{name}:{state}:{wchan}")
+        return " ".join(states)
+
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 

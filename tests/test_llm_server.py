@@ -171,14 +171,22 @@ def test_barge_in_closes_the_stream_and_the_server_stops_generating(
 ) -> None:
     long_cfg, engine = long_replies(cfg, live)
     talk = Conversation(long_cfg, engine)
+    asked = time.monotonic()
     talk.ask(1, "Tell me about dragons.")
-    assert talk.first_answer()[-1].turn == 1
+    heard = talk.first_answer()
+    assert heard[-1].turn == 1
+    first_s, threads_then = time.monotonic() - asked, live.threads_state()
     generating = cpu_rate(live, 1.0)
     talk.scope.interrupt(2)  # the user speaks over the reply
     time.sleep(0.5)  # the next token tells the engine; the server notices the closed socket
     after = cpu_rate(live, 1.5)
     log.info("server CPU while generating %.2f s/s, after the barge-in %.2f s/s", generating, after)
-    assert generating > 0.3 and after < generating / 4, f"server CPU {generating:.2f}/s -> {after:.2f}/s"
+    why = (
+        f"server CPU {generating:.2f}/s -> {after:.2f}/s; the answer's first clause {first_s:.2f} s "
+        f"after the question: {[(c.source, c.text) for c in heard]}; server threads then: "
+        f"{threads_then}; its log ends:\n{live.log_text()[-1500:]}"
+    )
+    assert generating > 0.3 and after < generating / 4, why
     # the server's single inference thread is free again: an unstopped reply would hold it a minute
     engine.extra_body = {}
     start = time.monotonic()
