@@ -777,6 +777,46 @@ def test_echo_judged_speech_that_ended_is_not_checked_again() -> None:
     assert log.first(ev.ReplyPaused, 2) is None
 
 
+def test_one_window_that_reads_low_in_echo_judged_speech_does_not_pause_the_reply() -> None:
+    """CI, a busy machine: an "mm-hmm" over the reply was judged echo at its onset, and 2 s later
+    one window of the speech read low (the reply's last words) and paused the reply 2 s into
+    nothing; it resumed 2.5 s later. A user goes on speaking: two checks in a row must read low."""
+
+    class OneLowWindow(FakeMic):
+        def __init__(self) -> None:
+            super().__init__(0.95)
+            self.reads: list[float] = []
+
+        def echo_likeness(self, t0: float, t1: float) -> float | None:
+            self.reads.append(t1)
+            return 0.3 if len(self.reads) == 4 else 0.95  # the onset's two reads, one echo check, one low
+
+    events, log = EventBus(), EventLog()
+    events.subscribe(log)
+    mic = OneLowWindow()
+    BargeIn(BargeInConfig(), TurnScope(), FakeSpeaker(2.0), None, events, mic=mic)
+    events.emit(ev.TranscriptFinal(1, "tell me a story"))
+    events.emit(ev.SpeechStarted(2, time.monotonic()))
+    assert log.first(ev.Interruption, 2).outcome == "echo"  # type: ignore[union-attr]
+    end = time.monotonic() + 5
+    while len(mic.reads) < 7 and time.monotonic() < end:  # the low one and the echo checks after it
+        time.sleep(0.02)
+    assert len(mic.reads) >= 7 and log.first(ev.ReplyPaused, 2) is None
+
+
+def test_a_far_end_that_plays_only_a_quiet_stretch_tells_nothing_about_echo() -> None:
+    """Against the far end's near-silence (a pause between clauses, a reply's fading end) the
+    correlation measures noise and reads low, as a user's speech would: no verdict either way."""
+    rng = np.random.default_rng(5)
+    guard = EchoGuard(ListSource([]), BargeInConfig(echo="none"), FarEnd(), EventBus())
+    t = 100.0
+    for i in range(0, RATE, 320):
+        quiet = (rng.standard_normal(320) * 5).astype(np.int16)  # -76 dBFS: played, but silent
+        room = (rng.standard_normal(320) * 40).astype(np.int16)
+        guard._raw.append((t + i / RATE, room, quiet))
+    assert guard.echo_likeness(t + 0.5, t + 0.9) is None
+
+
 def test_a_cough_at_the_end_of_an_echo_like_window_pauses_the_reply() -> None:
     """Live, a cough over a loud echo read 0.89 over the 0.5 s before speech was heard (mostly echo)
     and was taken for the assistant's own voice; its own last 0.25 s are not the played audio."""

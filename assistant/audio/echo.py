@@ -70,10 +70,12 @@ def webrtc_canceller(delay_ms: int = 0) -> Canceller:
 
 def _likeness(frames: list[tuple[float, np.ndarray, np.ndarray]], i: int, j: int) -> float | None:
     """``best_squared_correlation`` of the raw microphone in ``frames[i:j]`` with the played audio
-    from up to ECHO_LAGS frames earlier; None when either is silent."""
+    from up to ECHO_LAGS frames earlier; None when either is silent. A far end that plays only its
+    quiet stretches (a pause between clauses, the fade at a reply's end) counts as silent: against
+    it the correlation measures noise, and reads low, as a user would."""
     near = np.concatenate([f[1] for f in frames[i:j]]).astype(np.float64)
     far = np.concatenate([f[2] for f in frames[max(0, i - ECHO_LAGS) : j]]).astype(np.float64)
-    if not far.any() or not near.any():
+    if rms(far) < SILENT_RMS or not near.any():
         return None
     return best_squared_correlation(near, far)
 

@@ -30,6 +30,9 @@ ECHO_LIKENESS = 0.8  # squared correlation with the played audio above which it 
 # alone gives ~0; a user as loud as the echo ~0.5; the echo alone ~1 (a linear path)
 RECHECK_S = 0.2  # while echo-judged speech goes on, how often its latest ECHO_ONSET_S is checked
 RECHECKS = 10  # ... for at most 2 s: a question's first words, and the raw audio kept (2 s)
+USER_CHECKS = 2  # ... and it is a user's once this many checks in a row are not the played audio: one
+# is not enough (CI, a busy machine: an "mm-hmm" judged echo at its onset paused the reply 2 s later,
+# at the last check, when a single window near the reply's end read low; the reply then resumed)
 KEEP_TURNS = 10
 
 
@@ -73,12 +76,12 @@ class EchoTurns:
         self.events.emit(ev.Interruption(turn, cut, "echo", 0.0, "", reason))
         return True
 
-    def watch(self, turn: int, on_user: Callable[[], None], checks: int = RECHECKS) -> None:
+    def watch(self, turn: int, on_user: Callable[[], None], checks: int = RECHECKS, unlike: int = 0) -> None:
         """Check ``turn`` again in RECHECK_S, and so on while it is spoken; when its latest speech
-        is not the played audio, forget the verdict and call ``on_user``."""
+        is not the played audio (USER_CHECKS times in a row), forget the verdict and call ``on_user``."""
         if checks <= 0:
             return
-        timer = threading.Timer(RECHECK_S, self._recheck, (turn, on_user, checks - 1))
+        timer = threading.Timer(RECHECK_S, self._recheck, (turn, on_user, checks - 1, unlike))
         timer.daemon = True
         timer.start()
 
@@ -87,14 +90,20 @@ class EchoTurns:
         with self._lock:
             self._speaking.discard(turn)
 
-    def _recheck(self, turn: int, on_user: Callable[[], None], checks: int) -> None:
+    def _recheck(self, turn: int, on_user: Callable[[], None], checks: int, unlike: int) -> None:
         with self._lock:
             if turn not in self._speaking:
                 return
         now = time.monotonic()
         likeness = self._likeness(now - ECHO_ONSET_S, now)
-        if likeness is None or likeness >= ECHO_LIKENESS:
+        if likeness is None:  # a silent window: neither the echo nor a user
+            self.watch(turn, on_user, checks, unlike)
+            return
+        if likeness >= ECHO_LIKENESS:
             self.watch(turn, on_user, checks)
+            return
+        if unlike + 1 < USER_CHECKS:
+            self.watch(turn, on_user, checks, unlike + 1)
             return
         with self._lock:
             self._echoes.discard(turn)
