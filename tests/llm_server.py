@@ -44,6 +44,12 @@ def free_port() -> int:
 _DIE_WITH_PARENT = "import ctypes, os, signal, sys; ctypes.CDLL(None).prctl(1, signal.SIGTERM); os.execv(sys.argv[1], sys.argv[1:])"
 
 
+def _stat_fields(stat: Path) -> list[str]:
+    """The fields of a /proc stat file after the command's name (which may hold spaces): state,
+    parent's pid, ..., user time (11), system time (12)."""
+    return stat.read_text().rsplit(")", 1)[1].split()
+
+
 class TransformersServer:
     """``transformers serve MODEL_DIR`` on 127.0.0.1; ``start`` returns once it answers /v1/models.
 
@@ -141,26 +147,45 @@ class TransformersServer:
         except subprocess.TimeoutExpired:
             self.kill()
 
-    def cpu_seconds(self) -> float:
-        """User + system CPU time the server process has used (Linux /proc): it tells whether the
-        server is still generating when no client listens."""
+    def processes(self) -> list[int]:
+        """The server's process and its descendants: since transformers 5.25 the model runs in a
+        process the server spawns, so the server's own process is idle while it generates."""
         assert self.process is not None
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        parents: dict[int, int] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                parents[int(stat.parent.name)] = int(_stat_fields(stat)[1])
+            except (OSError, ValueError, IndexError):  # gone meanwhile
+                continue
+        tree = [self.process.pid]
+        for pid in tree:  # grows as it goes: breadth first
+            tree += [child for child, parent in parents.items() if parent == pid]
+        return tree
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the server's processes have used (Linux /proc): it tells whether
+        the server is still generating when no client listens."""
+        total = 0
+        for pid in self.processes():
+            try:
+                fields = _stat_fields(Path(f"/proc/{pid}/stat"))
+            except OSError:  # ended meanwhile
+                continue
+            total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
 
     def threads_state(self) -> str:
         """Each server thread's scheduler state and what it waits in (Linux /proc), for a failure's
         message: running (R), sleeping (S) or blocked on I/O (D)."""
-        assert self.process is not None
         states = []
-        for task in sorted(Path(f"/proc/{self.process.pid}/task").iterdir()):
-            try:
-                name = (task / "comm").read_text().strip()
-                state = (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
-                wchan = (task / "wchan").read_text().strip() or "-"
-            except OSError:  # the thread ended meanwhile
-                continue
-            states.append(f"{name}:{state}:{wchan}")
+        for pid in self.processes():
+            for task in sorted(Path(f"/proc/{pid}/task").glob("*")):
+                try:
+                    state = _stat_fields(task / "stat")[0]
+                    wchan = (task / "wchan").read_text().strip() or "-"
+                except OSError:  # the thread ended meanwhile
+                    continue
+                states.append(f"{pid}/{task.name}:{state}:{wchan}")
         return " ".join(states)
 
     def log_text(self) -> str:
