@@ -96,14 +96,10 @@ class EchoTurns:
                 return
         now = time.monotonic()
         likeness = self._likeness(now - ECHO_ONSET_S, now)
-        if likeness is None:  # a silent window: neither the echo nor a user
+        if likeness is not None:  # (a silent window is neither the echo nor a user: the run stands)
+            unlike = unlike + 1 if likeness < ECHO_LIKENESS else 0
+        if unlike < USER_CHECKS:
             self.watch(turn, on_user, checks, unlike)
-            return
-        if likeness >= ECHO_LIKENESS:
-            self.watch(turn, on_user, checks)
-            return
-        if unlike + 1 < USER_CHECKS:
-            self.watch(turn, on_user, checks, unlike + 1)
             return
         with self._lock:
             self._echoes.discard(turn)
