@@ -230,9 +230,10 @@ class Assistant:
         self.proc = subprocess.Popen(cmd, env=env, stderr=self._stderr, cwd=REPO, preexec_fn=interruptible)
 
     def events(self) -> list[dict]:
-        if not self.log.exists():
-            return []
-        lines = self.log.read_text(encoding="utf-8").splitlines()
+        try:
+            lines = self.log.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:  # not yet, or only for a moment: at start-up the CLI checks that it
+            return []  # can write the log by creating the file and removing it (cli/common.py)
         return [json.loads(line) for line in lines if line.strip().endswith("}")]
 
     def timeline(self, after: float = 0.0) -> str:
